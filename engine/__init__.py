@@ -1,0 +1,88 @@
+"""Flowkernel: a persistent state-machine and pipeline engine.
+
+A pipeline compiles into a class; a `transitions` machine drives the class; pluggy plugins
+handle its events; SQLAlchemy persists everything (SQLite by default, PostgreSQL in production).
+"""
+
+from engine.actors import SYSTEM, Actor
+from engine.errors import (
+    AbstractClassError,
+    AccessDenied,
+    ChecklistIncomplete,
+    ConcurrentUpdate,
+    DefinitionError,
+    DefinitionInUse,
+    DuplicateCode,
+    DuplicateTransition,
+    ExecutionError,
+    FlowkernelError,
+    ForeignReference,
+    HandlerFailed,
+    InvalidArgument,
+    InvalidDefinition,
+    InvalidValue,
+    ItemNotDeleted,
+    ItemNotFound,
+    MethodNotAvailable,
+    MoveNotAllowed,
+    ObjectAlreadyPlaced,
+    RequirementMissing,
+    UnknownDefinition,
+    UnknownHandler,
+)
+from engine.flowkernel import Flowkernel
+from engine.hookspecs import hookimpl
+from engine.snapshots import (
+    ChangeState,
+    DropItem,
+    EventContext,
+    ExecutionResult,
+    HistoryEntry,
+    ItemSnapshot,
+    MethodInfo,
+    OutgoingEvent,
+    Restore,
+    SoftDelete,
+    WatcherNotification,
+)
+
+__all__ = [
+    "SYSTEM",
+    "AbstractClassError",
+    "AccessDenied",
+    "Actor",
+    "ChangeState",
+    "ChecklistIncomplete",
+    "ConcurrentUpdate",
+    "DefinitionError",
+    "DefinitionInUse",
+    "DropItem",
+    "DuplicateCode",
+    "DuplicateTransition",
+    "EventContext",
+    "ExecutionError",
+    "ExecutionResult",
+    "Flowkernel",
+    "FlowkernelError",
+    "ForeignReference",
+    "HandlerFailed",
+    "HistoryEntry",
+    "InvalidArgument",
+    "InvalidDefinition",
+    "InvalidValue",
+    "ItemNotDeleted",
+    "ItemNotFound",
+    "ItemSnapshot",
+    "MethodInfo",
+    "MethodNotAvailable",
+    "MoveNotAllowed",
+    "ObjectAlreadyPlaced",
+    "OutgoingEvent",
+    "RequirementMissing",
+    "Restore",
+    "SoftDelete",
+    "UnknownDefinition",
+    "UnknownHandler",
+    "WatcherNotification",
+    "hookimpl",
+]

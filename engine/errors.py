@@ -1,0 +1,305 @@
+"""Typed errors: one base, definition errors apart from runtime errors.
+
+Every error carries structured attributes and a message that names the values
+involved and the next step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class FlowkernelError(Exception):
+    """Base of every error Flowkernel raises on purpose."""
+
+    code: str = "flowkernel_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def details(self) -> dict[str, object]:
+        """Structured attributes of the error, for APIs and logs."""
+        return {k: v for k, v in vars(self).items() if k != "message" and not k.startswith("_")}
+
+
+# --- definition errors -------------------------------------------------------------------
+
+
+class DefinitionError(FlowkernelError):
+    """A class, pipeline or document is not a valid definition."""
+
+    code = "definition_error"
+
+
+class UnknownDefinition(DefinitionError):
+    """A class, state, action, method, stage or column that does not exist."""
+
+    code = "unknown_definition"
+
+    def __init__(self, kind: str, key: object, scope: str = "", known: Sequence[str] = ()) -> None:
+        self.kind = kind
+        self.key = key
+        self.known = tuple(known)
+        where = f" in {scope}" if scope else ""
+        hint = f"; known: {', '.join(self.known)}" if self.known else ""
+        super().__init__(f"unknown {kind} {key!r}{where}{hint}")
+
+
+class DuplicateCode(DefinitionError):
+    """A code that must be unique is used twice."""
+
+    code = "duplicate_code"
+
+    def __init__(self, kind: str, key: str, scope: str) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key!r} already exists in {scope}; choose another code")
+
+
+class ForeignReference(DefinitionError):
+    """A definition refers to a state or method of another class."""
+
+    code = "foreign_reference"
+
+    def __init__(self, kind: str, key: str, owner: str, expected: str) -> None:
+        self.kind = kind
+        self.key = key
+        self.owner = owner
+        self.expected = expected
+        super().__init__(
+            f"{kind} {key!r} belongs to class {owner!r}, not {expected!r}; "
+            f"use a {kind} of {expected!r}"
+        )
+
+
+class DuplicateTransition(DefinitionError):
+    """A method already has a target from this state."""
+
+    code = "duplicate_transition"
+
+    def __init__(self, state: str | None, method: str, existing: str) -> None:
+        self.state = state
+        self.method = method
+        self.existing = existing
+        src = state or "any state"
+        super().__init__(
+            f"method {method!r} from {src} already leads to {existing!r}; "
+            "a method has at most one target per state: edit or delete that transition"
+        )
+
+
+class UnknownHandler(DefinitionError):
+    """An event names a handler that no registered plugin provides."""
+
+    code = "unknown_handler"
+
+    def __init__(self, handler: str, known: Sequence[str]) -> None:
+        self.handler = handler
+        self.known = tuple(sorted(known))
+        super().__init__(
+            f"no plugin provides the handler {handler!r}; register a plugin that does "
+            f"(known handlers: {', '.join(self.known)})"
+        )
+
+
+class AbstractClassError(DefinitionError):
+    """An abstract class cannot hold items."""
+
+    code = "abstract_class"
+
+    def __init__(self, class_code: str, items: int = 0) -> None:
+        self.class_code = class_code
+        self.items = items
+        if items:
+            msg = (
+                f"class {class_code!r} holds {items} item(s) and cannot become abstract; "
+                "move or drop them first"
+            )
+        else:
+            msg = f"class {class_code!r} is abstract and holds no items; place into a subclass"
+        super().__init__(msg)
+
+
+class InvalidDefinition(DefinitionError):
+    """A definition breaks a rule other than the ones above."""
+
+    code = "invalid_definition"
+
+    def __init__(self, message: str, **attrs: object) -> None:
+        for key, value in attrs.items():
+            setattr(self, key, value)
+        super().__init__(message)
+
+
+class DefinitionInUse(DefinitionError):
+    """A definition cannot be removed while something still uses it."""
+
+    code = "definition_in_use"
+
+    def __init__(self, kind: str, key: str, users: str) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key!r} is still used by {users}; remove those first")
+
+
+# --- runtime errors ----------------------------------------------------------------------
+
+
+class ExecutionError(FlowkernelError):
+    """An operation on items was refused; nothing was changed."""
+
+    code = "execution_error"
+
+
+class InvalidArgument(ExecutionError):
+    """An argument of a call is malformed (wrong type, empty, out of range)."""
+
+    code = "invalid_argument"
+
+    def __init__(self, message: str, **attrs: object) -> None:
+        for key, value in attrs.items():
+            setattr(self, key, value)
+        super().__init__(message)
+
+
+class ItemNotFound(ExecutionError):
+    """No item with that id (in the actor's account)."""
+
+    code = "item_not_found"
+
+    def __init__(self, item_id: object) -> None:
+        self.item_id = item_id
+        super().__init__(f"no item {item_id!r}; check the id and the account")
+
+
+class ObjectAlreadyPlaced(ExecutionError):
+    """An object occupies one state per class."""
+
+    code = "object_already_placed"
+
+    def __init__(self, class_code: str, object_type: str, object_id: int, item_id: int) -> None:
+        self.class_code = class_code
+        self.object_type = object_type
+        self.object_id = object_id
+        self.item_id = item_id
+        super().__init__(
+            f"{object_type} {object_id} is already in class {class_code!r} as item {item_id}; "
+            "execute a method on that item instead"
+        )
+
+
+class MethodNotAvailable(ExecutionError):
+    """The method does not exist in the item's current state."""
+
+    code = "method_not_available"
+
+    def __init__(self, method: str, state: str, available: Sequence[str]) -> None:
+        self.method = method
+        self.state = state
+        self.available = tuple(available)
+        listed = ", ".join(self.available) or "none"
+        super().__init__(
+            f"method {method!r} is not available in state {state!r}; available there: {listed}"
+        )
+
+
+class ItemNotDeleted(ExecutionError):
+    """Drop removes only items that were deleted first."""
+
+    code = "item_not_deleted"
+
+    def __init__(self, item_id: int, state: str) -> None:
+        self.item_id = item_id
+        self.state = state
+        super().__init__(
+            f"item {item_id} is in state {state!r}, not deleted; execute delete before drop"
+        )
+
+
+class AccessDenied(ExecutionError):
+    """The actor may not see or run this method, or reach this account."""
+
+    code = "access_denied"
+
+    def __init__(self, message: str, **attrs: object) -> None:
+        for key, value in attrs.items():
+            setattr(self, key, value)
+        super().__init__(message)
+
+
+class ConcurrentUpdate(ExecutionError):
+    """Another transaction changed the item first; retrying is safe."""
+
+    code = "concurrent_update"
+
+    def __init__(self, item_id: int) -> None:
+        self.item_id = item_id
+        super().__init__(f"item {item_id} was changed by another transaction; retry the call")
+
+
+class HandlerFailed(ExecutionError):
+    """An event handler raised; the execution was rolled back."""
+
+    code = "handler_failed"
+
+    def __init__(self, handler: str, method: str, item_id: int, cause: BaseException) -> None:
+        self.handler = handler
+        self.method = method
+        self.item_id = item_id
+        self.cause = repr(cause)
+        super().__init__(
+            f"handler {handler!r} failed while executing {method!r} on item {item_id}: "
+            f"{cause!r}; nothing was changed"
+        )
+
+
+class InvalidValue(ExecutionError):
+    """A custom column value does not match the column's field type."""
+
+    code = "invalid_value"
+
+    def __init__(self, column: str, value: object, expected: str) -> None:
+        self.column = column
+        self.value = value
+        self.expected = expected
+        super().__init__(f"column {column!r} refuses {value!r}: expected {expected}")
+
+
+class RequirementMissing(ExecutionError):
+    """Required columns have no value for the target stage."""
+
+    code = "stage_requirement_missing"
+
+    def __init__(self, stage: str, missing: Sequence[tuple[str, str]]) -> None:
+        self.stage = stage
+        self.missing = tuple(missing)
+        names = ", ".join(f"{name} ({label})" for name, label in self.missing)
+        super().__init__(f"cannot enter stage {stage!r}: fill {names} first")
+
+
+class ChecklistIncomplete(ExecutionError):
+    """Required checklist items of the current stage are still open."""
+
+    code = "checklist_incomplete"
+
+    def __init__(self, stage: str, open_items: Sequence[tuple[str, str]]) -> None:
+        self.stage = stage
+        self.open_items = tuple(open_items)
+        names = ", ".join(f"{key} ({label})" for key, label in self.open_items)
+        super().__init__(f"cannot leave stage {stage!r}: complete {names} first")
+
+
+class MoveNotAllowed(ExecutionError):
+    """The pipeline's movement rules refuse this move."""
+
+    code = "move_not_allowed"
+
+    def __init__(self, from_stage: str, to_stage: str, rule: str) -> None:
+        self.from_stage = from_stage
+        self.to_stage = to_stage
+        self.rule = rule
+        super().__init__(
+            f"moving from {from_stage!r} to {to_stage!r} is refused by the pipeline rule "
+            f"{rule!r}; pick an allowed stage or run the move as the system actor"
+        )

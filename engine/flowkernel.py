@@ -1,0 +1,168 @@
+"""`Flowkernel`: one database, one plugin manager, the compiled-class cache, and the APIs on them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import pluggy
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import database
+from engine.actors import Actor
+from engine.compiler import ClassCache, CompiledClass
+from engine.definitions import Definitions
+from engine.delivery import Delivery, DeliveryReport
+from engine.hookspecs import EventHandler
+from engine.outbox import OutboxWriter
+from engine.plugin_manager import collect_handlers, get_plugin_manager
+from engine.runtime import Runtime
+from engine.snapshots import ExecutionResult, HistoryEntry, ItemSnapshot, MethodInfo
+
+
+class Flowkernel:
+    """The engine: open it on a database URL, migrate, define classes, run methods.
+
+    `database_url` defaults to `FLOWKERNEL_DATABASE_URL`, else the SQLite file `flowkernel.db`.
+    Extra `plugins` are registered after the built-in ones and the installed entry points.
+    With `deliver_events` (the default) outgoing events are delivered right after each commit;
+    otherwise they wait for `deliver_events()` or the `flowkernel events deliver` worker.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        plugins: Sequence[object] = (),
+        entry_points: bool = True,
+        deliver_events: bool = True,
+        engine: Engine | None = None,
+    ) -> None:
+        self.engine = engine if engine is not None else database.open_engine(database_url)
+        self.sessions: sessionmaker[Session] = sessionmaker(
+            self.engine, expire_on_commit=False, autoflush=False
+        )
+        self.plugin_manager: pluggy.PluginManager = get_plugin_manager(
+            self.engine, entry_points=entry_points
+        )
+        for plugin in plugins:
+            self.plugin_manager.register(plugin)
+        self._handlers = collect_handlers(self.plugin_manager)
+        self.cache = ClassCache()
+        self.definitions = Definitions(self.sessions, lambda: self._handlers.keys())
+        self.delivery = Delivery(self.engine, self.plugin_manager)
+        self._deliver_inline = deliver_events
+        self.runtime = Runtime(
+            self.sessions, self.cache, lambda: self._handlers, OutboxWriter(), self._after_commit
+        )
+
+    # --- setup ---------------------------------------------------------------------------
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate the database to `revision` (the newest by default)."""
+        database.upgrade(self.engine, revision)
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin after start-up; its handlers become usable at once."""
+        self.plugin_manager.register(plugin, name=name)
+        self._handlers = collect_handlers(self.plugin_manager)
+
+    @property
+    def handlers(self) -> Mapping[str, EventHandler]:
+        """Every named event handler the registered plugins provide."""
+        return self._handlers
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Flowkernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- runtime -------------------------------------------------------------------------
+
+    def place(
+        self,
+        class_code: str | int,
+        object_type: str,
+        object_id: int,
+        actor: Actor,
+        *,
+        state: str | None = None,
+        account_id: int | None = None,
+        assigned_user_id: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> ItemSnapshot:
+        """Place an object into a class: the global create method runs and the item lands."""
+        info = self.definitions.get_class(class_code, actor.account_id)
+        return self.runtime.place(
+            info.id,
+            object_type,
+            object_id,
+            actor,
+            account_id=account_id,
+            state=state,
+            assigned_user_id=assigned_user_id,
+            params=params,
+        )
+
+    def execute(
+        self,
+        item_id: int,
+        method: str,
+        actor: Actor,
+        *,
+        params: Mapping[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Execute a method by code on an item."""
+        return self.runtime.execute(item_id, method, actor, params=params)
+
+    def execute_action(
+        self,
+        item_id: int,
+        action: str,
+        actor: Actor,
+        *,
+        params: Mapping[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Execute the first method (by sequence) of an action on an item."""
+        return self.runtime.execute(item_id, action, actor, params=params, by_action=True)
+
+    def item(self, item_id: int, actor: Actor) -> ItemSnapshot:
+        """An item's current state and state type."""
+        return self.runtime.item(item_id, actor)
+
+    def methods(self, item_id: int, actor: Actor) -> list[MethodInfo]:
+        """The methods the actor may run on the item now, by sequence."""
+        return self.runtime.methods(item_id, actor)
+
+    def history(self, item_id: int, actor: Actor) -> list[HistoryEntry]:
+        """An item's state history, oldest first."""
+        return self.runtime.history(item_id, actor)
+
+    def state_at(self, item_id: int, when: datetime, actor: Actor) -> str | None:
+        """An item's state at a moment of its history."""
+        return self.runtime.state_at(item_id, when, actor)
+
+    def compiled(self, class_code: str | int, account_id: int | None = None) -> CompiledClass:
+        """The compiled current version of a class."""
+        info = self.definitions.get_class(class_code, account_id)
+        with self.sessions.begin() as session:
+            return self.runtime.compiled(session, info.id)
+
+    # --- events --------------------------------------------------------------------------
+
+    def deliver_events(self, limit: int = 500) -> DeliveryReport:
+        """Deliver pending outgoing events and watcher notifications now."""
+        return self.delivery.deliver(limit=limit)
+
+    def _after_commit(self, outbox_ids: Sequence[int], results: Sequence[ExecutionResult]) -> None:
+        for result in results:
+            self.plugin_manager.hook.flowkernel_method_executed(result=result)
+        if outbox_ids and self._deliver_inline:
+            self.delivery.deliver(outbox_ids)

@@ -1,0 +1,88 @@
+"""The built-in inbox: keeps each watcher's notifications (list, mark read)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from engine.hookspecs import hookimpl
+from engine.schema import InboxRow
+from engine.snapshots import WatcherNotification
+
+table = InboxRow.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """One notification in a user's inbox."""
+
+    id: int
+    event_id: str
+    user_id: int
+    item_id: int
+    trigger: str
+    message: str
+    payload: dict[str, Any]
+    created_at: datetime
+    read_at: datetime | None
+
+
+class InboxPlugin:
+    """Stores watcher notifications once (by event id) in `fk_inbox`."""
+
+    def __init__(self, database: Engine) -> None:
+        self._db = database
+
+    @hookimpl
+    def flowkernel_notify_watcher(self, notification: WatcherNotification) -> None:
+        with self._db.begin() as conn:
+            seen = conn.execute(
+                select(table.c.id).where(table.c.event_id == notification.event_id)
+            ).first()
+            if seen is None:
+                conn.execute(
+                    insert(table).values(
+                        event_id=notification.event_id,
+                        iam_user_id=notification.user_id,
+                        iam_account_id=notification.account_id,
+                        flow_item_id=notification.item_id,
+                        trigger=notification.trigger,
+                        message=notification.message,
+                        payload=dict(notification.payload),
+                    )
+                )
+
+    def entries(
+        self, user_id: int, *, unread_only: bool = False, limit: int = 100
+    ) -> list[InboxEntry]:
+        """The user's notifications, newest first."""
+        stmt = select(table).where(table.c.iam_user_id == user_id)
+        if unread_only:
+            stmt = stmt.where(table.c.read_at.is_(None))
+        with self._db.connect() as conn:
+            rows = conn.execute(stmt.order_by(table.c.id.desc()).limit(limit)).all()
+        return [
+            InboxEntry(
+                r.id,
+                r.event_id,
+                r.iam_user_id,
+                r.flow_item_id,
+                r.trigger,
+                r.message,
+                dict(r.payload),
+                r.created_at,
+                r.read_at,
+            )
+            for r in rows
+        ]
+
+    def mark_read(self, user_id: int, entry_ids: list[int] | None = None) -> int:
+        """Mark the user's entries (all when `entry_ids` is None) read; how many changed."""
+        stmt = update(table).where(table.c.iam_user_id == user_id, table.c.read_at.is_(None))
+        if entry_ids is not None:
+            stmt = stmt.where(table.c.id.in_(entry_ids))
+        with self._db.begin() as conn:
+            return conn.execute(stmt.values(read_at=datetime.now(UTC))).rowcount
