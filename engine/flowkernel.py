@@ -18,7 +18,11 @@ from engine.delivery import Delivery, DeliveryReport
 from engine.hookspecs import EventHandler
 from engine.outbox import OutboxWriter
 from engine.plugin_manager import collect_handlers, get_plugin_manager
+from engine.items import ItemOps
+from engine.pipelines import PipelineAdmin
+from engine.queries import Queries
 from engine.runtime import Runtime
+from engine.sla import SlaScanner
 from engine.snapshots import ExecutionResult, HistoryEntry, ItemSnapshot, MethodInfo
 
 
@@ -57,6 +61,10 @@ class Flowkernel:
         self.runtime = Runtime(
             self.sessions, self.cache, lambda: self._handlers, OutboxWriter(), self._after_commit
         )
+        self.pipelines = PipelineAdmin(self.sessions, self.runtime)
+        self.items = ItemOps(self.sessions, self.runtime)
+        self.queries = Queries(self.sessions, self.runtime)
+        self.sla = SlaScanner(self.sessions, self.runtime)
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -132,6 +140,10 @@ class Flowkernel:
     ) -> ExecutionResult:
         """Execute the first method (by sequence) of an action on an item."""
         return self.runtime.execute(item_id, action, actor, params=params, by_action=True)
+
+    def move(self, item_id: int, stage: str | int, actor: Actor) -> ExecutionResult:
+        """Move a pipeline item to a stage (by code or id) through its move method."""
+        return self.runtime.move(item_id, stage, actor)
 
     def item(self, item_id: int, actor: Actor) -> ItemSnapshot:
         """An item's current state and state type."""

@@ -38,6 +38,7 @@ from engine.errors import (
     MoveNotAllowed,
     ObjectAlreadyPlaced,
     RequirementMissing,
+    UnknownDefinition,
     UnknownHandler,
 )
 from engine.hookspecs import EventHandler
@@ -168,7 +169,7 @@ class Runtime:
         self._cache = cache
         self._handlers = handlers
         self._outbox = outbox
-        self._after_commit = after_commit
+        self.after_commit = after_commit
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -375,7 +376,7 @@ class Runtime:
             outbox_ids = self._outbox.record(
                 conn, compiled, item, actor, now, "item_created", None, target
             )
-        self._after_commit(outbox_ids, ())
+        self.after_commit(outbox_ids, ())
         return item
 
     # --- execute -------------------------------------------------------------------------
@@ -391,9 +392,26 @@ class Runtime:
     ) -> ExecutionResult:
         """Execute a method (or the first method of an action) on an item."""
         with self._sessions.begin() as session:
-            result, outbox_ids = self._execute(session, item_id, method, actor, params, by_action)
-        self._after_commit(outbox_ids, (result,))
+            result, outbox_ids = self.execute_in(session, item_id, method, actor, params, by_action)
+        self.after_commit(outbox_ids, (result,))
         return result
+
+    def move(self, item_id: int, stage: str | int, actor: Actor) -> ExecutionResult:
+        """Move an item to a stage (by code or id) by executing `move_to_<code>`."""
+        if isinstance(stage, int) and not isinstance(stage, bool):
+            with self._sessions.begin() as session:
+                item = self._load(session, item_id, actor, lock=False)
+                compiled = self._cache.get(session, item.class_id, item.class_version)
+                target = compiled.states_by_id.get(stage)
+                if target is None:
+                    raise UnknownDefinition(
+                        "stage",
+                        stage,
+                        f"pipeline {compiled.name!r}",
+                        [str(s.id) for s in compiled.ordered_states],
+                    )
+                stage = target.code
+        return self.execute(item_id, MOVE_PREFIX + str(stage), actor)
 
     def _call(self, name: str, context: EventContext) -> list[object]:
         handler = self._handlers().get(name)
@@ -411,7 +429,7 @@ class Runtime:
             return [out]
         return list(out)
 
-    def _execute(
+    def execute_in(
         self,
         session: Session,
         item_id: int,
@@ -420,6 +438,10 @@ class Runtime:
         params: Mapping[str, Any] | None,
         by_action: bool,
     ) -> tuple[ExecutionResult, list[int]]:
+        """Execute inside the caller's transaction; returns the result and the outbox ids written.
+
+        The caller commits, then passes both to `after_commit`.
+        """
         item = self._load(session, item_id, actor, lock=True)
         compiled = self._cache.get(session, item.class_id, item.class_version)
         state = self._state(compiled, item)
