@@ -181,6 +181,7 @@ class CompiledClass:
     account_id: int | None
     object_type: str | None
     is_abstract: bool
+    is_template: bool
     movement: str
     lineage: tuple[int, ...]
     states: Mapping[str, CompiledState]
@@ -398,8 +399,10 @@ def _explicit_methods(
             source = stage_codes.get(t.state_id) if t.state_id is not None else None
             targets[(source, t.method_id)] = t.new_state_id
         target_codes = {s.id: state_code(s) for s in definition.stages}
+        # A state's own method wins over a global one of the same code (Apostol's lookup).
+        own_first = sorted(definition.methods, key=lambda row: row[0].state_id is None)
         for state in states:
-            for method, action in definition.methods:
+            for method, action in own_first:
                 bound = stage_codes.get(method.state_id) if method.state_id is not None else None
                 if method.state_id is not None and bound != state:
                     continue
@@ -604,6 +607,7 @@ def compile_class(conn: Session, class_id: int) -> CompiledClass:
         account_id=row.iam_account_id,
         object_type=row.object_type,
         is_abstract=row.is_abstract,
+        is_template=row.is_template,
         movement=row.movement,
         lineage=tuple(d.row.id for d in lineage),
         states=states,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -15,11 +17,17 @@ from sqlalchemy.engine import make_url
 
 ENV_VAR: Final = "FLOWKERNEL_DATABASE_URL"
 DEFAULT_URL: Final = "sqlite:///flowkernel.db"
-MIGRATIONS: Final = Path(__file__).with_name("migrations")
-if not MIGRATIONS.is_dir():  # editable install: the package dir maps to the repository's folder
-    import engine.migrations as _migrations
 
-    MIGRATIONS = Path(_migrations.__file__).parent
+
+def _migrations_dir() -> Path:
+    """The Alembic scripts: `engine/migrations` when installed, `migrations/` in a checkout."""
+    spec = importlib.util.find_spec("engine.migrations")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+MIGRATIONS: Final = _migrations_dir()
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -56,10 +64,16 @@ def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
     return create_engine(resolved, pool_pre_ping=True, **kwargs)
 
 
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def _sqlite_connect(dbapi_conn: Any, record: Any) -> None:
     # Let SQLAlchemy, not the driver, issue BEGIN (see the SQLAlchemy pysqlite notes).
     dbapi_conn.isolation_level = None
     _sqlite_pragmas(dbapi_conn, record)
+    # NOW() as in PostgreSQL, so SQL written for the seed's tables runs here too.
+    dbapi_conn.create_function("now", 0, _utc_now)
 
 
 def _alembic_config(engine: Engine) -> Config:

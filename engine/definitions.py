@@ -1,4 +1,4 @@
-"""The authoring API for kernel classes, mirroring the seed's AddState/AddMethod/AddTransition/AddEvent.
+"""The authoring API for kernel classes, mirroring the seed's AddState, AddMethod, AddEvent.
 
 Every write is validated before anything is stored, and each call is one transaction.
 """
@@ -31,6 +31,7 @@ from engine.schema import (
     ItemRow,
     MethodRow,
     PipelineRow,
+    StageHistoryRow,
     StageRow,
     TransitionRow,
 )
@@ -214,7 +215,9 @@ class Definitions:
         other = session.execute(select(MethodRow).where(MethodRow.code == code)).scalars().first()
         if other is not None and other.class_id != cls.id and not candidates:
             owner = session.get(PipelineRow, other.class_id)
-            raise ForeignReference("method", code, owner.code if owner else "?", cls.code or "?")
+            raise ForeignReference(
+                "method", code, (owner.code if owner else None) or "?", cls.code or "?"
+            )
         scope = f"class {cls.code!r}" + (f" state {state!r}" if state else " (global)")
         raise UnknownDefinition("method", code, scope)
 
@@ -334,7 +337,7 @@ class Definitions:
             return _class_info(session, row)
 
     def delete_class(self, code: str, account_id: int | None = None) -> None:
-        """Delete a class with its definition; refused while it holds items or has subclasses."""
+        """Delete a class with its definition; refused while it has items, subclasses or history."""
         with self._tx() as session:
             row = self.class_row(session, code, account_id)
             count = _item_count(session, row.id)
@@ -347,6 +350,14 @@ class Definitions:
             )
             if children:
                 raise DefinitionInUse("class", code, f"subclasses {', '.join(map(str, children))}")
+            # History outlives dropped items and keeps its class and states.
+            moves = session.execute(
+                select(func.count())
+                .select_from(StageHistoryRow)
+                .where(StageHistoryRow.flow_pipeline_id == row.id)
+            ).scalar_one()
+            if moves:
+                raise DefinitionInUse("class", code, f"{moves} history row(s)")
             session.delete(row)
 
     # --- states --------------------------------------------------------------------------
@@ -436,7 +447,7 @@ class Definitions:
             return _state_info(cls, row)
 
     def delete_state(self, class_code: str, code: str, account_id: int | None = None) -> None:
-        """Delete a state; refused while items are in it."""
+        """Delete a state; refused while items are in it or its history names it."""
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
             row = self._state(session, cls, code)
@@ -445,6 +456,16 @@ class Definitions:
             ).scalar_one()
             if count:
                 raise DefinitionInUse("state", code, f"{count} item(s)")
+            moves = session.execute(
+                select(func.count())
+                .select_from(StageHistoryRow)
+                .where(
+                    (StageHistoryRow.from_stage_id == row.id)
+                    | (StageHistoryRow.to_stage_id == row.id)
+                )
+            ).scalar_one()
+            if moves:
+                raise DefinitionInUse("state", code, f"{moves} history row(s)")
             session.delete(row)
             session.flush()
             self._touch(session, cls)
@@ -505,7 +526,7 @@ class Definitions:
         visible: bool = True,
         account_id: int | None = None,
     ) -> MethodDef:
-        """The seed's AddMethod(class, state or None for global, action, code, label, sequence, visible)."""
+        """The seed's AddMethod: an action bound to a class and a state (None: global)."""
         code = code or action
         _check_code("method", code)
         with self._tx() as session:
@@ -629,7 +650,7 @@ class Definitions:
         """The seed's AddTransition(state, method, new state); one target per (state, method)."""
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
-            state_row = self._state(session, cls, state) if state is not None else None
+            state_row = self._foreign_state(session, cls, state) if state is not None else None
             method_row = self._method(session, cls, state, method)
             target = self._foreign_state(session, cls, new_state)
             existing = session.execute(
@@ -970,7 +991,8 @@ def _refuse_cycle(session: Session, row: PipelineRow, parent: PipelineRow) -> No
     while cursor is not None:
         if cursor.id == row.id:
             raise InvalidDefinition(
-                f"class {parent.code!r} descends from {row.code!r}; a class cannot be its own ancestor",
+                f"class {parent.code!r} descends from {row.code!r}; "
+                "a class cannot be its own ancestor",
                 class_code=row.code,
             )
         cursor = session.get(PipelineRow, cursor.parent_id) if cursor.parent_id else None

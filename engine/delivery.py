@@ -16,10 +16,8 @@ import pluggy
 from sqlalchemy import Engine, select, update
 
 from engine.outbox import AUTOMATION
-from engine.schema import OutboxRow
 from engine.snapshots import OutgoingEvent, WatcherNotification
-
-outbox = OutboxRow.__table__
+from engine.tables import outbox
 
 PENDING: Final = "pending"
 DELIVERED: Final = "delivered"
@@ -83,7 +81,7 @@ class Delivery:
         return DeliveryReport(delivered, retried, dead)
 
     def _claim(self, ids: Sequence[int] | None, limit: int) -> list[Any]:
-        """Lease due rows to this worker; a crashed worker's lease runs out and they are due again."""
+        """Lease due rows to this worker; a crashed worker's rows come due when the lease ends."""
         if ids is not None and not ids:
             return []
         now = datetime.now(UTC)

@@ -303,3 +303,107 @@ class MoveNotAllowed(ExecutionError):
             f"moving from {from_stage!r} to {to_stage!r} is refused by the pipeline rule "
             f"{rule!r}; pick an allowed stage or run the move as the system actor"
         )
+
+
+# --- class documents ---------------------------------------------------------------------
+
+
+class InvalidDocument(DefinitionError):
+    """A class document has an unknown key, a value of the wrong type or a dangling reference."""
+
+    code = "invalid_document"
+
+    def __init__(self, path: str, problem: str, problems: Sequence[tuple[str, str]] = ()) -> None:
+        self.path = path
+        self.problem = problem
+        self.problems = tuple(problems) or ((path, problem),)
+        more = len(self.problems) - 1
+        tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        super().__init__(f"{path or 'document'}: {problem}{tail}")
+
+
+# --- database errors ---------------------------------------------------------------------
+
+
+class DatabaseError(FlowkernelError):
+    """The database cannot be used as it is: unreachable, or not at this version's schema."""
+
+    code = "database_error"
+
+
+class DatabaseUnreachable(DatabaseError):
+    """No connection to the database could be opened."""
+
+    code = "database_unreachable"
+
+    def __init__(self, url: str, cause: str) -> None:
+        self.url = url
+        self.cause = cause
+        super().__init__(
+            f"cannot connect to {url}: {cause}; start the server or pass another "
+            "--database-url / FLOWKERNEL_DATABASE_URL"
+        )
+
+
+class DatabaseNotMigrated(DatabaseError):
+    """The database schema is not at the revision this version of Flowkernel needs."""
+
+    code = "database_not_migrated"
+
+    def __init__(self, url: str, current: str | None, head: str | None) -> None:
+        self.url = url
+        self.current = current
+        self.head = head
+        at = f"at revision {current!r}" if current else "not migrated"
+        super().__init__(
+            f"database {url} is {at}, this version needs {head!r}; run `flowkernel db upgrade`"
+        )
+
+
+# --- pipeline administration ---------------------------------------------------------------
+
+
+class StageNotEmpty(DefinitionInUse):
+    """A stage that still holds items cannot be removed without a stage to move them to."""
+
+    code = "stage_not_empty"
+
+    def __init__(self, stage: str, count: int, item_ids: Sequence[int]) -> None:
+        self.kind = "stage"
+        self.key = stage
+        self.stage = stage
+        self.count = count
+        self.item_ids = tuple(item_ids)
+        # The message differs from DefinitionInUse's: the next step is a target, not a removal.
+        FlowkernelError.__init__(
+            self,
+            f"stage {stage!r} holds {count} item(s); pass target=<stage> to move them there "
+            "while removing it (dry_run=True lists them)",
+        )
+
+
+# --- item operations ---------------------------------------------------------------------
+
+
+class ItemDeleted(ExecutionError):
+    """The item is soft-deleted; its values, checklist, assignment and position are frozen."""
+
+    code = "item_deleted"
+
+    def __init__(self, item_id: int) -> None:
+        self.item_id = item_id
+        super().__init__(f"item {item_id} is deleted; restore it before changing it")
+
+
+class ColumnInactive(ExecutionError):
+    """An inactive column keeps its stored values but takes no writes."""
+
+    code = "column_inactive"
+
+    def __init__(self, column: str, pipeline: str) -> None:
+        self.column = column
+        self.pipeline = pipeline
+        super().__init__(
+            f"column {column!r} of pipeline {pipeline!r} is inactive; "
+            "activate it before writing values"
+        )

@@ -1,4 +1,4 @@
-"""`Flowkernel`: one database, one plugin manager, the compiled-class cache, and the APIs on them."""
+"""`Flowkernel`: a database, a plugin manager, the compiled-class cache, and the APIs on them."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from engine.compiler import ClassCache, CompiledClass
 from engine.definitions import Definitions
 from engine.delivery import Delivery, DeliveryReport
 from engine.hookspecs import EventHandler
-from engine.outbox import OutboxWriter
-from engine.plugin_manager import collect_handlers, get_plugin_manager
 from engine.items import ItemOps
+from engine.outbox import OutboxWriter
 from engine.pipelines import PipelineAdmin
+from engine.plugin_manager import collect_handlers, get_plugin_manager
 from engine.queries import Queries
 from engine.runtime import Runtime
 from engine.sla import SlaScanner
@@ -62,8 +62,8 @@ class Flowkernel:
             self.sessions, self.cache, lambda: self._handlers, OutboxWriter(), self._after_commit
         )
         self.pipelines = PipelineAdmin(self.sessions, self.runtime)
-        self.items = ItemOps(self.sessions, self.runtime)
-        self.queries = Queries(self.sessions, self.runtime)
+        self.items = ItemOps(self.sessions, self.runtime, self.plugin_manager)
+        self.queries = Queries(self.sessions, self.runtime, self.plugin_manager)
         self.sla = SlaScanner(self.sessions, self.runtime)
 
     # --- setup ---------------------------------------------------------------------------

@@ -15,11 +15,8 @@ from sqlalchemy import Connection, insert, select
 
 from engine.actors import Actor
 from engine.compiler import CompiledAutomation, CompiledClass, CompiledState
-from engine.schema import OutboxRow, WatcherRow
 from engine.snapshots import ItemSnapshot
-
-outbox = OutboxRow.__table__
-watchers = WatcherRow.__table__
+from engine.tables import outbox, watchers
 
 TRIGGERS: Final = ("stage_entered", "stage_exited", "item_created", "sla_breached")
 AUTOMATION: Final = "automation"

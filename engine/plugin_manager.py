@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import pluggy
 from sqlalchemy import Engine
@@ -40,7 +41,7 @@ def collect_handlers(pm: pluggy.PluginManager) -> Mapping[str, EventHandler]:
     handlers: dict[str, EventHandler] = {}
     owners: dict[str, str] = {}
     for impl in pm.hook.flowkernel_event_handlers.get_hookimpls():
-        provided = impl.function()
+        provided = cast(Mapping[str, EventHandler], impl.function())
         for name, handler in provided.items():
             if name in handlers:
                 raise InvalidDefinition(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.actors import Actor
 from engine.compiler import (
+    MOVE_PREFIX,
     SLA_BREACH,
     ClassCache,
     CompiledClass,
@@ -43,14 +44,6 @@ from engine.errors import (
 )
 from engine.hookspecs import EventHandler
 from engine.outbox import OutboxWriter
-from engine.schema import (
-    ItemRow,
-    ItemValueRow,
-    MethodCallRow,
-    PipelineRow,
-    StageHistoryRow,
-    StageRow,
-)
 from engine.snapshots import (
     ChangeState,
     DropItem,
@@ -62,12 +55,9 @@ from engine.snapshots import (
     Restore,
     SoftDelete,
 )
-
-items = ItemRow.__table__
-history = StageHistoryRow.__table__
-calls = MethodCallRow.__table__
-pipelines = PipelineRow.__table__
-values_table = ItemValueRow.__table__
+from engine.tables import history, items, pipelines, stages
+from engine.tables import item_values as values_table
+from engine.tables import method_calls as calls
 
 _LOAD = select(
     items.c.id,
@@ -282,6 +272,12 @@ class Runtime:
                 raise ItemNotFound(f"class {compiled.code}")
             if compiled.is_abstract:
                 raise AbstractClassError(compiled.code)
+            if compiled.is_template:
+                raise InvalidArgument(
+                    f"pipeline {compiled.name!r} is a template and holds no items; "
+                    "clone it into the account and place items into the clone",
+                    class_code=compiled.code,
+                )
             create = compiled.create
             if create is None or create.target is None:
                 raise InvalidDefinition(
@@ -500,7 +496,7 @@ class Runtime:
                     flow_stage_id=new_state.id,
                     last_stage_changed_at=now,
                     checklist_state=None,
-                    position=_next_position(conn, new_state.id),
+                    position=_end_of_stage(new_state.id),
                 )
             if conn.execute(stmt).rowcount != 1:
                 raise ConcurrentUpdate(item.id)
@@ -619,7 +615,6 @@ class Runtime:
 
 
 def _history(conn: Connection, item_id: int) -> list[HistoryEntry]:
-    stages = StageRow.__table__
     rows = conn.execute(
         select(history, stages.c.code.label("to_code"))
         .join(stages, stages.c.id == history.c.to_stage_id)
@@ -646,6 +641,15 @@ def _history(conn: Connection, item_id: int) -> list[HistoryEntry]:
         )
         for r in rows
     ]
+
+
+def _end_of_stage(stage_id: int) -> Any:
+    """The position after the last item of a stage, as a subquery of the move's UPDATE."""
+    return (
+        select(func.coalesce(func.max(items.c.position) + 1, 0))
+        .where(items.c.flow_stage_id == stage_id)
+        .scalar_subquery()
+    )
 
 
 def _next_position(conn: Connection, stage_id: int) -> int:
@@ -685,7 +689,8 @@ def _log_call(
 def _check_object(object_type: object, object_id: object) -> None:
     if not isinstance(object_type, str) or not object_type or len(object_type) > 128:
         raise InvalidArgument(
-            f"object_type must be a non-empty string of at most 128 characters, not {object_type!r}",
+            f"object_type must be a non-empty string of at most 128 characters, "
+            f"not {object_type!r}",
             object_type=object_type,
         )
     if (

@@ -42,8 +42,12 @@ NAMING_CONVENTION: dict[str, str] = {
 Id = BigInteger().with_variant(Integer(), "sqlite")
 """Primary keys: BIGINT identity on PostgreSQL, the rowid alias on SQLite."""
 
-Json = JSON().with_variant(JSONB(), "postgresql")
-"""JSON documents: JSONB on PostgreSQL so the seed's `jsonb_set` statements run unchanged."""
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+"""JSON documents: JSONB on PostgreSQL so the seed's `jsonb_set` statements run unchanged.
+
+Python None is stored as SQL NULL, not JSON `null`: the seed resets `checklist_state` to NULL
+and its `COALESCE(checklist_state::jsonb, '{}'::jsonb)` cannot set a key in a JSON `null`.
+"""
 
 FALSE = text("false")
 TRUE = text("true")
@@ -283,6 +287,8 @@ class ItemRow(Base):
             postgresql_where=text("sla_breached_at IS NULL AND deleted_at IS NULL"),
             sqlite_where=text("sla_breached_at IS NULL AND deleted_at IS NULL"),
         ),
+        # Item ids are never reused on SQLite: history and the call log outlive dropped items.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

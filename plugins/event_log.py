@@ -10,11 +10,10 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 
 from engine.hookspecs import hookimpl
-from engine.schema import EventLogRow
 from engine.snapshots import OutgoingEvent
+from engine.tables import event_log as table
 
 log = logging.getLogger("flowkernel.events")
-table = EventLogRow.__table__
 
 
 @dataclass(frozen=True, slots=True)

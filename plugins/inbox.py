@@ -9,10 +9,8 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from engine.hookspecs import hookimpl
-from engine.schema import InboxRow
 from engine.snapshots import WatcherNotification
-
-table = InboxRow.__table__
+from engine.tables import inbox as table
 
 
 @dataclass(frozen=True, slots=True)

@@ -441,6 +441,8 @@ def upgrade() -> None:
             "object_id",
             name=op.f("uq_flow_items_flow_pipeline_id_object_type_object_id"),
         ),
+        # Item ids are never reused on SQLite: history and the call log outlive dropped items.
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("flow_items", schema=None) as batch_op:
         batch_op.create_index(

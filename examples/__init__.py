@@ -1,0 +1,1 @@
+"""Runnable examples, shipped as `engine.examples` so `flowkernel demo` can run them."""
