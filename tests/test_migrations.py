@@ -1,0 +1,632 @@
+"""The Alembic migration on both backends: up, down, up again; models match; catalogue; triggers.
+
+Each test that migrates gets its own empty database (a SQLite file, or a uniquely named
+PostgreSQL database dropped afterwards). The last tests build a wheel and migrate a database
+from the installed package, and check how the default SQLite database is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import uuid
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from engine import schema
+from engine.database import (
+    DEFAULT_URL,
+    ENV_VAR,
+    current_revision,
+    downgrade,
+    head_revision,
+    open_engine,
+    upgrade,
+)
+
+PG_URL = os.environ.get(
+    "FLOWKERNEL_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+STATE_TYPES = [(1, "created"), (2, "enabled"), (3, "disabled"), (4, "deleted")]
+STANDARD_ACTIONS = {
+    "create",
+    "open",
+    "edit",
+    "save",
+    "update",
+    "enable",
+    "disable",
+    "delete",
+    "restore",
+    "drop",
+    "move",
+}
+COMMON_ACTIONS = {
+    "heartbeat",
+    "available",
+    "unavailable",
+    "faulted",
+    "submit",
+    "confirm",
+    "reconfirm",
+    "execute",
+    "complete",
+    "fail",
+    "cancel",
+    "abort",
+}
+DEFINITION_TABLES = [
+    "flow_stages",
+    "flow_columns",
+    "flow_automations",
+    "flow_stage_moves",
+    "flow_stage_required_columns",
+    "fk_methods",
+    "fk_transitions",
+    "fk_events",
+    "fk_access_rules",
+]
+"""Tables whose rows are part of a class definition: changing one bumps the class version."""
+
+pipelines = schema.PipelineRow.__table__
+stages = schema.StageRow.__table__
+items = schema.ItemRow.__table__
+
+# --- databases ----------------------------------------------------------------------------------
+
+
+def _pg_admin() -> Engine:
+    url = make_url(PG_URL).set(drivername="postgresql+psycopg")
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect():
+            pass
+    except OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable under CI=true: {exc!r}")
+        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {exc!r}")
+    return admin
+
+
+@pytest.fixture
+def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty, never migrated database of the test's backend."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    admin = _pg_admin()
+    name = f"fk_migrations_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield (
+            make_url(PG_URL)
+            .set(drivername="postgresql+psycopg", database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def fresh(fresh_url: str) -> Iterator[Engine]:
+    """An engine on an empty, never migrated database."""
+    engine = open_engine(fresh_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def migrated(database_url: str) -> Iterator[Engine]:
+    """An engine on an empty database migrated to head (from conftest's template)."""
+    engine = open_engine(database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def database_objects(engine: Engine) -> dict[str, set[str]]:
+    """Tables, indexes, triggers, functions and sequences the database holds, by kind."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            rows = conn.execute(
+                text("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+            )
+            found: dict[str, set[str]] = {"table": set(), "index": set(), "trigger": set()}
+            for kind, name in rows:
+                found.setdefault(kind, set()).add(name)
+            return found
+        return {
+            "table": set(
+                conn.execute(
+                    text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                ).scalars()
+            ),
+            "index": set(
+                conn.execute(
+                    text("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")
+                ).scalars()
+            ),
+            "trigger": set(
+                conn.execute(
+                    text(
+                        "SELECT t.tgname FROM pg_trigger t "
+                        "JOIN pg_class c ON c.oid = t.tgrelid "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE NOT t.tgisinternal AND n.nspname = 'public'"
+                    )
+                ).scalars()
+            ),
+            "function": set(
+                conn.execute(
+                    text(
+                        "SELECT p.proname FROM pg_proc p "
+                        "JOIN pg_namespace n ON n.oid = p.pronamespace "
+                        "WHERE n.nspname = 'public'"
+                    )
+                ).scalars()
+            ),
+            "sequence": set(
+                conn.execute(
+                    text(
+                        "SELECT sequence_name FROM information_schema.sequences "
+                        "WHERE sequence_schema = 'public'"
+                    )
+                ).scalars()
+            ),
+        }
+
+
+def expected_triggers(dialect: str) -> set[str]:
+    """The triggers the migration creates on `dialect`."""
+    if dialect == "postgresql":
+        return {f"{table}_bump_class_version" for table in DEFINITION_TABLES} | {
+            "flow_items_sla_due"
+        }
+    return {
+        f"{table}_bump_{op}" for table in DEFINITION_TABLES for op in ("insert", "update", "delete")
+    } | {"flow_items_sla_due_insert", "flow_items_sla_due_update"}
+
+
+def assert_catalogue(engine: Engine) -> None:
+    """The four state types and the action catalogue are seeded."""
+    with engine.connect() as conn:
+        state_types = conn.execute(text("SELECT id, code FROM fk_state_types ORDER BY id")).all()
+        actions = {
+            code: bool(standard)
+            for code, standard in conn.execute(text("SELECT code, is_standard FROM fk_actions"))
+        }
+    assert [tuple(r) for r in state_types] == STATE_TYPES
+    assert {code for code, standard in actions.items() if standard} == STANDARD_ACTIONS
+    assert {code for code, standard in actions.items() if not standard} >= COMMON_ACTIONS
+
+
+# --- upgrade, downgrade, upgrade ---------------------------------------------------------------
+
+
+def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
+    dialect = fresh.dialect.name
+    empty = database_objects(fresh)
+    assert current_revision(fresh) is None
+    assert head_revision() == "0001"
+
+    upgrade(fresh)
+    assert current_revision(fresh) == head_revision()
+    migrated = database_objects(fresh)
+    assert migrated["table"] - empty["table"] == set(schema.metadata.tables) | {"alembic_version"}
+    assert migrated["trigger"] - empty.get("trigger", set()) == expected_triggers(dialect)
+    if dialect == "postgresql":
+        assert migrated["function"] - empty["function"] == {
+            "fk_bump_class_version",
+            "fk_item_sla_due",
+        }
+    model_indexes = {
+        index.name for table in schema.metadata.tables.values() for index in table.indexes
+    }
+    assert model_indexes <= migrated["index"]
+    assert_catalogue(fresh)
+
+    downgrade(fresh, "base")
+    assert current_revision(fresh) is None
+    inspector = inspect(fresh)
+    assert inspector.get_table_names() == ["alembic_version"]
+    assert inspector.get_view_names() == []
+    assert inspector.get_indexes("alembic_version") == []
+    left = database_objects(fresh)
+    assert left["table"] == empty["table"] | {"alembic_version"}
+    assert left["trigger"] == empty.get("trigger", set())
+    if dialect == "postgresql":
+        assert left["function"] == empty["function"]
+        assert left["sequence"] == empty["sequence"]
+        assert left["index"] == empty["index"] | {"alembic_version_pkc"}
+    else:
+        assert left["index"] == set()
+
+    upgrade(fresh)
+    assert current_revision(fresh) == head_revision()
+    assert database_objects(fresh) == migrated
+    assert_catalogue(fresh)
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4
+
+
+def test_upgrade_to_head_twice_changes_nothing(fresh: Engine) -> None:
+    upgrade(fresh)
+    with fresh.connect() as conn:
+        actions = conn.execute(text("SELECT count(*) FROM fk_actions")).scalar_one()
+    upgrade(fresh)
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM fk_actions")).scalar_one() == actions
+
+
+def test_models_match_the_migrated_schema(fresh: Engine) -> None:
+    upgrade(fresh)
+    with fresh.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        assert compare_metadata(context, schema.metadata) == []
+
+
+def test_catalogue_is_seeded(migrated: Engine) -> None:
+    assert_catalogue(migrated)
+    with migrated.connect() as conn:
+        labels = dict(conn.execute(text("SELECT code, label FROM fk_actions")).all())
+    assert labels["create"] == "Create" and labels["heartbeat"] == "Heartbeat"
+    with pytest.raises(IntegrityError), migrated.begin() as conn:
+        conn.execute(text("INSERT INTO fk_actions (code, label) VALUES ('move', 'Again')"))
+
+
+# --- triggers ---------------------------------------------------------------------------------
+
+
+def version_of(conn: Connection, pipeline_id: int) -> int:
+    return int(
+        conn.execute(select(pipelines.c.version).where(pipelines.c.id == pipeline_id)).scalar_one()
+    )
+
+
+def new_pipeline(conn: Connection, name: str) -> int:
+    return int(
+        conn.execute(insert(pipelines).values(name=name).returning(pipelines.c.id)).scalar_one()
+    )
+
+
+def test_definition_rows_bump_the_class_version(migrated: Engine) -> None:
+    with migrated.begin() as conn:
+        pid = new_pipeline(conn, "Versioned")
+        other = new_pipeline(conn, "Bystander")
+        action = conn.execute(text("SELECT id FROM fk_actions WHERE code = 'move'")).scalar_one()
+    touched: set[str] = set()
+
+    def bump(statement: Any) -> Any:
+        """Run one statement on a definition table; it must raise the version by exactly one."""
+        with migrated.begin() as conn:
+            before = version_of(conn, pid)
+            result = conn.execute(statement)
+            value = result.scalar_one() if result.returns_rows else None
+            assert version_of(conn, pid) == before + 1, str(statement)
+        touched.add(statement.table.name)
+        return value
+
+    t = schema.metadata.tables
+    s1 = bump(insert(stages).values(flow_pipeline_id=pid, name="A").returning(stages.c.id))
+    s2 = bump(insert(stages).values(flow_pipeline_id=pid, name="B").returning(stages.c.id))
+    bump(update(stages).where(stages.c.id == s1).values(name="A2"))
+    columns = t["flow_columns"]
+    c1 = bump(
+        insert(columns).values(flow_pipeline_id=pid, name="x", label="X").returning(columns.c.id)
+    )
+    bump(update(columns).where(columns.c.id == c1).values(label="X2"))
+    # Required columns name the class only through their stage.
+    required = t["flow_stage_required_columns"]
+    r1 = bump(insert(required).values(flow_stage_id=s2, flow_column_id=c1).returning(required.c.id))
+    bump(update(required).where(required.c.id == r1).values(flow_stage_id=s1))
+    bump(delete(required).where(required.c.id == r1))
+    automations = t["flow_automations"]
+    a1 = bump(
+        insert(automations)
+        .values(flow_pipeline_id=pid, trigger="stage_entered", event_name="e")
+        .returning(automations.c.id)
+    )
+    bump(update(automations).where(automations.c.id == a1).values(is_active=False))
+    bump(delete(automations).where(automations.c.id == a1))
+    moves = t["flow_stage_moves"]
+    m1 = bump(
+        insert(moves)
+        .values(flow_pipeline_id=pid, from_stage_id=s1, to_stage_id=s2)
+        .returning(moves.c.id)
+    )
+    bump(update(moves).where(moves.c.id == m1).values(to_stage_id=s1))
+    bump(delete(moves).where(moves.c.id == m1))
+    methods = t["fk_methods"]
+    me = bump(
+        insert(methods)
+        .values(class_id=pid, action_id=action, code="go", label="Go")
+        .returning(methods.c.id)
+    )
+    bump(update(methods).where(methods.c.id == me).values(visible=False))
+    transitions = t["fk_transitions"]
+    t1 = bump(
+        insert(transitions)
+        .values(class_id=pid, state_id=s1, method_id=me, new_state_id=s2)
+        .returning(transitions.c.id)
+    )
+    bump(update(transitions).where(transitions.c.id == t1).values(new_state_id=s1))
+    events = t["fk_events"]
+    e1 = bump(
+        insert(events).values(class_id=pid, action_id=action, handler="h").returning(events.c.id)
+    )
+    bump(update(events).where(events.c.id == e1).values(enabled=False))
+    rules = t["fk_access_rules"]
+    x1 = bump(
+        insert(rules)
+        .values(
+            class_id=pid,
+            method_code="go",
+            subject_kind="user",
+            subject="1",
+            permission="execute",
+            effect="allow",
+        )
+        .returning(rules.c.id)
+    )
+    bump(update(rules).where(rules.c.id == x1).values(effect="deny"))
+    bump(delete(rules).where(rules.c.id == x1))
+    bump(delete(events).where(events.c.id == e1))
+    bump(delete(transitions).where(transitions.c.id == t1))
+    bump(delete(methods).where(methods.c.id == me))
+    bump(delete(columns).where(columns.c.id == c1))
+    bump(delete(stages).where(stages.c.id == s2))
+    assert touched == set(DEFINITION_TABLES)
+
+    with migrated.begin() as conn:
+        assert version_of(conn, other) == 1  # another class's rows never touch it
+        before = version_of(conn, pid)
+        item = conn.execute(
+            insert(items)
+            .values(flow_pipeline_id=pid, flow_stage_id=s1, object_type="t", object_id=1)
+            .returning(items.c.id)
+        ).scalar_one()
+        conn.execute(update(items).where(items.c.id == item).values(position=3))
+        conn.execute(update(pipelines).where(pipelines.c.id == pid).values(name="Renamed"))
+        assert version_of(conn, pid) == before  # items and the header are not definition rows
+
+
+def test_sla_due_at_follows_the_stage_and_the_entry_time(migrated: Engine) -> None:
+    with migrated.begin() as conn:
+        pid = new_pipeline(conn, "SLA")
+
+        def stage(name: str, sla: int | None, won: bool = False, lost: bool = False) -> int:
+            return int(
+                conn.execute(
+                    insert(stages)
+                    .values(flow_pipeline_id=pid, name=name, sla_days=sla, is_won=won, is_lost=lost)
+                    .returning(stages.c.id)
+                ).scalar_one()
+            )
+
+        week, none, two, won, lost = (
+            stage("Week", 7),
+            stage("None", None),
+            stage("Two", 2),
+            stage("Won", 5, won=True),
+            stage("Lost", 3, lost=True),
+        )
+
+    def place(stage_id: int, object_id: int, entered: datetime | None) -> int:
+        values: dict[str, Any] = {
+            "flow_pipeline_id": pid,
+            "flow_stage_id": stage_id,
+            "object_type": "t",
+            "object_id": object_id,
+        }
+        if entered is not None:
+            values["last_stage_changed_at"] = entered
+        with migrated.begin() as conn:
+            return int(
+                conn.execute(insert(items).values(**values).returning(items.c.id)).scalar_one()
+            )
+
+    def set_(item_id: int, **values: Any) -> None:
+        with migrated.begin() as conn:
+            conn.execute(update(items).where(items.c.id == item_id).values(**values))
+
+    def sla(item_id: int) -> tuple[datetime | None, datetime | None]:
+        with migrated.connect() as conn:
+            row = conn.execute(
+                select(items.c.sla_due_at, items.c.sla_breached_at).where(items.c.id == item_id)
+            ).one()
+        return row.sla_due_at, row.sla_breached_at
+
+    entered = datetime(2026, 1, 28, 23, 59, 59, 123456, tzinfo=UTC)
+    item = place(week, 1, entered)
+    assert sla(item) == (entered + timedelta(days=7), None)  # across a month end, time kept
+    assert sla(place(none, 2, entered)) == (None, None)
+    assert sla(place(won, 3, entered)) == (None, None)
+    assert sla(place(lost, 4, entered)) == (None, None)
+    by_default = place(week, 5, None)
+    due = sla(by_default)[0]
+    assert due is not None and abs(due - (datetime.now(UTC) + timedelta(days=7))) < timedelta(
+        minutes=1
+    )
+
+    breached = datetime(2026, 2, 5, tzinfo=UTC)
+    set_(item, sla_breached_at=breached)
+    set_(item, position=9)
+    set_(item, flow_stage_id=week)  # the same stage again is no new entry
+    assert sla(item) == (entered + timedelta(days=7), breached)
+
+    set_(item, flow_stage_id=none)
+    assert sla(item) == (None, None)
+
+    set_(item, sla_breached_at=breached)
+    later = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
+    set_(item, flow_stage_id=two, last_stage_changed_at=later)
+    assert sla(item) == (later + timedelta(days=2), None)
+
+    set_(item, sla_breached_at=breached)
+    again = later + timedelta(hours=5)
+    set_(item, last_stage_changed_at=again)  # re-entering the same stage restarts the clock
+    assert sla(item) == (again + timedelta(days=2), None)
+
+    set_(item, flow_stage_id=won)
+    assert sla(item) == (None, None)
+
+
+# --- packaging -------------------------------------------------------------------------------
+
+
+def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> None:
+    """A non-editable install finds its migrations inside the package (takes a few seconds)."""
+    source = tmp_path / "source"
+    shutil.copytree(
+        REPOSITORY,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".venv",
+            ".*_cache",
+            ".hypothesis",
+            "*.db",
+            "*.db-*",
+        ),
+    )
+    wheels = tmp_path / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = wheels.glob("flowkernel-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "installed")
+    assert {
+        "engine/py.typed",
+        "engine/migrations/__init__.py",
+        "engine/migrations/env.py",
+        "engine/migrations/script.py.mako",
+        "engine/migrations/versions/__init__.py",
+        "engine/migrations/versions/0001_initial_schema.py",
+        "engine/schema.py",
+    } <= names
+    assert not any(name.startswith(("migrations/", "tests/")) for name in names)
+
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+
+        import engine
+        from engine.database import MIGRATIONS, current_revision, head_revision, open_engine
+        from engine.database import upgrade
+
+        root = Path(sys.argv[1]).resolve()
+        assert Path(engine.__file__).resolve().is_relative_to(root), engine.__file__
+        assert MIGRATIONS.resolve() == root / "engine" / "migrations", MIGRATIONS
+        db = open_engine("sqlite:///" + sys.argv[2])
+        upgrade(db)
+        print(current_revision(db), head_revision())
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "installed"), str(tmp_path / "fk.db")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.split() == ["0001", "0001"]
+    check = create_engine(f"sqlite:///{tmp_path / 'fk.db'}")
+    with check.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4
+    check.dispose()
+
+
+# --- the default SQLite database ------------------------------------------------------------------
+
+
+def test_default_sqlite_opens_in_wal_mode_with_foreign_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    engine = open_engine()
+    try:
+        assert engine.url.render_as_string() == DEFAULT_URL
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        upgrade(engine)
+        assert (tmp_path / "flowkernel.db").exists()
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(
+                insert(stages).values(flow_pipeline_id=999, name="Orphan")
+            )  # no pipeline 999: refused because foreign keys are enforced
+        with engine.connect() as conn:
+            assert conn.execute(select(stages.c.id)).all() == []
+    finally:
+        engine.dispose()
+
+
+def test_every_pooled_sqlite_connection_gets_the_pragmas(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'pooled.db'}")
+    seen: list[tuple[Any, Any]] = []
+
+    @event.listens_for(engine, "connect")
+    def record(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode")
+        journal = cursor.fetchone()[0]
+        cursor.execute("PRAGMA foreign_keys")
+        seen.append((journal, cursor.fetchone()[0]))
+        cursor.close()
+
+    try:
+        with engine.connect(), engine.connect():  # two connections at once: two opened
+            pass
+    finally:
+        engine.dispose()
+    assert seen == [("wal", 1), ("wal", 1)]
