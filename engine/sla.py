@@ -1,15 +1,326 @@
-"""SLA detection: find items past their stage's due time and fire sla_breach once per stage entry."""
+"""SLA detection: find items past their stage's due time and fire sla_breach once per stage entry.
+
+The database keeps each item's due time (`flow_items.sla_due_at`, set by trigger from
+`last_stage_changed_at` and the stage's `sla_days`, NULL in won and lost stages) and clears
+`sla_breached_at` whenever the item changes stage or re-enters one. A scan walks the partial
+index `ix_flow_items_sla_due` (due, not breached, not deleted) in due order and handles one
+item per transaction: claim it by setting `sla_breached_at`, run its hidden `sla_breach` method
+as the system actor (which writes the `sla_breached` automation events and watcher
+notifications), commit, deliver. The claim is what makes a breach fire once per stage entry
+however often and however many scanners run; on PostgreSQL the candidate is taken with
+`FOR UPDATE SKIP LOCKED`, so parallel scanners share the due items instead of queueing.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session, sessionmaker
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
+from sqlalchemy import ClauseElement, Select, select, update
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from engine.actors import SYSTEM
+from engine.compiler import SLA_BREACH
+from engine.errors import FlowkernelError, InvalidArgument
 from engine.runtime import Runtime
+from engine.snapshots import ExecutionResult
+from engine.tables import items
+
+Stop = threading.Event | Callable[[], bool]
+"""What ends `run_forever`: an event that gets set, or a callable that returns True."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlaBreach:
+    """One item found past its due time and claimed by this scan.
+
+    `fired` is False when the item's class has no `sla_breach` method in the item's state
+    (a kernel class without one): the breach is recorded, nothing is executed.
+    """
+
+    item_id: int
+    pipeline_id: int
+    stage_id: int
+    due_at: datetime
+    fired: bool
+    outbox_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SlaFailure:
+    """An item whose `sla_breach` execution was refused; it stays due and the next scan retries."""
+
+    item_id: int
+    error: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlaReport:
+    """What one scan did. `limit_reached` means more items may be due: scan again."""
+
+    now: datetime
+    breaches: tuple[SlaBreach, ...]
+    failures: tuple[SlaFailure, ...]
+    limit_reached: bool
+
+    @property
+    def fired(self) -> tuple[int, ...]:
+        """Items whose `sla_breach` method ran."""
+        return tuple(b.item_id for b in self.breaches if b.fired)
+
+    @property
+    def skipped(self) -> tuple[int, ...]:
+        """Items marked breached without an execution (no `sla_breach` method)."""
+        return tuple(b.item_id for b in self.breaches if not b.fired)
+
+    @property
+    def events(self) -> int:
+        """Outbox rows (automation events and watcher notifications) the scan wrote."""
+        return sum(len(b.outbox_ids) for b in self.breaches)
 
 
 class SlaScanner:
-    """SLA detection: find items past their stage's due time and fire sla_breach once per stage entry."""
+    """SLA detection: find items past their stage's due time and fire sla_breach once per entry.
+
+    Items of classes without an `sla_breach` method in their current state (kernel classes
+    that define none) are marked breached without an execution, so they are not looked at
+    again until they change state; the report lists them as skipped. A kernel class may bind
+    any method code to the `sla_breach` action; the first one by sequence runs.
+    """
 
     def __init__(self, sessions: sessionmaker[Session], runtime: Runtime) -> None:
         self._sessions = sessions
         self._runtime = runtime
+
+    def scan(
+        self,
+        *,
+        pipeline_id: int | None = None,
+        now: datetime | None = None,
+        limit: int = 1000,
+    ) -> SlaReport:
+        """Claim and fire up to `limit` items due at `now` (default: the current time).
+
+        Items are handled in due order, one transaction each. An item whose execution is
+        refused (a handler raised, its stage left the class) is reported in `failures`, left
+        due and not retried within this scan.
+        """
+        moment = _moment(now)
+        if pipeline_id is not None and (
+            isinstance(pipeline_id, bool) or not isinstance(pipeline_id, int)
+        ):
+            raise InvalidArgument(
+                f"pipeline_id must be an integer, not {pipeline_id!r}", pipeline_id=pipeline_id
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidArgument(f"limit must be an integer >= 1, not {limit!r}", limit=limit)
+        breaches: list[SlaBreach] = []
+        failures: list[SlaFailure] = []
+        failed: list[int] = []
+        while len(breaches) + len(failures) < limit:
+            item_id: int | None = None
+            try:
+                with self._sessions.begin() as session:
+                    row = self._claim(session, moment, pipeline_id, failed)
+                    if row is None:
+                        break
+                    item_id = row.id
+                    breach, result = self._fire(session, row)
+            except FlowkernelError as exc:
+                if item_id is None:
+                    raise
+                failed.append(item_id)
+                failures.append(SlaFailure(item_id, exc.code, exc.message))
+                continue
+            breaches.append(breach)
+            if result is not None:
+                self._runtime.after_commit(breach.outbox_ids, (result,))
+        return SlaReport(
+            now=moment,
+            breaches=tuple(breaches),
+            failures=tuple(failures),
+            limit_reached=len(breaches) + len(failures) >= limit,
+        )
+
+    @staticmethod
+    def _claim(
+        session: Session, now: datetime, pipeline_id: int | None, failed: list[int]
+    ) -> Any | None:
+        """Lock and mark the next due item breached; None when no unlocked item is due."""
+        conn = session.connection()
+        stmt = candidates(now, pipeline_id=pipeline_id, exclude=failed)
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        claimed = conn.execute(
+            update(items)
+            .where(
+                items.c.id == row.id,
+                items.c.sla_breached_at.is_(None),
+                items.c.sla_due_at <= now,
+                items.c.deleted_at.is_(None),
+            )
+            .values(sla_breached_at=now)
+        ).rowcount
+        # Under the row lock (or SQLite's write lock) this always claims; the WHERE is what
+        # guarantees once per stage entry should anything else write the row in between.
+        return row if claimed == 1 else None
+
+    def _fire(self, session: Session, row: Any) -> tuple[SlaBreach, ExecutionResult | None]:
+        """Run the claimed item's sla_breach method in the caller's transaction."""
+        compiled = self._runtime.compiled(session, row.flow_pipeline_id)
+        state = compiled.states_by_id.get(row.flow_stage_id)
+        method = compiled.method_for_action(state.code, SLA_BREACH) if state else None
+        if state is not None and method is None:
+            skipped = SlaBreach(
+                row.id, row.flow_pipeline_id, row.flow_stage_id, row.sla_due_at, False, ()
+            )
+            return skipped, None
+        # A state the class no longer has falls through: execute_in refuses it (a failure).
+        result, outbox_ids = self._runtime.execute_in(
+            session,
+            row.id,
+            method.code if method is not None else SLA_BREACH,
+            SYSTEM,
+            {"due_at": row.sla_due_at.isoformat()},
+            False,
+        )
+        fired = SlaBreach(
+            row.id, row.flow_pipeline_id, row.flow_stage_id, row.sla_due_at, True, tuple(outbox_ids)
+        )
+        return fired, result
+
+    def plan(self, *, pipeline_id: int | None = None, now: datetime | None = None) -> str:
+        """The database's plan for the scan's candidate query (EXPLAIN), for operators."""
+        stmt = candidates(_moment(now), pipeline_id=pipeline_id, exclude=())
+        with self._sessions.begin() as session:
+            conn = session.connection()
+            if conn.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            result = conn.execute(_Explain(stmt))
+            try:  # raw rows: the select's column types do not apply to plan text
+                rows = result.cursor.fetchall()
+            finally:
+                result.close()
+        return "\n".join(str(r[-1]) for r in rows)
+
+    def run_forever(
+        self,
+        every_seconds: float,
+        *,
+        stop: Stop | None = None,
+        pipeline_id: int | None = None,
+        limit: int = 1000,
+        max_runs: int | None = None,
+        on_report: Callable[[SlaReport], None] | None = None,
+    ) -> int:
+        """Scan every `every_seconds` until `stop` is set (or returns True) or `max_runs` ran.
+
+        A scan that hit `limit` with progress is followed at once by the next (a backlog).
+        Returns the number of scans; each report goes to `on_report`.
+        """
+        if (
+            isinstance(every_seconds, bool)
+            or not isinstance(every_seconds, int | float)
+            or not every_seconds > 0
+        ):
+            raise InvalidArgument(
+                f"every_seconds must be a positive number, not {every_seconds!r}",
+                every_seconds=every_seconds,
+            )
+        if max_runs is not None and (
+            isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1
+        ):
+            raise InvalidArgument(
+                f"max_runs must be an integer >= 1, not {max_runs!r}", max_runs=max_runs
+            )
+        runs = 0
+        while not _stopped(stop):
+            report = self.scan(pipeline_id=pipeline_id, limit=limit)
+            runs += 1
+            if on_report is not None:
+                on_report(report)
+            if max_runs is not None and runs >= max_runs:
+                break
+            if report.limit_reached and report.breaches:
+                continue
+            _wait(stop, float(every_seconds))
+        return runs
+
+
+def candidates(
+    now: datetime, *, pipeline_id: int | None = None, exclude: list[int] | tuple[int, ...] = ()
+) -> Select[Any]:
+    """The scan's candidate query: the next due, unbreached, live item, by the partial index."""
+    stmt = (
+        select(items.c.id, items.c.flow_pipeline_id, items.c.flow_stage_id, items.c.sla_due_at)
+        .where(
+            items.c.sla_due_at <= now,
+            # Both conditions spelled as in the index predicate, so the planners pick it.
+            items.c.sla_breached_at.is_(None),
+            items.c.deleted_at.is_(None),
+        )
+        .order_by(items.c.sla_due_at)
+        .limit(1)
+    )
+    if pipeline_id is not None:
+        # `+ 0` keeps the planner (SQLite's above all) off the pipeline's unique index: walking
+        # a large pipeline and sorting it would cost far more than filtering the due range.
+        stmt = stmt.where(items.c.flow_pipeline_id + 0 == pipeline_id)
+    if exclude:
+        stmt = stmt.where(items.c.id.not_in(list(exclude)))
+    return stmt
+
+
+def _moment(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if not isinstance(now, datetime):
+        raise InvalidArgument(f"now must be a datetime, not {now!r}", now=now)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+
+def _stopped(stop: Stop | None) -> bool:
+    if stop is None:
+        return False
+    if isinstance(stop, threading.Event):
+        return stop.is_set()
+    return bool(stop())
+
+
+def _wait(stop: Stop | None, seconds: float) -> None:
+    """Sleep `seconds`, waking as soon as `stop` says so."""
+    if isinstance(stop, threading.Event):
+        stop.wait(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while not _stopped(stop):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.2))
+
+
+class _Explain(Executable, ClauseElement):
+    """`EXPLAIN <select>` (`EXPLAIN QUERY PLAN` on SQLite) with the select's typed parameters."""
+
+    inherit_cache = False
+
+    def __init__(self, stmt: Select[Any]) -> None:
+        self.stmt = stmt
+
+
+@compiles(_Explain)
+def _compile_explain(element: _Explain, compiler: SQLCompiler, **kw: Any) -> str:
+    prefix = "EXPLAIN QUERY PLAN " if compiler.dialect.name == "sqlite" else "EXPLAIN "
+    return prefix + compiler.process(element.stmt, **kw)
