@@ -406,8 +406,8 @@ def _explicit_methods(
                 bound = stage_codes.get(method.state_id) if method.state_id is not None else None
                 if method.state_id is not None and bound != state:
                     continue
-                if method.code in resolved[state]:
-                    continue
+                if method.code in resolved[state] or action == "create":
+                    continue  # create places items; it is not run on one
                 target_id = targets.get((state, method.id), targets.get((None, method.id)))
                 target = target_codes.get(target_id) if target_id is not None else None
                 if target_id is not None and target not in states:
