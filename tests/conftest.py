@@ -66,9 +66,7 @@ def _pg_available() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def database_template(
-    backend: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def database_template(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database migrated to head, once per run and backend; yields its URL."""
     if backend == "sqlite":
         path = tmp_path_factory.mktemp("sqlite") / "template.db"
@@ -109,8 +107,12 @@ def _reset_postgresql(url: str) -> None:
             if r[0] not in KEEP and r[0] != "fk_actions"
         ]
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        conn.execute(text("DELETE FROM fk_actions WHERE NOT is_standard AND created_at > "
-                          "(SELECT min(created_at) FROM fk_actions)"))
+        conn.execute(
+            text(
+                "DELETE FROM fk_actions WHERE NOT is_standard AND created_at > "
+                "(SELECT min(created_at) FROM fk_actions)"
+            )
+        )
     engine.dispose()
 
 
