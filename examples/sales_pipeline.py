@@ -129,9 +129,7 @@ def main(database_url: str | None = None) -> None:
             )
         funnel = fk.queries.conversion(pipeline.id, "lead", "won", REP)
         print(f"funnel lead -> won: {funnel.converted}/{funnel.entered}")
-        events = fk.queries.events(REP, item_id=deal.id) + fk.queries.events(
-            REP, item_id=stale.id
-        )
+        events = fk.queries.events(REP, item_id=deal.id) + fk.queries.events(REP, item_id=stale.id)
         for event in events:
             print(f"  event {event.event_name} ({event.trigger})")
         for entry in fk.items.inbox(MANAGER, Actor.user(MANAGER, ACCOUNT), unread_only=True)[:3]:
