@@ -10,6 +10,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from transitions import Machine
+from transitions.core import MachineError
 
 from engine.actors import Actor
 from engine.errors import InvalidDefinition, UnknownDefinition
@@ -366,6 +367,25 @@ def _states(conn: Session, stages: Sequence[StageRow]) -> dict[str, CompiledStat
         )
         for stage_id, column_id, name, label in rows:
             required.setdefault(stage_id, []).append(RequiredColumn(column_id, name, label))
+        # Columns flagged is_required are an entry requirement of every stage but the first
+        # (where items are placed) and the lost one (an item may be lost at any time).
+        everywhere = [
+            RequiredColumn(column_id, name, label)
+            for column_id, name, label in conn.execute(
+                select(ColumnRow.id, ColumnRow.name, ColumnRow.label)
+                .where(
+                    ColumnRow.flow_pipeline_id == stages[0].flow_pipeline_id,
+                    ColumnRow.is_required.is_(True),
+                    ColumnRow.is_active.is_(True),
+                    ColumnRow.deleted_at.is_(None),
+                )
+                .order_by(ColumnRow.position, ColumnRow.id)
+            ).all()
+        ]
+        for row in stages[1:]:
+            if not row.is_lost:
+                own = required.setdefault(row.id, [])
+                own.extend(c for c in everywhere if c not in own)
     states: dict[str, CompiledState] = {}
     for row in stages:
         code = state_code(row)
@@ -392,7 +412,8 @@ def _explicit_methods(
     standard: set[str],
 ) -> dict[str, dict[str, CompiledMethod]]:
     resolved: dict[str, dict[str, CompiledMethod]] = {code: {} for code in states}
-    for definition in lineage:
+    # The class's own methods, then those of its non-abstract ancestors, deepest first.
+    for definition in (lineage[0], *(d for d in lineage[1:] if not d.row.is_abstract)):
         stage_codes = {s.id: state_code(s) for s in definition.stages}
         targets: dict[tuple[str | None, int], int] = {}
         for t in definition.transitions:
@@ -490,6 +511,21 @@ def _pipeline_methods(
 
 
 def _build_machine(
+    code: str,
+    states: Mapping[str, CompiledState],
+    methods: Mapping[str, Mapping[str, CompiledMethod]],
+) -> Machine:
+    try:
+        return _machine(states, methods)
+    except (ValueError, MachineError) as exc:
+        raise InvalidDefinition(
+            f"class {code!r} does not build a state machine: {exc}; rename the offending "
+            "state or method",
+            class_code=code,
+        ) from exc
+
+
+def _machine(
     states: Mapping[str, CompiledState], methods: Mapping[str, Mapping[str, CompiledMethod]]
 ) -> Machine:
     machine = Machine(
@@ -620,7 +656,7 @@ def compile_class(conn: Session, class_id: int) -> CompiledClass:
         access=access,
         automations=automations,
         columns=columns,
-        machine=_build_machine(states, methods),
+        machine=_build_machine(row.code or f"pipeline_{row.id}", states, methods),
     )
 
 

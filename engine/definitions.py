@@ -5,21 +5,23 @@ Every write is validated before anything is stored, and each call is one transac
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.compiler import EXPLICIT, MOVEMENTS, STATE_TYPES, state_code
+from engine.compiler import EXPLICIT, MOVEMENTS, STATE_TYPES, Run, state_code
 from engine.errors import (
     AbstractClassError,
     DefinitionInUse,
     DuplicateCode,
     DuplicateTransition,
     ForeignReference,
+    InvalidArgument,
     InvalidDefinition,
     UnknownDefinition,
     UnknownHandler,
@@ -35,6 +37,9 @@ from engine.schema import (
     StageRow,
     TransitionRow,
 )
+
+RESERVED_METHOD_CODES: Final = frozenset(Run.__slots__) | {"trigger", "machine"}
+"""Codes a method may not take: method codes are machine triggers fired on a `Run`."""
 
 DEFAULT_METHODS: Final = (
     "create", "open", "edit", "save", "update", "enable", "disable", "delete", "restore", "drop",
@@ -151,19 +156,42 @@ class Definitions:
     ) -> None:
         self._sessions = sessions
         self._handler_names = handler_names
+        self._local = threading.local()
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
+        """One transaction per call; calls made inside another call share its transaction."""
+        current: Session | None = getattr(self._local, "session", None)
+        if current is not None:
+            yield current
+            return
         with self._sessions.begin() as session:
-            yield session
+            self._local.session = session
+            try:
+                yield session
+            finally:
+                self._local.session = None
 
     # --- lookups -------------------------------------------------------------------------
 
     @staticmethod
-    def class_row(session: Session, code: str | int, account_id: int | None = None) -> PipelineRow:
-        """The class by code (in `account_id`, else platform-wide) or by id."""
+    def class_row(
+        session: Session,
+        code: str | int,
+        account_id: int | None = None,
+        *,
+        any_account: bool = False,
+    ) -> PipelineRow:
+        """The class by code or id, among the platform's and `account_id`'s classes.
+
+        `any_account` lets an id reach every account's classes (the platform's system actor).
+        """
+        if isinstance(code, bool) or not isinstance(code, (int, str)):
+            raise InvalidArgument(f"a class is named by its code or id, not {code!r}", key=code)
         if isinstance(code, int):
-            row = session.get(PipelineRow, code)
+            row = session.get(PipelineRow, code) if -(2**63) <= code < 2**63 else None
+            if row is not None and not any_account and row.iam_account_id not in (None, account_id):
+                row = None  # another account's class: as if it did not exist
         else:
             rows = session.execute(
                 select(PipelineRow).where(
@@ -284,10 +312,14 @@ class Definitions:
             session.flush()
             return _class_info(session, row)
 
-    def get_class(self, code: str | int, account_id: int | None = None) -> ClassInfo:
-        """A class header by code or id."""
+    def get_class(
+        self, code: str | int, account_id: int | None = None, *, any_account: bool = False
+    ) -> ClassInfo:
+        """A class header by code or id (see `class_row` for `any_account`)."""
         with self._tx() as session:
-            return _class_info(session, self.class_row(session, code, account_id))
+            return _class_info(
+                session, self.class_row(session, code, account_id, any_account=any_account)
+            )
 
     def list_classes(self, account_id: int | None = None) -> list[ClassInfo]:
         """Classes of the platform and of `account_id`, by code."""
@@ -805,12 +837,11 @@ class Definitions:
         sequence: int | None = None,
         enabled: bool | None = None,
         label: str | None = None,
+        account_id: int | None = None,
     ) -> EventDef:
         """Reorder, enable or disable, or relabel an event row."""
         with self._tx() as session:
-            row = session.get(EventRow, event_id)
-            if row is None:
-                raise UnknownDefinition("event", event_id)
+            row = _owned(session, EventRow, event_id, "event", account_id)
             if sequence is not None:
                 row.sequence = sequence
             if enabled is not None:
@@ -824,12 +855,10 @@ class Definitions:
             self._touch(session, cls)
             return _event_def(cls, row, action.code)
 
-    def delete_event(self, event_id: int) -> None:
+    def delete_event(self, event_id: int, account_id: int | None = None) -> None:
         """Delete an event row."""
         with self._tx() as session:
-            row = session.get(EventRow, event_id)
-            if row is None:
-                raise UnknownDefinition("event", event_id)
+            row = _owned(session, EventRow, event_id, "event", account_id)
             cls = session.get(PipelineRow, row.class_id)
             session.delete(row)
             session.flush()
@@ -872,7 +901,7 @@ class Definitions:
                     .scalars()
                     .first()
                 )
-                if method_row is None and not (cls.movement != EXPLICIT):
+                if method_row is None and cls.movement == EXPLICIT:
                     raise UnknownDefinition("method", method, f"class {cls.code!r}")
             row = AccessRuleRow(
                 class_id=cls.id,
@@ -914,12 +943,10 @@ class Definitions:
                 for r in rows
             ]
 
-    def delete_access_rule(self, rule_id: int) -> None:
+    def delete_access_rule(self, rule_id: int, account_id: int | None = None) -> None:
         """Delete an access rule."""
         with self._tx() as session:
-            row = session.get(AccessRuleRow, rule_id)
-            if row is None:
-                raise UnknownDefinition("access rule", rule_id)
+            row = _owned(session, AccessRuleRow, rule_id, "access rule", account_id)
             cls = session.get(PipelineRow, row.class_id)
             session.delete(row)
             session.flush()
@@ -930,22 +957,28 @@ class Definitions:
 
     def default_methods(self, class_code: str, account_id: int | None = None) -> list[MethodDef]:
         """The seed's DefaultMethods: the ten global methods."""
-        return [
-            self.add_method(class_code, None, action, sequence=i, account_id=account_id)
-            for i, action in enumerate(DEFAULT_METHODS)
-        ]
+        with self._tx():
+            return [
+                self.add_method(class_code, None, action, sequence=i, account_id=account_id)
+                for i, action in enumerate(DEFAULT_METHODS)
+            ]
 
     def default_transitions(
         self, class_code: str, account_id: int | None = None
     ) -> list[TransitionDef]:
         """The seed's DefaultTransition: the default lifecycle between the four default states."""
-        return [
-            self.add_transition(class_code, state, method, target, account_id=account_id)
-            for state, method, target in DEFAULT_TRANSITIONS
-        ]
+        with self._tx():
+            return [
+                self.add_transition(class_code, state, method, target, account_id=account_id)
+                for state, method, target in DEFAULT_TRANSITIONS
+            ]
 
     def add_default_methods(self, class_code: str, account_id: int | None = None) -> None:
         """The seed's AddDefaultMethods: one state per state type, the methods, the transitions."""
+        with self._tx():
+            self._add_default_methods(class_code, account_id)
+
+    def _add_default_methods(self, class_code: str, account_id: int | None) -> None:
         for position, state_type in enumerate(STATE_TYPES):
             self.add_state(
                 class_code,
@@ -959,6 +992,25 @@ class Definitions:
         self.default_transitions(class_code, account_id)
 
 
+OwnedRow = TypeVar("OwnedRow", EventRow, AccessRuleRow)
+
+
+def _owned(
+    session: Session, model: type[OwnedRow], row_id: object, kind: str, account_id: int | None
+) -> OwnedRow:
+    """A row of a class of the platform or of `account_id`, by id."""
+    row = None
+    if isinstance(row_id, int) and not isinstance(row_id, bool) and -(2**63) <= row_id < 2**63:
+        row = session.get(model, row_id)
+    if row is not None:
+        owner = session.get(PipelineRow, row.class_id)
+        if owner is None or owner.iam_account_id not in (None, account_id):
+            row = None
+    if row is None:
+        raise UnknownDefinition(kind, row_id)
+    return row
+
+
 def _check_code(kind: str, code: object) -> None:
     if (
         not isinstance(code, str)
@@ -966,11 +1018,17 @@ def _check_code(kind: str, code: object) -> None:
         or len(code) > 128
         or not code.replace("_", "a").isalnum()
         or not code.isascii()
-        or code[0].isdigit()
+        or not code[0].isalpha()
     ):
         raise InvalidDefinition(
-            f"{kind} code {code!r} must be 1-128 ASCII letters, digits or '_', not starting "
-            "with a digit",
+            f"{kind} code {code!r} must be 1-128 ASCII letters, digits or '_', starting "
+            "with a letter",
+            kind=kind,
+            key=code,
+        )
+    if kind == "method" and code in RESERVED_METHOD_CODES:
+        raise InvalidDefinition(
+            f"method code {code!r} is reserved by the state machine; choose another code",
             kind=kind,
             key=code,
         )

@@ -61,7 +61,7 @@ def dump_class(fk: Flowkernel, code: str, account_id: int | None = None) -> dict
         d = Definitions(sessions, lambda: fk.handlers.keys())
         info = d.get_class(code, account_id)
         with sessions.begin() as session:
-            object_type = Definitions.class_row(session, info.id).object_type
+            object_type = Definitions.class_row(session, info.id, account_id).object_type
         states = d.list_states(code, account_id)
         methods = d.list_methods(code, account_id)
         transitions = d.list_transitions(code, account_id)

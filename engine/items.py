@@ -165,12 +165,20 @@ class ItemOps:
             return [_value(c, text, now) for c, text in prepared]
 
     def clear_value(self, item_id: int, column: str, actor: Actor) -> bool:
-        """Remove an item's value of a column (its row is deleted); whether there was one."""
+        """Remove an item's value of a column (its row is deleted); whether there was one.
+
+        Refused while the item's stage requires the column: it was needed to get there.
+        """
         with self._sessions.begin() as session:
             row = self._load(session, item_id, actor, lock=True)
             _refuse_deleted(row)
             compiled = self._runtime.compiled(session, row.flow_pipeline_id)
             target = _writable(compiled, column)
+            stage = compiled.states_by_id.get(row.flow_stage_id)
+            if stage is not None and any(r.column_id == target.id for r in stage.required):
+                raise InvalidValue(
+                    target.name, None, f"a value: stage {stage.code!r} requires {target.name!r}"
+                )
             removed = session.connection().execute(
                 delete(item_values).where(
                     item_values.c.flow_item_id == row.id,
