@@ -1,4 +1,4 @@
-"""Definitions are scoped to accounts, codes stay clear of the machine, composite calls are atomic."""
+"""Definitions are scoped to accounts, codes clear of the machine, composite calls atomic."""
 
 from __future__ import annotations
 

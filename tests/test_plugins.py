@@ -127,3 +127,21 @@ def test_handlers_receive_frozen_values(fk: Flowkernel) -> None:
     assert context.item.state == "created" and context.params == {"note": "hi"}
     with pytest.raises(AttributeError):
         context.item.state = "enabled"  # type: ignore[misc]
+
+
+def test_a_failing_observer_does_not_fail_the_committed_execution(
+    fk: Flowkernel, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        @hookimpl
+        def flowkernel_method_executed(self, result: ExecutionResult) -> None:
+            raise RuntimeError("metrics backend down")
+
+    fk.register_plugin(Broken())
+    fk.definitions.add_class("doc", "Document")
+    fk.definitions.add_default_methods("doc")
+    alice = Actor.user(1, 1)
+    item = fk.place("doc", "document", 9, alice)
+    assert fk.execute(item.id, "enable", alice).to_state == "enabled"
+    assert fk.item(item.id, alice).state == "enabled"
+    assert "metrics backend down" in caplog.text

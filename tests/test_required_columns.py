@@ -20,7 +20,7 @@ def pipeline_id(fk: Flowkernel) -> int:
             StageSpec("Offer"),
             StageSpec("Won", is_won=True),
             StageSpec("Lost", is_lost=True),
-        ],  # fmt: skip
+        ],
         columns=[
             ColumnSpec("amount", "Amount", "number", is_required=True),
             ColumnSpec("note", "Note", "text"),
