@@ -14,7 +14,7 @@ import enum
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -57,6 +57,9 @@ OPTION_TYPES: Final = (SELECT, MULTI_SELECT)
 
 REMOVE_STAGE: Final = "remove_stage"
 """The `method_code` of history rows written when a removed stage's items move."""
+
+_HISTORY_CHUNK: Final = 1000
+"""History rows written per statement when a removed stage's items move."""
 
 MAX_CODE: Final = 120
 """Longest stage or pipeline code: `move_to_<code>` must fit the 128 characters of a method code."""
@@ -582,6 +585,7 @@ class PipelineAdmin:
         *,
         target: StageRef | None = None,
         dry_run: bool = False,
+        on_progress: Callable[[int], None] | None = None,
     ) -> StageRemoval:
         """Remove a stage; its items (deleted ones too) move to `target` first.
 
@@ -590,7 +594,8 @@ class PipelineAdmin:
         requirements do not apply and no automation fires. Then the stage is soft-deleted,
         so history keeps pointing at it; its allowed moves go, and its automations are
         soft-deleted. A stage holding items needs a target (`StageNotEmpty`). `dry_run`
-        reports what would move and changes nothing.
+        reports what would move and changes nothing. `on_progress` is called with the number
+        of items moved so far as their history is written, for progress bars.
         """
         _check_bool("dry_run", dry_run)
         with self._sessions.begin() as session:
@@ -626,7 +631,7 @@ class PipelineAdmin:
                 raise StageNotEmpty(state_code(doomed), len(item_ids), item_ids)
             now = _now()
             if item_ids and dest is not None:
-                _move_all(session, row.id, doomed.id, dest.id, item_ids, actor, now)
+                _move_all(session, row.id, doomed.id, dest.id, item_ids, actor, now, on_progress)
             session.execute(
                 delete(move_table).where(
                     or_(
@@ -1408,6 +1413,7 @@ def _move_all(
     item_ids: Sequence[int],
     actor: Actor,
     now: datetime,
+    on_progress: Callable[[int], None] | None = None,
 ) -> None:
     """Move every item of `from_stage` to the end of `to_stage`, keeping their order."""
     first = session.execute(
@@ -1430,22 +1436,26 @@ def _move_all(
             updated_at=now,
         )
     )
-    session.execute(
-        insert(history),
-        [
-            {
-                "flow_item_id": item_id,
-                "flow_pipeline_id": pipeline_id,
-                "from_stage_id": from_stage,
-                "to_stage_id": to_stage,
-                "moved_by_iam_user_id": actor.user_id,
-                "moved_at": now,
-                "method_code": REMOVE_STAGE,
-                "is_system": actor.is_system,
-            }
-            for item_id in item_ids
-        ],
-    )
+    for start in range(0, len(item_ids), _HISTORY_CHUNK):
+        chunk = item_ids[start : start + _HISTORY_CHUNK]
+        session.execute(
+            insert(history),
+            [
+                {
+                    "flow_item_id": item_id,
+                    "flow_pipeline_id": pipeline_id,
+                    "from_stage_id": from_stage,
+                    "to_stage_id": to_stage,
+                    "moved_by_iam_user_id": actor.user_id,
+                    "moved_at": now,
+                    "method_code": REMOVE_STAGE,
+                    "is_system": actor.is_system,
+                }
+                for item_id in chunk
+            ],
+        )
+        if on_progress is not None:
+            on_progress(start + len(chunk))
 
 
 def _copy(

@@ -219,3 +219,13 @@ def test_installed_command(workdir: Path, command: object) -> None:
     assert loaded.returncode == 0, loaded.stderr
     listed = run("class", "list")
     assert listed.returncode == 0 and "station" in listed.stdout
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "not a url"])
+def test_unsupported_database_urls_are_usage_errors_without_a_traceback(
+    workdir: Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    assert main(["db", "upgrade", "--database-url", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flowkernel: usage error:") and "Traceback" not in err
+    assert not any(workdir.iterdir())
