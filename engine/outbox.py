@@ -7,7 +7,7 @@ row; delivery plugins send them after commit (see `engine.delivery`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -87,6 +87,34 @@ class OutboxWriter:
         new: CompiledState,
     ) -> list[int]:
         """Write the rows `kind` ("item_created", "moved" or "sla_breached") fires; their ids."""
+        users: Sequence[int] = ()
+        if kind in ("moved", "sla_breached"):
+            users = (
+                conn.execute(
+                    select(watchers.c.iam_user_id)
+                    .where(watchers.c.flow_item_id == item.id)
+                    .order_by(watchers.c.iam_user_id)
+                )
+                .scalars()
+                .all()
+            )
+        rows = self.rows(compiled, item, actor, now, kind, old, new, users)
+        if not rows:
+            return []
+        return list(conn.execute(insert(outbox).returning(outbox.c.id), rows).scalars())
+
+    def rows(
+        self,
+        compiled: CompiledClass,
+        item: ItemSnapshot,
+        actor: Actor,
+        now: datetime,
+        kind: str,
+        old: CompiledState | None,
+        new: CompiledState,
+        users: Sequence[int],
+    ) -> list[dict[str, Any]]:
+        """The rows `kind` fires for an item watched by `users` (ordered), not yet written."""
         rows: list[dict[str, Any]] = []
         for automation in compiled.automations:
             if not _matches(automation, kind, old, new):
@@ -106,36 +134,24 @@ class OutboxWriter:
                     None,
                 )
             )
-        if kind in ("moved", "sla_breached"):
+        if users and kind in ("moved", "sla_breached"):
             trigger = "stage_changed" if kind == "moved" else "sla_breached"
-            users = (
-                conn.execute(
-                    select(watchers.c.iam_user_id)
-                    .where(watchers.c.flow_item_id == item.id)
-                    .order_by(watchers.c.iam_user_id)
-                )
-                .scalars()
-                .all()
-            )
-            if users:
-                context = runtime_context(compiled, item, actor, trigger, old, new)
-                for user in users:
-                    rows.append(
-                        self._row(
-                            compiled,
-                            item,
-                            now,
-                            NOTIFICATION,
-                            f"watcher.{trigger}",
-                            trigger,
-                            context,
-                            None,
-                            user,
-                        )
+            context = runtime_context(compiled, item, actor, trigger, old, new)
+            for user in users:
+                rows.append(
+                    self._row(
+                        compiled,
+                        item,
+                        now,
+                        NOTIFICATION,
+                        f"watcher.{trigger}",
+                        trigger,
+                        context,
+                        None,
+                        user,
                     )
-        if not rows:
-            return []
-        return list(conn.execute(insert(outbox).returning(outbox.c.id), rows).scalars())
+                )
+        return rows
 
     @staticmethod
     def _row(

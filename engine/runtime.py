@@ -9,9 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    ClauseElement,
+    Connection,
+    Engine,
+    Select,
+    Update,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,6 +60,7 @@ from engine.errors import (
 )
 from engine.hookspecs import EventHandler
 from engine.outbox import OutboxWriter
+from engine.prepared import Connections, Db, Prepared, Statements, transaction
 from engine.snapshots import (
     ChangeState,
     DropItem,
@@ -55,7 +72,7 @@ from engine.snapshots import (
     Restore,
     SoftDelete,
 )
-from engine.tables import history, items, pipelines, stages
+from engine.tables import history, items, outbox, pipelines, stages, watchers
 from engine.tables import item_values as values_table
 from engine.tables import method_calls as calls
 
@@ -73,31 +90,57 @@ _LOAD = select(
     items.c.deleted_at,
     items.c.last_stage_changed_at,
     pipelines.c.version.label("class_version"),
+    # Whether anyone watches the item, so a move without watchers skips that query.
+    exists().where(watchers.c.flow_item_id == items.c.id).label("watched"),
 ).join(pipelines, pipelines.c.id == items.c.flow_pipeline_id)
+_ACCOUNT = 5
+"""Index of the account in a `_LOAD` row."""
 
 
 class _Item:
     """An item row loaded for one execution."""
 
     __slots__ = (
-        "account_id", "assigned", "checklist", "class_id", "class_version", "deleted", "id",
-        "last_changed", "object_id", "object_type", "position", "stage_id", "version",
+        "account_id", "assigned", "checklist", "class_id", "class_version", "deleted",
+        "deleted_at", "id", "last_changed", "object_id", "object_type", "position", "stage_id",
+        "version", "watched",
     )  # fmt: skip
 
-    def __init__(self, row: Any) -> None:
-        self.id: int = row.id
-        self.class_id: int = row.flow_pipeline_id
-        self.stage_id: int = row.flow_stage_id
-        self.object_type: str = row.object_type
-        self.object_id: int = row.object_id
-        self.account_id: int | None = row.iam_account_id
-        self.assigned: int | None = row.assigned_iam_user_id
-        self.position: int = row.position
-        self.checklist: Any = row.checklist_state
-        self.version: int = row.version
-        self.deleted: bool = row.deleted_at is not None
-        self.last_changed: datetime | None = row.last_stage_changed_at
-        self.class_version: int = row.class_version
+    id: int
+    class_id: int
+    stage_id: int
+    object_type: str
+    object_id: int
+    account_id: int | None
+    assigned: int | None
+    position: int
+    checklist: Any
+    version: int
+    deleted_at: datetime | None
+    last_changed: datetime | None
+    class_version: int
+    deleted: bool
+    watched: bool
+
+    def __init__(self, row: Sequence[Any]) -> None:
+        (
+            self.id,
+            self.class_id,
+            self.stage_id,
+            self.object_type,
+            self.object_id,
+            self.account_id,
+            self.assigned,
+            self.position,
+            self.checklist,
+            self.version,
+            self.deleted_at,
+            self.last_changed,
+            self.class_version,
+            watched,
+        ) = row
+        self.deleted = self.deleted_at is not None
+        self.watched = bool(watched)
 
     def snapshot(self, compiled: CompiledClass, state: CompiledState) -> ItemSnapshot:
         return ItemSnapshot(
@@ -115,6 +158,168 @@ class _Item:
             deleted=self.deleted,
             last_state_changed_at=self.last_changed,
         )
+
+
+def _item_id() -> Any:
+    return items.c.id == bindparam("item_id")
+
+
+def _hot_statement(dialect: str, key: str) -> ClauseElement:
+    """The hot path's statements, by key; compiled once per dialect (see `engine.prepared`)."""
+    if key in ("load", "load_for_update"):
+        stmt = _LOAD.where(items.c.id == bindparam("item_id"))
+        if key == "load_for_update" and dialect == "postgresql":
+            stmt = stmt.with_for_update(of=items)
+        return stmt
+    if key == "move":
+        return _move_statement()
+    if key == "move_logged":
+        return _move_logged_statement()
+    if key == "mark":
+        return (
+            update(items)
+            .where(_item_id(), items.c.version == bindparam("version"))
+            .values(
+                version=bindparam("new_version"),
+                updated_at=bindparam("now"),
+                deleted_at=bindparam("deleted_at"),
+            )
+        )
+    if key == "drop":
+        return delete(items).where(_item_id())
+    if key == "filled":
+        return select(values_table.c.flow_column_id).where(
+            values_table.c.flow_item_id == bindparam("item_id"),
+            values_table.c.value.is_not(None),
+        )
+    if key == "watchers":
+        return (
+            select(watchers.c.iam_user_id)
+            .where(watchers.c.flow_item_id == bindparam("item_id"))
+            .order_by(watchers.c.iam_user_id)
+        )
+    if key == "outbox":
+        return (
+            insert(outbox)
+            .values({column: bindparam(column) for column in OUTBOX_COLUMNS})
+            .returning(outbox.c.id)
+        )
+    if key == "history":
+        return insert(history).values(
+            flow_item_id=bindparam("item_id"),
+            flow_pipeline_id=bindparam("class_id"),
+            from_stage_id=bindparam("from_stage_id"),
+            to_stage_id=bindparam("to_stage_id"),
+            moved_by_iam_user_id=bindparam("user_id"),
+            moved_at=bindparam("now"),
+            method_code=bindparam("method"),
+            is_system=bindparam("is_system"),
+        )
+    if key == "call":
+        return insert(calls).values(
+            flow_item_id=bindparam("item_id"),
+            flow_pipeline_id=bindparam("class_id"),
+            iam_account_id=bindparam("account_id"),
+            method_code=bindparam("method"),
+            action_code=bindparam("action"),
+            from_stage_id=bindparam("from_stage_id"),
+            to_stage_id=bindparam("to_stage_id"),
+            actor_iam_user_id=bindparam("user_id"),
+            is_system=bindparam("is_system"),
+            params=bindparam("params"),
+            called_at=bindparam("now"),
+        )
+    raise KeyError(key)
+
+
+def _move_statement() -> Update:
+    """Move the item to the end of stage `stage_id`, if it is still at `version`."""
+    return (
+        update(items)
+        .where(_item_id(), items.c.version == bindparam("version"))
+        .values(
+            flow_stage_id=bindparam("stage_id"),
+            last_stage_changed_at=bindparam("now"),
+            checklist_state=null(),
+            position=_end_of_stage(bindparam("stage_id")),
+            version=bindparam("new_version"),
+            updated_at=bindparam("now"),
+            deleted_at=case(
+                (bindparam("keep_deleted", type_=Boolean()), items.c.deleted_at),
+                else_=bindparam("deleted_at", type_=items.c.deleted_at.type),
+            ),
+        )
+    )
+
+
+def _typed(name: str, column: Any) -> Any:
+    return bindparam(name, type_=column.type)
+
+
+def _move_logged_statement() -> Select[Any]:
+    """The move, its history row and its call-log row in one statement (for PostgreSQL, one
+    round trip): the inserts read the UPDATE's RETURNING, so a version mismatch writes
+    nothing; selects how many rows moved."""
+    moved = _move_statement().returning(items.c.id).cte("moved")
+    logged = (
+        insert(history)
+        .from_select(
+            [
+                history.c.flow_item_id,
+                history.c.flow_pipeline_id,
+                history.c.from_stage_id,
+                history.c.to_stage_id,
+                history.c.moved_by_iam_user_id,
+                history.c.moved_at,
+                history.c.method_code,
+                history.c.is_system,
+            ],
+            select(
+                moved.c.id,
+                _typed("class_id", history.c.flow_pipeline_id),
+                _typed("from_stage_id", history.c.from_stage_id),
+                _typed("to_stage_id", history.c.to_stage_id),
+                _typed("user_id", history.c.moved_by_iam_user_id),
+                _typed("now", history.c.moved_at),
+                _typed("method", history.c.method_code),
+                _typed("is_system", history.c.is_system),
+            ),
+        )
+        .cte("logged")
+    )
+    called = (
+        insert(calls)
+        .from_select(
+            [
+                calls.c.flow_item_id,
+                calls.c.flow_pipeline_id,
+                calls.c.iam_account_id,
+                calls.c.method_code,
+                calls.c.action_code,
+                calls.c.from_stage_id,
+                calls.c.to_stage_id,
+                calls.c.actor_iam_user_id,
+                calls.c.is_system,
+                calls.c.params,
+                calls.c.called_at,
+            ],
+            select(
+                moved.c.id,
+                _typed("class_id", calls.c.flow_pipeline_id),
+                _typed("account_id", calls.c.iam_account_id),
+                _typed("method", calls.c.method_code),
+                _typed("action", calls.c.action_code),
+                _typed("from_stage_id", calls.c.from_stage_id),
+                _typed("to_stage_id", calls.c.to_stage_id),
+                _typed("user_id", calls.c.actor_iam_user_id),
+                _typed("is_system", calls.c.is_system),
+                _typed("params", calls.c.params),
+                _typed("now", calls.c.called_at),
+            ),
+        )
+        .cte("called")
+    )
+    return select(func.count()).select_from(moved).add_cte(logged, called)
 
 
 def open_checklist_items(state: CompiledState, checklist_state: Any) -> list[tuple[str, str]]:
@@ -144,6 +349,21 @@ def missing_required(conn: Connection, item_id: int, state: CompiledState) -> li
     return [(r.name, r.label) for r in state.required if r.column_id not in filled]
 
 
+_T = TypeVar("_T")
+
+
+def _no_guard(target: str) -> None:
+    """The guard of a transition whose target has nothing to check."""
+
+
+class _Stale(Exception):
+    """A class must be compiled first; internal to `Runtime.transact`."""
+
+    def __init__(self, class_id: int) -> None:
+        super().__init__(class_id)
+        self.class_id = class_id
+
+
 class Runtime:
     """Places items into classes and executes methods on them."""
 
@@ -156,12 +376,72 @@ class Runtime:
         after_commit: Callable[[Sequence[int], Sequence[ExecutionResult]], None],
     ) -> None:
         self._sessions = sessions
+        bind = sessions.kw.get("bind")
+        if not isinstance(bind, Engine):
+            raise TypeError("the runtime's sessionmaker must be bound to an Engine")
+        self._engine: Engine = bind
+        self._connections = Connections(bind)
         self._cache = cache
         self._handlers = handlers
         self._outbox = outbox
         self.after_commit = after_commit
+        # the last compiled class seen per class id, so a hit needs no Session
+        self._recent: dict[int, CompiledClass] = {}
+        self._statements: Statements | None = None
+        self._batch_statements: Statements | None = None  # engine.batch's
+        # unguarded transitions the machine answered: (class, version, state, method) -> state
+        self._fired: dict[tuple[int, int, str, str], str] = {}
 
     # --- helpers -------------------------------------------------------------------------
+
+    @property
+    def _hot(self) -> Statements:
+        """The hot path's prepared statements for this database."""
+        statements = self._statements
+        if statements is None:
+            name = self._engine.dialect.name
+            statements = self._statements = Statements(
+                self._engine.dialect, lambda key: _hot_statement(name, key)
+            )
+        return statements
+
+    def _compiled_for(self, session: Session | None, class_id: int, version: int) -> CompiledClass:
+        """The compiled class at `version`, compiled through `session` on a miss.
+
+        Without a session a miss raises `_Stale`: `transact` then runs the work again in a
+        transaction that has one (on SQLite another connection could not even read while
+        this one holds the write lock).
+        """
+        compiled = self._recent.get(class_id)
+        if compiled is None or compiled.version != version:
+            if session is None:
+                raise _Stale(class_id)
+            compiled = self._cache.get(session, class_id, version)
+            self._recent[class_id] = compiled
+        return compiled
+
+    def transact(self, work: Callable[[Db, Session | None], _T]) -> _T:
+        """Run `work` in one transaction, on a bare pooled connection while the compiled
+        classes it needs are cached, else again with a Session to compile them."""
+        try:
+            with transaction(self._connections) as db:
+                return work(db, None)
+        except _Stale:
+            pass  # rolled back before any handler ran or anything was written
+        with (
+            self._engine.connect() as conn,
+            conn.begin(),
+            Session(bind=conn, autoflush=False) as session,
+        ):
+            return work(Db.of(conn), session)
+
+    def _fetch(self, db: Db, item_id: int, actor: Actor, *, lock: bool) -> _Item:
+        """Load the item (locked on PostgreSQL when `lock`), or ItemNotFound out of reach."""
+        load = self._hot["load_for_update" if lock else "load"]
+        row = load.row(load.run(db, {"item_id": item_id}))
+        if row is None or not actor.reaches(row[_ACCOUNT]):
+            raise ItemNotFound(item_id)
+        return _Item(row)
 
     def compiled(self, session: Session, class_id: int) -> CompiledClass:
         """The compiled current version of a class."""
@@ -169,15 +449,6 @@ class Runtime:
             select(pipelines.c.version).where(pipelines.c.id == class_id)
         ).scalar_one()
         return self._cache.get(session, class_id, version)
-
-    def _load(self, session: Session, item_id: int, actor: Actor, *, lock: bool) -> _Item:
-        stmt = _LOAD.where(items.c.id == item_id)
-        if lock and session.bind is not None and session.bind.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(of=items)
-        row = session.execute(stmt).first()
-        if row is None or not actor.reaches(row.iam_account_id):
-            raise ItemNotFound(item_id)
-        return _Item(row)
 
     def _state(self, compiled: CompiledClass, item: _Item) -> CompiledState:
         state = compiled.states_by_id.get(item.stage_id)
@@ -205,31 +476,26 @@ class Runtime:
         self,
         compiled: CompiledClass,
         state: CompiledState,
-        item: _Item,
+        deleted: bool,
         method: str,
         actor: Actor,
         by_action: bool,
     ) -> CompiledMethod:
+        """The method to run, after the visibility, access and movement checks."""
         found = (
             compiled.method_for_action(state.code, method)
             if by_action
             else compiled.method(state.code, method)
         )
-        if (
-            found is not None
-            and item.deleted
-            and found.action not in ("restore", "drop", SLA_BREACH)
-        ):
+        if found is not None and deleted and found.action not in ("restore", "drop", SLA_BREACH):
             found = None
         if found is None or not (
             actor.is_system
             or compiled.allowed(actor, found, "visible")
             or compiled.allowed(actor, found, "execute")
         ):
-            available = [
-                m.code for m in self.visible_methods(compiled, state.code, actor, item.deleted)
-            ]
-            label = f"{state.code} (deleted)" if item.deleted else state.code
+            available = [m.code for m in self.visible_methods(compiled, state.code, actor, deleted)]
+            label = f"{state.code} (deleted)" if deleted else state.code
             raise MethodNotAvailable(method, label, available)
         if not compiled.allowed(actor, found, "execute"):
             who = "the system actor" if not found.visible else "this actor"
@@ -387,26 +653,24 @@ class Runtime:
         by_action: bool = False,
     ) -> ExecutionResult:
         """Execute a method (or the first method of an action) on an item."""
-        with self._sessions.begin() as session:
-            result, outbox_ids = self.execute_in(session, item_id, method, actor, params, by_action)
+        result, outbox_ids = self.transact(
+            lambda db, session: self._execute(
+                db, session, item_id, method, actor, params, by_action
+            )
+        )
         self.after_commit(outbox_ids, (result,))
         return result
 
     def move(self, item_id: int, stage: str | int, actor: Actor) -> ExecutionResult:
         """Move an item to a stage (by code or id) by executing `move_to_<code>`."""
         if isinstance(stage, int) and not isinstance(stage, bool):
-            with self._sessions.begin() as session:
-                item = self._load(session, item_id, actor, lock=False)
-                compiled = self._cache.get(session, item.class_id, item.class_version)
-                target = compiled.states_by_id.get(stage)
-                if target is None:
-                    raise UnknownDefinition(
-                        "stage",
-                        stage,
-                        f"pipeline {compiled.name!r}",
-                        [str(s.id) for s in compiled.ordered_states],
-                    )
-                stage = target.code
+            result, outbox_ids = self.transact(
+                lambda db, session: self._execute(
+                    db, session, item_id, MOVE_PREFIX, actor, None, False, stage_id=stage
+                )
+            )
+            self.after_commit(outbox_ids, (result,))
+            return result
         return self.execute(item_id, MOVE_PREFIX + str(stage), actor)
 
     def _call(self, name: str, context: EventContext) -> list[object]:
@@ -438,11 +702,43 @@ class Runtime:
 
         The caller commits, then passes both to `after_commit`.
         """
-        item = self._load(session, item_id, actor, lock=True)
-        compiled = self._cache.get(session, item.class_id, item.class_version)
+        db = Db.of(session.connection())
+        return self._execute(db, session, item_id, method, actor, params, by_action)
+
+    def _execute(
+        self,
+        db: Db,
+        session: Session | None,
+        item_id: int,
+        method: str,
+        actor: Actor,
+        params: Mapping[str, Any] | None,
+        by_action: bool,
+        *,
+        stage_id: int | None = None,
+    ) -> tuple[ExecutionResult, list[int]]:
+        """One execution in `db`'s transaction; `stage_id` moves to that stage instead.
+
+        Statements run prepared on the driver (see `engine.prepared`); what the compiled
+        class already knows costs no query: the requirement check runs only for a target
+        with required columns, the outbox only for a class with automations or an item
+        with watchers.
+        """
+        hot = self._hot
+        item = self._fetch(db, item_id, actor, lock=True)
+        compiled = self._compiled_for(session, item.class_id, item.class_version)
         state = self._state(compiled, item)
-        found = self._resolve(compiled, state, item, method, actor, by_action)
-        conn = session.connection()
+        if stage_id is not None:
+            target = compiled.states_by_id.get(stage_id)
+            if target is None:
+                raise UnknownDefinition(
+                    "stage",
+                    stage_id,
+                    f"pipeline {compiled.name!r}",
+                    [str(s.id) for s in compiled.ordered_states],
+                )
+            method = MOVE_PREFIX + target.code
+        found = self._resolve(compiled, state, item.deleted, method, actor, by_action)
         snapshot = item.snapshot(compiled, state)
         context = EventContext(
             item=snapshot,
@@ -450,81 +746,78 @@ class Runtime:
             from_state=state.code,
             to_state=found.target,
             actor=actor,
-            params=dict(params or {}),
+            params=dict(params) if params else {},
         )
 
-        def guard(target: str) -> None:
-            self._guard(conn, compiled, item, state, compiled.states[target])
-
-        run = Run(state.code, guard)
+        current = state.code
         deleted = item.deleted
         dropped = False
         for name in found.chain:
             for effect in self._call(name, context):
                 if isinstance(effect, ChangeState):
-                    if found.target is not None and run.state == state.code:
-                        compiled.fire(run, found.code)
+                    if found.target is not None and current == state.code:
+                        current = self._transition(db, compiled, item, state, found)
                 elif isinstance(effect, DropItem):
                     dropped = True
                 elif isinstance(effect, SoftDelete):
                     deleted = True
                 elif isinstance(effect, Restore):
                     deleted = False
-        new_state = compiled.states[run.state]
-        changed = new_state.code != state.code
+        new_state = compiled.states[current] if current != state.code else state
+        changed = new_state is not state
         now = datetime.now(UTC)
-        if dropped:
-            conn.execute(delete(items).where(items.c.id == item.id))
-        elif changed or deleted != item.deleted:
-            if changed:
-                deleted = new_state.state_type == "deleted" or (
-                    deleted and state.state_type != "deleted"
-                )
-            stmt = (
-                update(items)
-                .where(items.c.id == item.id, items.c.version == item.version)
-                .values(
-                    version=item.version + 1,
-                    updated_at=now,
-                    deleted_at=(now if not item.deleted else items.c.deleted_at)
-                    if deleted
-                    else None,
-                )
+        values: dict[str, Any] = {
+            "item_id": item.id,
+            "class_id": item.class_id,
+            "account_id": item.account_id,
+            "method": found.code,
+            "action": found.action,
+            "from_stage_id": state.id,
+            "to_stage_id": new_state.id if changed else None,
+            "user_id": actor.user_id,
+            "is_system": actor.is_system,
+            "params": dict(params) if params else None,
+            "now": now,
+            "version": item.version,
+            "new_version": item.version + 1,
+        }
+        if changed and not dropped:
+            deleted = new_state.state_type == "deleted" or (
+                deleted and state.state_type != "deleted"
             )
-            if changed:
-                stmt = stmt.values(
-                    flow_stage_id=new_state.id,
-                    last_stage_changed_at=now,
-                    checklist_state=None,
-                    position=_end_of_stage(new_state.id),
-                )
-            if conn.execute(stmt).rowcount != 1:
-                raise ConcurrentUpdate(item.id)
-        if changed:
-            conn.execute(
-                insert(history).values(
-                    flow_item_id=item.id,
-                    flow_pipeline_id=compiled.id,
-                    from_stage_id=state.id,
-                    to_stage_id=new_state.id,
-                    moved_by_iam_user_id=actor.user_id,
-                    moved_at=now,
-                    method_code=found.code,
-                    is_system=actor.is_system,
-                )
-            )
-        _log_call(
-            conn, snapshot, found, state.id, new_state.id if changed else None, actor, params, now
-        )
+            values["stage_id"] = new_state.id
+            values["keep_deleted"] = deleted and item.deleted
+            values["deleted_at"] = now if deleted else None
+            if db.dialect.name == "postgresql":
+                # one round trip: the history and call-log rows are written only if it moved
+                move = hot["move_logged"]
+                moved = move.row(move.run(db, values))
+                if moved is None or moved[0] != 1:
+                    raise ConcurrentUpdate(item.id)
+            else:
+                if hot["move"].run(db, values).rowcount != 1:
+                    raise ConcurrentUpdate(item.id)
+                hot["history"].run(db, values)
+                hot["call"].run(db, values)
+        else:
+            if dropped:
+                hot["drop"].run(db, values)
+            elif deleted != item.deleted:
+                values["deleted_at"] = now if deleted else None
+                if hot["mark"].run(db, values).rowcount != 1:
+                    raise ConcurrentUpdate(item.id)
+            if changed:  # one handler changed the state, another dropped the item
+                hot["history"].run(db, values)
+            hot["call"].run(db, values)
         outbox_ids: list[int] = []
-        if changed:
-            outbox_ids = self._outbox.record(
-                conn, compiled, snapshot, actor, now, "moved", state, new_state
-            )
-        elif found.action == SLA_BREACH:
-            outbox_ids = self._outbox.record(
-                conn, compiled, snapshot, actor, now, "sla_breached", state, state
-            )
+        kind = "moved" if changed else "sla_breached" if found.action == SLA_BREACH else None
+        if kind is not None and (item.watched or compiled.automations):
+            users: list[int] = []
+            if item.watched:
+                watching = hot["watchers"]
+                users = [r[0] for r in watching.rows(watching.run(db, {"item_id": item.id}))]
+            rows = self._outbox.rows(compiled, snapshot, actor, now, kind, state, new_state, users)
+            outbox_ids = write_outbox(db, hot["outbox"], rows)
         result = ExecutionResult(
             item_id=item.id,
             class_code=compiled.code,
@@ -540,15 +833,48 @@ class Runtime:
         )
         return result, outbox_ids
 
-    def _guard(
+    def _transition(
         self,
-        conn: Connection,
+        db: Db,
         compiled: CompiledClass,
         item: _Item,
-        current: CompiledState,
-        target: CompiledState,
-    ) -> None:
-        missing = missing_required(conn, item.id, target)
+        state: CompiledState,
+        found: CompiledMethod,
+    ) -> str:
+        """The state the machine's transition for `found` leads to, guards included.
+
+        When no guard can depend on the item (the target requires no column, the state
+        requires no checklist entry), the machine's answer for (state, method) is the same
+        for every item: it is fired once per class version and remembered.
+        """
+        target = compiled.states[found.target or ""]
+        if not target.required and (
+            target.is_lost or not any(entry.required for entry in state.checklist)
+        ):
+            key = (compiled.id, compiled.version, state.code, found.code)
+            dest = self._fired.get(key)
+            if dest is None:
+                run = Run(state.code, _no_guard)
+                compiled.fire(run, found.code)
+                if len(self._fired) > 10_000:  # old class versions: forget them all
+                    self._fired.clear()
+                dest = self._fired[key] = run.state
+            return dest
+
+        def guard(code: str) -> None:
+            self._guard(db, item, state, compiled.states[code])
+
+        run = Run(state.code, guard)
+        compiled.fire(run, found.code)
+        return run.state
+
+    def _guard(self, db: Db, item: _Item, current: CompiledState, target: CompiledState) -> None:
+        if target.required:
+            values = self._hot["filled"]
+            filled = {r[0] for r in values.rows(values.run(db, {"item_id": item.id}))}
+            missing = [(r.name, r.label) for r in target.required if r.column_id not in filled]
+        else:
+            missing = []
         if missing:
             raise RequirementMissing(target.code, missing)
         if not target.is_lost:
@@ -560,22 +886,24 @@ class Runtime:
 
     def item(self, item_id: int, actor: Actor) -> ItemSnapshot:
         """The item's current state and state type."""
-        with self._sessions.begin() as session:
-            item = self._load(session, item_id, actor, lock=False)
-            compiled = self._cache.get(session, item.class_id, item.class_version)
-            return item.snapshot(compiled, self._state(compiled, item))
+        item, compiled = self.transact(lambda db, session: self._read(db, session, item_id, actor))
+        return item.snapshot(compiled, self._state(compiled, item))
 
     def methods(self, item_id: int, actor: Actor) -> list[MethodInfo]:
         """The methods `actor` may run on the item now, by sequence."""
-        with self._sessions.begin() as session:
-            item = self._load(session, item_id, actor, lock=False)
-            compiled = self._cache.get(session, item.class_id, item.class_version)
-            state = self._state(compiled, item)
-            return [
-                m.info()
-                for m in self.visible_methods(compiled, state.code, actor, item.deleted)
-                if compiled.allowed(actor, m, "execute")
-            ]
+        item, compiled = self.transact(lambda db, session: self._read(db, session, item_id, actor))
+        state = self._state(compiled, item)
+        return [
+            m.info()
+            for m in self.visible_methods(compiled, state.code, actor, item.deleted)
+            if compiled.allowed(actor, m, "execute")
+        ]
+
+    def _read(
+        self, db: Db, session: Session | None, item_id: int, actor: Actor
+    ) -> tuple[_Item, CompiledClass]:
+        item = self._fetch(db, item_id, actor, lock=False)
+        return item, self._compiled_for(session, item.class_id, item.class_version)
 
     def history(self, item_id: int, actor: Actor) -> list[HistoryEntry]:
         """The item's state history, oldest first (also after the item was dropped)."""
@@ -643,7 +971,25 @@ def _history(conn: Connection, item_id: int) -> list[HistoryEntry]:
     ]
 
 
-def _end_of_stage(stage_id: int) -> Any:
+OUTBOX_COLUMNS: Final = (
+    "event_id", "kind", "event_name", "trigger", "flow_pipeline_id", "flow_item_id",
+    "flow_automation_id", "iam_account_id", "recipient_iam_user_id", "payload", "available_at",
+    "created_at",
+)  # fmt: skip
+"""The columns of the rows `OutboxWriter.rows` builds."""
+
+
+def write_outbox(db: Db, insert_row: Prepared, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert outbox rows one by one (a change fires few), in order; their ids."""
+    ids: list[int] = []
+    for row in rows:
+        written = insert_row.row(insert_row.run(db, row))
+        assert written is not None
+        ids.append(written[0])
+    return ids
+
+
+def _end_of_stage(stage_id: Any) -> Any:
     """The position after the last item of a stage, as a subquery of the move's UPDATE."""
     return (
         select(func.coalesce(func.max(items.c.position) + 1, 0))

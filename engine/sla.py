@@ -106,12 +106,14 @@ class SlaScanner:
         pipeline_id: int | None = None,
         now: datetime | None = None,
         limit: int = 1000,
+        batch_size: int = 1,
     ) -> SlaReport:
         """Claim and fire up to `limit` items due at `now` (default: the current time).
 
-        Items are handled in due order, one transaction each. An item whose execution is
-        refused (a handler raised, its stage left the class) is reported in `failures`, left
-        due and not retried within this scan.
+        Items are handled in due order, one transaction each, or `batch_size` per transaction
+        through batch execution (see `engine.sla_batch`). An item whose execution is refused
+        (a handler raised, its stage left the class) is reported in `failures`, left due and
+        not retried within this scan.
         """
         moment = _moment(now)
         if pipeline_id is not None and (
@@ -122,6 +124,16 @@ class SlaScanner:
             )
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidArgument(f"limit must be an integer >= 1, not {limit!r}", limit=limit)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgument(
+                f"batch_size must be an integer >= 1, not {batch_size!r}", batch_size=batch_size
+            )
+        if batch_size > 1:
+            from engine.sla_batch import scan_in_batches
+
+            return scan_in_batches(
+                self._runtime, moment, pipeline_id=pipeline_id, limit=limit, batch_size=batch_size
+            )
         breaches: list[SlaBreach] = []
         failures: list[SlaFailure] = []
         failed: list[int] = []

@@ -1,0 +1,664 @@
+"""The scenarios of `flowkernel bench`, each against its baselines, rounds interleaved.
+
+A scenario returns `Measure`s: the engine's operations per second and each baseline's, one
+figure per round. Rounds alternate which side runs first, so drift on a busy machine hits
+both sides alike; the report takes medians.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert, select, update
+from transitions import Machine
+
+from engine import SYSTEM, Actor, Flowkernel, StageSpec
+from engine.compiler import compile_class
+from engine.examples.charging_station import TRANSITIONS, build_station_class
+from engine.sla import candidates
+from engine.tables import actions, items, methods, stages, transitions
+
+from .baselines import HandRolled, Raw, handrolled_engine
+from .scratch import Scratch, load_million, place_rows
+
+Op = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much work a run does."""
+
+    name: str
+    rounds: int
+    moves: int  # engine and raw operations per round (move, heartbeat)
+    handrolled: int  # hand-rolled operations per round
+    batches: int  # batch calls per round
+    batch_size: int
+    million: int | None  # items of the SLA and board scenarios; None skips them
+    compiles: int
+    memory: int  # executions of the memory scenario
+    notes: tuple[str, ...] = ()
+    memory_postgresql: int | None = None  # fewer on PostgreSQL, where each costs a commit
+
+
+SMOKE = Scale("smoke", 1, 40, 10, 2, 50, None, 2, 300, ("smoke: tiny figures, schema check only",))
+QUICK = Scale(
+    "quick",
+    5,
+    1000,
+    200,
+    10,
+    1000,
+    None,
+    5,
+    10_000,
+    (
+        "quick: no million-item scenarios",
+        "quick: memory growth over 10,000 executions, not 1,000,000",
+    ),
+)
+FULL = Scale(
+    "full",
+    5,
+    3000,
+    400,
+    30,
+    1000,
+    1_000_000,
+    20,
+    1_000_000,
+    ("full: on PostgreSQL memory growth over 100,000 executions (1,000,000 on SQLite)",),
+    memory_postgresql=100_000,
+)
+
+
+@dataclass
+class Measure:
+    """One scenario against one baseline: ops/s per round on each side, or a single value."""
+
+    scenario: str
+    baseline: str | None
+    engine: list[float] = field(default_factory=list)
+    base: list[float] = field(default_factory=list)
+    unit: str = "ops/s"
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ops(self) -> float:
+        return statistics.median(self.engine)
+
+    @property
+    def base_ops(self) -> float | None:
+        return statistics.median(self.base) if self.base else None
+
+
+@dataclass
+class Context:
+    fk: Flowkernel
+    scratch: Scratch
+    scale: Scale
+    say: Callable[[str], None]
+
+
+def _rate(op: Op, count: int, start: int = 0) -> float:
+    began = time.perf_counter()
+    for i in range(start, start + count):
+        op(i)
+    return count / (time.perf_counter() - began)
+
+
+def _interleave(
+    ctx: Context, sides: Sequence[tuple[str, Op, int]], *, warmup: int
+) -> dict[str, list[float]]:
+    """Run every side `rounds` times, alternating which goes first; ops/s per side and round."""
+    done = {name: 0 for name, _op, _n in sides}
+    for name, op, _n in sides:
+        for i in range(warmup):
+            op(i)
+        done[name] = warmup
+    rates: dict[str, list[float]] = {name: [] for name, _op, _n in sides}
+    for round_no in range(ctx.scale.rounds):
+        order = list(sides) if round_no % 2 == 0 else list(reversed(sides))
+        for name, op, count in order:
+            rates[name].append(_rate(op, count, done[name]))
+            done[name] += count
+    return rates
+
+
+# --- single moves ------------------------------------------------------------------------------
+
+
+def move(ctx: Context) -> list[Measure]:
+    """A move on a pipeline item, one commit per move, as a user of the account."""
+    fk, scale = ctx.fk, ctx.scale
+    admin = Actor.user(1, 1)
+    pipeline = fk.pipelines.create_pipeline(
+        "Bench moves",
+        admin,
+        stages=[
+            StageSpec("Lead"),
+            StageSpec("Qualified"),
+            StageSpec("Proposal"),
+            StageSpec("Won", is_won=True),
+            StageSpec("Lost", is_lost=True),
+        ],
+    )
+    stage = {s.code: s.id for s in fk.compiled(pipeline.id, 1).ordered_states}
+    pool = max(1, min(scale.moves, 1000))
+    with fk.engine.begin() as conn:
+        pools = [
+            place_rows(
+                conn,
+                pipeline.id,
+                [stage["qualified"]],
+                "deal",
+                range(base + 1, base + pool + 1),
+                account_id=1,
+            )
+            for base in (0, 1_000_000, 2_000_000)
+        ]
+    at = [["qualified"] * pool for _ in pools]
+
+    def step(side: int, i: int) -> tuple[int, str, str]:
+        slot = i % pool
+        old = at[side][slot]
+        new = "proposal" if old == "qualified" else "qualified"
+        at[side][slot] = new
+        return pools[side][slot], old, new
+
+    raw = Raw(ctx.scratch)
+    hand = HandRolled(handrolled_engine(ctx.scratch), stage)
+
+    def engine_op(i: int) -> None:
+        item, _old, new = step(0, i)
+        fk.move(item, new, admin)
+
+    def raw_op(i: int) -> None:
+        item, old, new = step(1, i)
+        raw.move(item, pipeline.id, stage[old], stage[new], 1)
+
+    def hand_op(i: int) -> None:
+        item, _old, new = step(2, i)
+        hand.move(item, new, 1)
+
+    try:
+        rates = _interleave(
+            ctx,
+            [
+                ("engine", engine_op, scale.moves),
+                ("raw", raw_op, scale.moves),
+                ("hand-rolled", hand_op, scale.handrolled),
+            ],
+            warmup=min(50, pool),
+        )
+    finally:
+        raw.close()
+        hand.sessions.kw["bind"].dispose()
+    return [
+        Measure("move", "raw", rates["engine"], rates["raw"]),
+        Measure("move", "hand-rolled", rates["engine"], rates["hand-rolled"]),
+    ]
+
+
+# --- heartbeats --------------------------------------------------------------------------------
+
+
+def _stations(ctx: Context) -> tuple[int, dict[str, int]]:
+    """The example's charging-station class (platform-wide) and its state ids."""
+    fk = ctx.fk
+    build_station_class(fk, "bench_station")
+    compiled = fk.compiled("bench_station")
+    return compiled.id, {s.code: s.id for s in compiled.ordered_states}
+
+
+STATION_TRANSITIONS = [
+    *((source, method, target) for source, method, target in TRANSITIONS if source is not None),
+    *((state, "heartbeat", None) for state in ("available", "unavailable", "faulted")),
+]
+
+
+def heartbeat(ctx: Context, station: tuple[int, dict[str, int]]) -> list[Measure]:
+    """The hidden no-transition heartbeat on a station, one commit per call, system actor."""
+    fk, scale = ctx.fk, ctx.scale
+    class_id, state = station
+    pool = max(1, min(scale.moves, 1000))
+    with fk.engine.begin() as conn:
+        pools = [
+            place_rows(
+                conn,
+                class_id,
+                [state["unavailable"]],
+                "charging_station",
+                range(base + 1, base + pool + 1),
+                account_id=None,
+            )
+            for base in (0, 1_000_000, 2_000_000)
+        ]
+    raw = Raw(ctx.scratch)
+    hand = HandRolled(handrolled_engine(ctx.scratch), state)
+    params = {"status": "ok"}
+
+    def engine_op(i: int) -> None:
+        fk.execute(pools[0][i % pool], "heartbeat", SYSTEM, params=params)
+
+    def raw_op(i: int) -> None:
+        raw.heartbeat(pools[1][i % pool], class_id, state["unavailable"], None)
+
+    def hand_op(i: int) -> None:
+        hand.heartbeat(pools[2][i % pool], STATION_TRANSITIONS)
+
+    try:
+        rates = _interleave(
+            ctx,
+            [
+                ("engine", engine_op, scale.moves),
+                ("raw", raw_op, scale.moves),
+                ("hand-rolled", hand_op, scale.handrolled),
+            ],
+            warmup=min(50, pool),
+        )
+    finally:
+        raw.close()
+        hand.sessions.kw["bind"].dispose()
+    return [
+        Measure("heartbeat", "raw", rates["engine"], rates["raw"]),
+        Measure("heartbeat", "hand-rolled", rates["engine"], rates["hand-rolled"]),
+    ]
+
+
+# --- batches -----------------------------------------------------------------------------------
+
+
+def batch(ctx: Context, station: tuple[int, dict[str, int]]) -> list[Measure]:
+    """A hidden method on `batch_size` stations per call: half heartbeats (no transition), half
+    availability reports that change state, every item's handlers run; items per second."""
+    fk, scale = ctx.fk, ctx.scale
+    class_id, state = station
+    size = scale.batch_size
+    with fk.engine.begin() as conn:
+        mine = place_rows(
+            conn,
+            class_id,
+            [state["unavailable"]],
+            "charging_station",
+            range(5_000_001, 5_000_001 + size),
+            account_id=None,
+        )
+        theirs = place_rows(
+            conn,
+            class_id,
+            [state["unavailable"]],
+            "charging_station",
+            range(6_000_001, 6_000_001 + size),
+            account_id=None,
+        )
+    raw = Raw(ctx.scratch)
+    available = [False] * size
+    params = {"status": "ok"}
+
+    def engine_op(_i: int) -> None:
+        reports = [
+            "heartbeat" if k % 2 == 0 else ("unavailable" if available[k] else "available")
+            for k in range(size)
+        ]
+        result = fk.execute_batch(mine, reports, SYSTEM, params=params)
+        assert result.ok
+        for k in range(1, size, 2):
+            available[k] = not available[k]
+
+    def raw_op(_i: int) -> None:
+        raw.batch_update(theirs)
+
+    try:
+        rates = _interleave(
+            ctx, [("engine", engine_op, scale.batches), ("raw", raw_op, scale.batches)], warmup=1
+        )
+    finally:
+        raw.close()
+    return [
+        Measure(
+            "batch",
+            "raw batched UPDATE",
+            [r * size for r in rates["engine"]],
+            [r * size for r in rates["raw"]],
+            unit="items/s",
+        )
+    ]
+
+
+# --- compile -----------------------------------------------------------------------------------
+
+
+def compile_big(ctx: Context) -> list[Measure]:
+    """Compile a class of 100 states and 1,000 transitions (10 global methods x 100 states)."""
+    fk, scale = ctx.fk, ctx.scale
+    d = fk.definitions
+    d.add_class("bench_big", "Big class", object_type="bench")
+    codes = [f"s{i:03d}" for i in range(100)]
+    verbs = [f"bench_go_{j}" for j in range(10)]
+    for verb in verbs:
+        d.add_action(verb, verb)
+    class_id = d.get_class("bench_big").id
+    with fk.engine.begin() as conn:
+        conn.execute(
+            insert(stages),
+            [
+                {
+                    "flow_pipeline_id": class_id,
+                    "name": code,
+                    "code": code,
+                    "state_type": "created" if i == 0 else "enabled",
+                    "position": i,
+                }
+                for i, code in enumerate(codes)
+            ],
+        )
+        state_ids = {
+            code: sid
+            for code, sid in conn.execute(
+                select(stages.c.code, stages.c.id).where(stages.c.flow_pipeline_id == class_id)
+            )
+        }
+        action_ids = {
+            code: aid
+            for code, aid in conn.execute(
+                select(actions.c.code, actions.c.id).where(actions.c.code.in_(verbs))
+            )
+        }
+        conn.execute(
+            insert(methods),
+            [
+                {
+                    "class_id": class_id,
+                    "state_id": None,
+                    "action_id": action_ids[verb],
+                    "code": verb,
+                    "label": verb,
+                    "sequence": j,
+                }
+                for j, verb in enumerate(verbs)
+            ],
+        )
+        method_ids = {
+            code: mid
+            for code, mid in conn.execute(
+                select(methods.c.code, methods.c.id).where(methods.c.class_id == class_id)
+            )
+        }
+        conn.execute(
+            insert(transitions),
+            [
+                {
+                    "class_id": class_id,
+                    "state_id": state_ids[code],
+                    "method_id": method_ids[verb],
+                    "new_state_id": state_ids[codes[(i + j + 1) % len(codes)]],
+                }
+                for i, code in enumerate(codes)
+                for j, verb in enumerate(verbs)
+            ],
+        )
+    graph = [
+        (code, verb, codes[(i + j + 1) % len(codes)])
+        for i, code in enumerate(codes)
+        for j, verb in enumerate(verbs)
+    ]
+
+    def engine_op(_i: int) -> None:
+        with fk.sessions.begin() as session:
+            compiled = compile_class(session, class_id)
+        assert sum(len(m) for m in compiled.methods.values()) == 1000
+
+    def machine_op(_i: int) -> None:
+        machine = Machine(
+            model=None, states=codes, initial=None, auto_transitions=False, send_event=True
+        )
+        for source, trigger, dest in graph:
+            machine.add_transition(trigger, source, dest)
+
+    times: dict[str, list[float]] = {"engine": [], "machine": []}
+    engine_op(0)
+    machine_op(0)
+    sides = (("engine", engine_op), ("machine", machine_op))
+    for round_no in range(max(scale.compiles, 1)):
+        for name, op in sides[:: 1 if round_no % 2 == 0 else -1]:
+            began = time.perf_counter()
+            op(round_no)
+            times[name].append(time.perf_counter() - began)
+    return [
+        Measure(
+            "compile_100_states_1000_transitions",
+            "transitions Machine alone",
+            [1 / t for t in times["engine"]],
+            [1 / t for t in times["machine"]],
+            unit="compiles/s",
+            extra={"ms": statistics.median(times["engine"]) * 1000},
+        )
+    ]
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+
+def _rss() -> float:
+    """Resident memory of this process in MB."""
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # not Linux: the peak, which is what grows anyway
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory(ctx: Context, station: tuple[int, dict[str, int]]) -> list[Measure]:
+    """Resident memory growth over many heartbeat executions in this process."""
+    fk, scale = ctx.fk, ctx.scale
+    class_id, state = station
+    count = scale.memory
+    if ctx.scratch.kind == "postgresql" and scale.memory_postgresql is not None:
+        count = scale.memory_postgresql
+    pool = 1000
+    with fk.engine.begin() as conn:
+        ids = place_rows(
+            conn,
+            class_id,
+            [state["unavailable"]],
+            "charging_station",
+            range(7_000_001, 7_000_001 + pool),
+            account_id=None,
+        )
+    params = {"status": "ok"}
+    warmup = min(10_000, max(count // 10, 100))
+    for i in range(warmup):
+        fk.execute(ids[i % pool], "heartbeat", SYSTEM, params=params)
+    gc.collect()
+    before = _rss()
+    began = time.perf_counter()
+    step = max(count // 10, 1)
+    for i in range(count):
+        fk.execute(ids[i % pool], "heartbeat", SYSTEM, params=params)
+        if i and i % step == 0:
+            ctx.say(f"  memory: {i:,} executions, +{_rss() - before:.1f} MB")
+    rate = count / (time.perf_counter() - began)
+    gc.collect()
+    growth = _rss() - before
+    return [
+        Measure(
+            "memory_growth",
+            None,
+            [rate],
+            unit="executions/s",
+            extra={
+                "mb": growth,
+                "executions": float(count),
+                "rss_before_mb": before,
+                "rss_after_mb": before + growth,
+            },
+        )
+    ]
+
+
+# --- a million items -----------------------------------------------------------------------------
+
+
+def million(ctx: Context, count: int) -> list[Measure]:
+    """First board page and SLA scan of a pipeline with `count` items, 1% of them breached."""
+    fk, scale = ctx.fk, ctx.scale
+    admin = Actor.user(1, 1)
+    pipeline = fk.pipelines.create_pipeline(
+        "Bench million",
+        admin,
+        stages=[
+            StageSpec("Open one", sla_days=1),
+            StageSpec("Open two", sla_days=1),
+            StageSpec("Open three", sla_days=1),
+            StageSpec("Won", is_won=True),
+            StageSpec("Lost", is_lost=True),
+        ],
+    )
+    open_ids = [s.id for s in fk.compiled(pipeline.id, 1).ordered_states][:3]
+    now = datetime.now(UTC)
+    ctx.say(f"  loading {count:,} items ...")
+    began = time.perf_counter()
+    with fk.engine.begin() as conn:
+        load_million(
+            conn,
+            pipeline.id,
+            open_ids,
+            count,
+            account_id=1,
+            breached_every=100,
+            fresh=now - timedelta(hours=12),
+            stale=now - timedelta(days=2),
+        )
+    ctx.say(f"  loaded in {time.perf_counter() - began:.1f} s")
+    raw = Raw(ctx.scratch)
+    results: list[Measure] = []
+    try:
+        board_times: dict[str, list[float]] = {"engine": [], "raw": []}
+        per_stage = 50
+
+        def engine_board() -> None:
+            page = fk.queries.board(pipeline.id, admin, per_stage=per_stage)
+            assert page.count == count
+
+        def raw_board() -> None:
+            raw.board(pipeline.id, per_stage * 5)
+
+        def engine_stage() -> None:
+            page = fk.queries.stage_items(pipeline.id, open_ids[0], admin, limit=per_stage)
+            assert len(page.items) == per_stage
+
+        engine_board()
+        raw_board()
+        engine_stage()
+        board_times["stage"] = []
+        for round_no in range(max(scale.rounds, 3)):
+            sides = (("engine", engine_board), ("raw", raw_board), ("stage", engine_stage))
+            for name, op in sides[:: 1 if round_no % 2 == 0 else -1]:
+                t = time.perf_counter()
+                op()
+                board_times[name].append(time.perf_counter() - t)
+        results.append(
+            Measure(
+                "board_first_page_1m",
+                "raw (seed board query)",
+                [1 / t for t in board_times["engine"]],
+                [1 / t for t in board_times["raw"]],
+                unit="pages/s",
+                extra={"ms": statistics.median(board_times["engine"]) * 1000},
+            )
+        )
+        results.append(
+            Measure(
+                "stage_first_page_1m",
+                "raw (seed board query)",
+                [1 / t for t in board_times["stage"]],
+                [1 / t for t in board_times["raw"]],
+                unit="pages/s",
+                extra={"ms": statistics.median(board_times["stage"]) * 1000},
+            )
+        )
+
+        detect: dict[str, list[float]] = {"engine": [], "raw": []}
+        due = candidates(datetime.now(UTC)).limit(None)
+
+        def engine_detect() -> int:
+            with fk.engine.connect() as conn:
+                return len(conn.execute(due).all())
+
+        def raw_detect() -> int:
+            return raw.sla_query(pipeline.id)
+
+        expected = count // 100
+        assert engine_detect() == expected, "engine detection"
+        assert raw_detect() == expected, "seed SLA query"
+        for round_no in range(max(scale.rounds, 3)):
+            sides2: tuple[tuple[str, Callable[[], int]], ...] = (
+                ("engine", engine_detect),
+                ("raw", raw_detect),
+            )
+            for name, op2 in sides2[:: 1 if round_no % 2 == 0 else -1]:
+                t = time.perf_counter()
+                op2()
+                detect[name].append(time.perf_counter() - t)
+        results.append(
+            Measure(
+                "sla_detect_1m",
+                "raw (seed SLA query)",
+                [1 / t for t in detect["engine"]],
+                [1 / t for t in detect["raw"]],
+                unit="scans/s",
+                extra={"ms": statistics.median(detect["engine"]) * 1000},
+            )
+        )
+
+        ctx.say(f"  SLA scan: firing {expected:,} breaches, 1,000 per transaction ...")
+        seed_sla = 1 / statistics.median(detect["raw"])
+        t = time.perf_counter()
+        report = fk.sla.scan(pipeline_id=pipeline.id, limit=expected + 1, batch_size=1000)
+        scan_s = time.perf_counter() - t
+        assert len(report.fired) == expected, len(report.fired)
+        results.append(
+            Measure(
+                "sla_scan_1m",
+                "raw (seed SLA query)",
+                [1 / scan_s],
+                [seed_sla],
+                unit="scans/s",
+                extra={"ms": scan_s * 1000, "breaches": float(expected)},
+            )
+        )
+        # the same breaches again, one transaction each (the scan's default), for the rate
+        with fk.engine.begin() as conn:
+            conn.execute(
+                update(items)
+                .where(items.c.flow_pipeline_id == pipeline.id)
+                .values(sla_breached_at=None)
+            )
+        sample = min(expected, 1000)
+        ctx.say(f"  SLA scan: firing {sample:,} breaches, one transaction each ...")
+        t = time.perf_counter()
+        single = fk.sla.scan(pipeline_id=pipeline.id, limit=sample)
+        single_s = time.perf_counter() - t
+        assert len(single.fired) == sample
+        results.append(
+            Measure(
+                "sla_scan_per_item_1m",
+                None,
+                [sample / single_s],
+                unit="breaches/s",
+                extra={"ms_for_all": expected / (sample / single_s) * 1000},
+            )
+        )
+    finally:
+        raw.close()
+    return results

@@ -1,0 +1,203 @@
+"""The SLA scan in batches (`scan(batch_size=...)`) does what the item-by-item scan does."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from engine import Actor, Flowkernel, InvalidArgument, StageSpec, hookimpl
+from engine.tables import items, method_calls, outbox, stages
+
+ACCOUNT = 10
+ALICE = Actor.user(1, ACCOUNT)
+LATER = timedelta(days=30)
+
+
+class Pager:
+    """An sla_breach handler that refuses the objects in `down`."""
+
+    def __init__(self) -> None:
+        self.down: set[int] = set()
+
+    def page(self, context: Any) -> None:
+        if context.item.object_id in self.down:
+            raise RuntimeError("pager down")
+
+    @hookimpl
+    def flowkernel_event_handlers(self) -> Mapping[str, Any]:
+        return {"page_someone": self.page}
+
+
+def pipeline(fk: Flowkernel, code: str) -> int:
+    info = fk.pipelines.create_pipeline(
+        code.title(),
+        ALICE,
+        code=code,
+        stages=[
+            StageSpec("Lead", sla_days=7),
+            StageSpec("Qualified", sla_days=14),
+            StageSpec("Proposal"),
+            StageSpec("Won", is_won=True, sla_days=1),
+        ],
+    )
+    fk.pipelines.add_automation(info.id, "sla_breached", f"{code}.late", ALICE)
+    fk.definitions.add_event(code, "sla_breach", "page_someone", account_id=ACCOUNT)
+    return info.id
+
+
+def state(fk: Flowkernel, pipeline_id: int) -> dict[str, Any]:
+    """What a scan changes, per object id (the two pipelines use the same object ids)."""
+    with fk.engine.connect() as conn:
+        rows = conn.execute(
+            select(items.c.id, items.c.object_id, items.c.sla_breached_at).where(
+                items.c.flow_pipeline_id == pipeline_id
+            )
+        ).all()
+        ids = {r.id: r.object_id for r in rows}
+        calls = dict.fromkeys(ids.values(), 0)
+        for item_id, count in conn.execute(
+            select(method_calls.c.flow_item_id, func.count())
+            .where(
+                method_calls.c.flow_pipeline_id == pipeline_id,
+                method_calls.c.method_code == "sla_breach",
+            )
+            .group_by(method_calls.c.flow_item_id)
+        ):
+            calls[ids[item_id]] = count
+        events = sorted(
+            (ids[r.flow_item_id], r.kind, r.event_name.split(".")[-1], r.recipient_iam_user_id)
+            for r in conn.execute(
+                select(outbox).where(
+                    outbox.c.flow_pipeline_id == pipeline_id, outbox.c.trigger == "sla_breached"
+                )
+            )
+        )
+    return {
+        "breached": {r.object_id: r.sla_breached_at is not None for r in rows},
+        "calls": calls,
+        "events": events,
+    }
+
+
+def summary(report: Any, object_of: Mapping[int, int]) -> dict[str, Any]:
+    return {
+        "fired": sorted(object_of[i] for i in report.fired),
+        "skipped": sorted(object_of[i] for i in report.skipped),
+        "failures": sorted((object_of[f.item_id], f.error) for f in report.failures),
+        "events": report.events,
+        "per_item": sorted((object_of[b.item_id], len(b.outbox_ids)) for b in report.breaches),
+    }
+
+
+def test_batched_scan_equals_the_item_by_item_scan(fk: Flowkernel) -> None:
+    pager = Pager()
+    fk.register_plugin(pager, name="pager")
+    one, many = pipeline(fk, "one"), pipeline(fk, "many")
+    object_of: dict[int, int] = {}
+    for pid in (one, many):
+        for object_id in range(1, 9):
+            item = fk.place(pid, "crm_deal", object_id, ALICE)
+            object_of[item.id] = object_id
+            if object_id == 2:
+                fk.items.watch(item.id, 77, ALICE)
+            if object_id == 3:
+                fk.move(item.id, "qualified", ALICE)
+            if object_id == 4:
+                fk.move(item.id, "proposal", ALICE)  # no SLA there
+            if object_id == 5:
+                fk.move(item.id, "won", ALICE)  # won stages never breach
+    pager.down = {6}
+    later = datetime.now(UTC) + LATER
+
+    single = fk.sla.scan(pipeline_id=one, now=later)
+    batched = fk.sla.scan(pipeline_id=many, now=later, batch_size=3)
+    assert summary(batched, object_of) == summary(single, object_of)
+    assert summary(single, object_of)["failures"] == [(6, "handler_failed")]
+    assert state(fk, many) == state(fk, one)
+    assert not state(fk, many)["breached"][6]  # the refused claim was undone: still due
+    assert (2, "notification", "sla_breached", 77) in state(fk, many)["events"]
+
+    # once per stage entry; the refused item goes through once the pager is back
+    pager.down = set()
+    again_single = fk.sla.scan(pipeline_id=one, now=later)
+    again_batched = fk.sla.scan(pipeline_id=many, now=later, batch_size=50)
+    assert summary(again_batched, object_of) == summary(again_single, object_of)
+    assert summary(again_single, object_of)["fired"] == [6]
+    assert state(fk, many) == state(fk, one)
+
+
+def test_batched_scan_respects_the_limit_and_skips_classes_without_sla_breach(
+    fk: Flowkernel,
+) -> None:
+    fk.register_plugin(Pager(), name="pager")
+    fk.definitions.add_class("region", "Region")
+    fk.definitions.add_default_methods("region")
+    region = fk.place("region", "region", 1, ALICE)
+    with fk.engine.begin() as conn:
+        conn.execute(update(stages).where(stages.c.id == region.state_id).values(sla_days=1))
+        conn.execute(  # the due time follows entries: re-stamp this one, two days ago
+            update(items)
+            .where(items.c.id == region.id)
+            .values(last_stage_changed_at=datetime.now(UTC) - timedelta(days=2))
+        )
+    pid = pipeline(fk, "sales")
+    deals = [fk.place(pid, "crm_deal", i, ALICE).id for i in range(1, 6)]
+    later = datetime.now(UTC) + LATER
+    # due order: the region first (its class has no sla_breach: marked, not executed)
+    first = fk.sla.scan(now=later, limit=3, batch_size=2)
+    assert len(first.breaches) == 3 and first.limit_reached
+    assert first.skipped == (region.id,)
+    rest = fk.sla.scan(now=later, batch_size=2)
+    assert sorted(first.fired + rest.fired) == deals
+    assert not rest.limit_reached and rest.failures == ()
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, True, 2.5, "10"])
+def test_batch_size_must_be_a_positive_integer(fk: Flowkernel, batch_size: Any) -> None:
+    with pytest.raises(InvalidArgument):
+        fk.sla.scan(batch_size=batch_size)
+
+
+def test_parallel_batched_scanners_fire_each_breach_exactly_once(
+    fk: Flowkernel, database_url: str
+) -> None:
+    fk.register_plugin(Pager(), name="pager")
+    pid = pipeline(fk, "sales")
+    ids = [fk.place(pid, "deal", n, ALICE).id for n in range(60)]
+    for item_id in ids[::3]:
+        fk.items.watch(item_id, 7, ALICE)
+    later = datetime.now(UTC) + LATER
+    kernels = [Flowkernel(database_url) for _ in range(3)]
+    for kernel in kernels:
+        kernel.register_plugin(Pager(), name="pager")
+    reports: list[Any] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(kernels))
+
+    def run(kernel: Flowkernel) -> None:
+        try:
+            start.wait()
+            reports.append(kernel.sla.scan(now=later, batch_size=7))
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in kernels]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        for k in kernels:
+            k.close()
+    assert errors == []
+    assert sorted(i for r in reports for i in r.fired) == ids  # each once, none twice
+    with fk.engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.kind).where(outbox.c.trigger == "sla_breached")).all()
+    assert len(rows) == len(ids) + len(ids[::3])  # an automation event each, a notice per watcher
+    assert fk.sla.scan(now=later, batch_size=7).breaches == ()
