@@ -37,6 +37,7 @@ from engine.errors import (
     UnknownDefinition,
     UnknownHandler,
 )
+from engine.explain import Explanation, Reason
 from engine.flowkernel import Flowkernel
 from engine.hookspecs import hookimpl
 from engine.pipelines import ColumnSpec, StageSpec
@@ -75,6 +76,7 @@ __all__ = [
     "EventContext",
     "ExecutionError",
     "ExecutionResult",
+    "Explanation",
     "Flowkernel",
     "FlowkernelError",
     "ForeignReference",
@@ -93,6 +95,7 @@ __all__ = [
     "MoveNotAllowed",
     "ObjectAlreadyPlaced",
     "OutgoingEvent",
+    "Reason",
     "RequirementMissing",
     "Restore",
     "SoftDelete",

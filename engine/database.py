@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -14,9 +15,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DisconnectionError
+
+from engine.errors import InvalidArgument
+from engine.prepared import run_sql
 
 ENV_VAR: Final = "FLOWKERNEL_DATABASE_URL"
 DEFAULT_URL: Final = "sqlite:///flowkernel.db"
+SUPPORTED_DRIVERS: Final = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 
 
 def _migrations_dir() -> Path:
@@ -33,9 +39,19 @@ MIGRATIONS: Final = _migrations_dir()
 def resolve_url(url: str | None = None) -> str:
     """The database URL: the argument, else `FLOWKERNEL_DATABASE_URL`, else `flowkernel.db`."""
     chosen = url or os.environ.get(ENV_VAR) or DEFAULT_URL
-    parsed = make_url(chosen)
+    try:
+        parsed = make_url(chosen)
+    except ArgumentError as exc:
+        raise InvalidArgument(f"invalid database URL {chosen!r}: {exc}", url=chosen) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in SUPPORTED_DRIVERS:
+        shown = parsed.render_as_string(hide_password=True)
+        raise InvalidArgument(
+            f"cannot open {shown}: driver {parsed.drivername!r} is not supported; use "
+            "sqlite:///FILE or postgresql://USER@HOST/DB",
+            url=shown,
+        )
     return parsed.render_as_string(hide_password=False)
 
 
@@ -50,7 +66,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Any) -> None:
     # Take the write lock at BEGIN so two writers queue instead of failing at upgrade time.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Straight on the driver: SQLAlchemy's statement execution costs more than the BEGIN.
+    run_sql(conn, "BEGIN IMMEDIATE", ())
 
 
 def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
@@ -61,7 +78,37 @@ def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(resolved, pool_pre_ping=True, **kwargs)
+    engine = create_engine(resolved, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+PING_AFTER: Final = 1.0
+"""Seconds a pooled connection may sit idle before it is pinged at checkout."""
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a connection at checkout only when it has been idle for `PING_AFTER` seconds.
+
+    SQLAlchemy's `pool_pre_ping` pings at every checkout: a round trip per transaction, about
+    a tenth of a move on PostgreSQL. A connection in use a moment ago is alive; one that
+    died meanwhile fails its statement and is invalidated, like any lost connection.
+    """
+
+    def stamp(_dbapi_conn: Any, record: Any, *_: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the pool then connects anew
+            raise DisconnectionError(f"connection lost while idle: {exc}") from exc
+
+    event.listen(engine, "connect", stamp)
+    event.listen(engine, "checkin", stamp)
+    event.listen(engine, "checkout", checkout)
 
 
 def _utc_now() -> str:

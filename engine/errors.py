@@ -407,3 +407,47 @@ class ColumnInactive(ExecutionError):
             f"column {column!r} of pipeline {pipeline!r} is inactive; "
             "activate it before writing values"
         )
+
+
+# --- diagrams ------------------------------------------------------------------------------
+
+
+class GraphvizUnavailable(FlowkernelError):
+    """SVG output needs Graphviz's `dot` program, which is missing or failed."""
+
+    code = "graphviz_unavailable"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"cannot draw SVG: {reason}; install Graphviz (apt-get install graphviz) "
+            "or use --format dot|mermaid"
+        )
+
+
+# --- event delivery ------------------------------------------------------------------------
+
+
+class EventNotFound(ExecutionError):
+    """No dead event with that id (among those the actor reaches)."""
+
+    code = "event_not_found"
+
+    def __init__(self, event_ids: Sequence[str]) -> None:
+        self.event_ids = tuple(event_ids)
+        super().__init__(
+            f"no dead event with id {', '.join(map(repr, self.event_ids))}; "
+            "list them with dead_letters()"
+        )
+
+
+class DeliveryFailed(FlowkernelError):
+    """A delivery plugin could not hand an event over; the outbox retries it later."""
+
+    code = "delivery_failed"
+
+    def __init__(self, target: str, event_id: str, reason: str) -> None:
+        self.target = target
+        self.event_id = event_id
+        self.reason = reason
+        super().__init__(f"event {event_id} not delivered to {target}: {reason}; retried later")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pluggy
@@ -12,9 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import database
 from engine.actors import Actor
+from engine.batch import BatchResult, execute_batch
 from engine.compiler import ClassCache, CompiledClass
 from engine.definitions import Definitions
 from engine.delivery import Delivery, DeliveryReport
+from engine.explain import Explainer, Explanation
 from engine.hookspecs import EventHandler
 from engine.items import ItemOps
 from engine.outbox import OutboxWriter
@@ -25,6 +28,8 @@ from engine.runtime import Runtime
 from engine.sla import SlaScanner
 from engine.snapshots import ExecutionResult, HistoryEntry, ItemSnapshot, MethodInfo
 
+log = logging.getLogger("flowkernel")
+
 
 class Flowkernel:
     """The engine: open it on a database URL, migrate, define classes, run methods.
@@ -33,6 +38,8 @@ class Flowkernel:
     Extra `plugins` are registered after the built-in ones and the installed entry points.
     With `deliver_events` (the default) outgoing events are delivered right after each commit;
     otherwise they wait for `deliver_events()` or the `flowkernel events deliver` worker.
+    A failed delivery is retried after `delivery_backoff * 2 ** (attempt - 1)` and is dead after
+    `delivery_attempts` attempts; a worker holds claimed events for `delivery_lease`.
     """
 
     def __init__(
@@ -42,6 +49,9 @@ class Flowkernel:
         plugins: Sequence[object] = (),
         entry_points: bool = True,
         deliver_events: bool = True,
+        delivery_attempts: int = 8,
+        delivery_backoff: timedelta | float = timedelta(seconds=2),
+        delivery_lease: timedelta | float = timedelta(seconds=60),
         engine: Engine | None = None,
     ) -> None:
         self.engine = engine if engine is not None else database.open_engine(database_url)
@@ -56,7 +66,13 @@ class Flowkernel:
         self._handlers = collect_handlers(self.plugin_manager)
         self.cache = ClassCache()
         self.definitions = Definitions(self.sessions, lambda: self._handlers.keys())
-        self.delivery = Delivery(self.engine, self.plugin_manager)
+        self.delivery = Delivery(
+            self.engine,
+            self.plugin_manager,
+            max_attempts=delivery_attempts,
+            backoff=delivery_backoff,
+            lease=delivery_lease,
+        )
         self._deliver_inline = deliver_events
         self.runtime = Runtime(
             self.sessions, self.cache, lambda: self._handlers, OutboxWriter(), self._after_commit
@@ -107,7 +123,11 @@ class Flowkernel:
         params: Mapping[str, Any] | None = None,
     ) -> ItemSnapshot:
         """Place an object into a class: the global create method runs and the item lands."""
-        info = self.definitions.get_class(class_code, actor.account_id)
+        info = self.definitions.get_class(
+            class_code,
+            account_id if account_id is not None else actor.account_id,
+            any_account=actor.reaches(-1),  # the platform's system actor reaches every account
+        )
         return self.runtime.place(
             info.id,
             object_type,
@@ -141,6 +161,31 @@ class Flowkernel:
         """Execute the first method (by sequence) of an action on an item."""
         return self.runtime.execute(item_id, action, actor, params=params, by_action=True)
 
+    def execute_batch(
+        self,
+        item_ids: Sequence[int],
+        method: str | Sequence[str],
+        actor: Actor,
+        *,
+        params: Mapping[str, Any] | None = None,
+        by_action: bool = False,
+        on_error: str = "abort",
+    ) -> BatchResult:
+        """Execute a method (or one per item) on many items in one transaction.
+
+        `on_error="abort"` raises the first refusal and changes nothing; `"skip"` reports
+        refused items as `BatchFailure` outcomes and commits the others (see `engine.batch`).
+        """
+        return execute_batch(
+            self.runtime,
+            item_ids,
+            method,
+            actor,
+            params=params,
+            by_action=by_action,
+            on_error=on_error,
+        )
+
     def move(self, item_id: int, stage: str | int, actor: Actor) -> ExecutionResult:
         """Move a pipeline item to a stage (by code or id) through its move method."""
         return self.runtime.move(item_id, stage, actor)
@@ -161,9 +206,13 @@ class Flowkernel:
         """An item's state at a moment of its history."""
         return self.runtime.state_at(item_id, when, actor)
 
+    def explain(self, item_id: int, method_or_stage: str | int, actor: Actor) -> Explanation:
+        """Why a method (or a move to a state) can or cannot run on the item now; reads only."""
+        return Explainer(self.sessions, self.runtime).explain(item_id, method_or_stage, actor)
+
     def compiled(self, class_code: str | int, account_id: int | None = None) -> CompiledClass:
-        """The compiled current version of a class."""
-        info = self.definitions.get_class(class_code, account_id)
+        """The compiled current version of a class: platform introspection, any account's by id."""
+        info = self.definitions.get_class(class_code, account_id, any_account=True)
         with self.sessions.begin() as session:
             return self.runtime.compiled(session, info.id)
 
@@ -174,7 +223,13 @@ class Flowkernel:
         return self.delivery.deliver(limit=limit)
 
     def _after_commit(self, outbox_ids: Sequence[int], results: Sequence[ExecutionResult]) -> None:
-        for result in results:
-            self.plugin_manager.hook.flowkernel_method_executed(result=result)
+        observe = self.plugin_manager.hook.flowkernel_method_executed
+        # nobody observes: spare a batch of thousands of results a hook call each
+        for result in results if observe.get_hookimpls() else ():
+            try:
+                self.plugin_manager.hook.flowkernel_method_executed(result=result)
+            except Exception:
+                # The execution committed; an observer's failure must not look like its failure.
+                log.exception("flowkernel_method_executed observer failed for %s", result)
         if outbox_ids and self._deliver_inline:
-            self.delivery.deliver(outbox_ids)
+            self.delivery.after_commit(outbox_ids)
