@@ -39,7 +39,7 @@ class Target:
         return {
             "target": self.name,
             "database": self.database,
-            "measured": _round(self.measured),
+            "measured": _round(self.measured, 3 if self.unit == "x" else 1),
             "unit": self.unit,
             "met": self.met,
         }
@@ -233,11 +233,11 @@ def _table(report: Report) -> str:
             )
         )
     lines.append("")
-    lines.append(_line(("target", "measured", "met"), widths=(52, 16, 8)))
+    lines.append(_line(("target", "measured", "met"), widths=(52, 20, 8)))
     for t in report.targets:
         measured = "-" if t.measured is None else f"{t.measured:,.2f} {t.unit}"
         met = "-" if t.met is None else "yes" if t.met else "NO"
-        lines.append(_line((t.name, measured, met), widths=(52, 16, 8)))
+        lines.append(_line((t.name, measured, met), widths=(52, 20, 8)))
     lines.append(f"\n{report.database}, {report.scale.name} run in {report.seconds:.0f} s")
     return "\n".join(lines)
 
