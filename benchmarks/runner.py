@@ -9,6 +9,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -16,6 +17,7 @@ from typing import Any, Final
 from sqlalchemy import text
 
 from engine import Flowkernel
+from engine.progress import Progress
 
 from . import scenarios
 from .scenarios import FULL, QUICK, SMOKE, Context, Measure, Scale
@@ -100,7 +102,7 @@ def run(
     """Run every scenario of the chosen scale on a scratch copy of the database at `url`."""
     scale = SMOKE if smoke else QUICK if quick else FULL
     began = time.perf_counter()
-    with scratch(url) as place:
+    with scratch(url) as place, ExitStack() as stack:
         fk = Flowkernel(place.url)
         try:
             machine = _machine(fk)
@@ -110,14 +112,23 @@ def run(
             )
             for note in scale.notes:
                 say(f"  note: {note}")
-            ctx = Context(fk, place, scale, say)
+            # Progress goes to a bar on a terminal's standard error, and nowhere when piped.
+            bar = Progress(6 if scale.million else 5, "bench")
+            stack.callback(bar.close)
+
+            def note(line: str) -> None:
+                if bar.enabled:
+                    bar.write(line)
+
+            ctx = Context(fk, place, scale, note)
             measures: list[Measure] = []
 
             def step(name: str, work: Callable[[], list[Measure]]) -> None:
-                say(f"- {name} ...")
+                note(f"- {name} ...")
                 t = time.perf_counter()
                 measures.extend(work())
-                say(f"  done in {time.perf_counter() - t:.1f} s")
+                note(f"  done in {time.perf_counter() - t:.1f} s")
+                bar.advance()
 
             station = scenarios._stations(ctx)
             step("move", lambda: scenarios.move(ctx))

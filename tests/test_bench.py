@@ -6,6 +6,8 @@ side with its baselines, never asserted by a timed test.
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 from pathlib import Path
 
@@ -59,3 +61,21 @@ def test_smoke_run_writes_the_documented_json(
 
     # the benchmark ran in a scratch file of its own and removed it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]
+
+
+def test_progress_is_a_bar_on_a_terminal_and_silent_when_piped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.benchmarks import runner
+
+    url = f"sqlite:///{tmp_path / 'mine.db'}"
+    assert main(["bench", "--smoke", "--database-url", url]) == 0
+    piped = capsys.readouterr()
+    assert piped.err == "" and "- move ..." not in piped.out
+
+    drawn = io.StringIO()
+    terminal = functools.partial(runner.Progress, stream=drawn, enabled=True, width=60)
+    monkeypatch.setattr(runner, "Progress", terminal)
+    assert main(["bench", "--smoke", "--database-url", url]) == 0
+    assert "- move ..." in drawn.getvalue() and "bench [" in drawn.getvalue()
+    assert "5/5 100%" in drawn.getvalue()
