@@ -5,6 +5,7 @@ handle its events; SQLAlchemy persists everything (SQLite by default, PostgreSQL
 """
 
 from engine.actors import SYSTEM, Actor
+from engine.batch import BatchFailure, BatchResult
 from engine.errors import (
     AbstractClassError,
     AccessDenied,
@@ -60,6 +61,8 @@ __all__ = [
     "AbstractClassError",
     "AccessDenied",
     "Actor",
+    "BatchFailure",
+    "BatchResult",
     "ChangeState",
     "ChecklistIncomplete",
     "ColumnInactive",
