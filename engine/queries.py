@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from sqlalchemy.types import NullType
 
 from engine.actors import Actor
 from engine.errors import InvalidArgument, ItemNotFound, UnknownDefinition
+from engine.moments import utc_moment
 from engine.runtime import Runtime, _check_object
 from engine.schema import UTCDateTime
 from engine.tables import columns, history, items, pipelines, stages
@@ -366,7 +367,7 @@ class Queries:
         The interval the item is in now runs until `now` (default: the current time); for a
         deleted item it ends at `deleted_at`, for a dropped one at its last method call.
         """
-        moment = _moment(now)
+        moment = utc_moment(now)
         with self._sessions.begin() as session:
             conn = session.connection()
             _item_account(conn, item_id, actor)
@@ -470,7 +471,7 @@ class Queries:
         Stages never entered are listed with zeros. Open intervals run until `now`, as in
         `time_in_stage`.
         """
-        moment = _moment(now)
+        moment = utc_moment(now)
         with self._sessions.begin() as session:
             conn = session.connection()
             pipeline = _pipeline(conn, pipeline_id, actor)
@@ -543,14 +544,6 @@ def _check_limit(name: str, value: object) -> None:
         raise InvalidArgument(
             f"{name} must be an integer from 1 to {MAX_PAGE}, not {value!r}", **{name: value}
         )
-
-
-def _moment(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if not isinstance(now, datetime):
-        raise InvalidArgument(f"now must be a datetime, not {now!r}", now=now)
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
 def _pipeline(conn: Connection, pipeline_id: int, actor: Actor) -> Any:

@@ -59,6 +59,7 @@ from engine.errors import (
     UnknownHandler,
 )
 from engine.hookspecs import EventHandler
+from engine.moments import utc_moment
 from engine.outbox import OutboxWriter
 from engine.prepared import Connections, Db, Prepared, Statements, transaction
 from engine.snapshots import (
@@ -930,9 +931,8 @@ class Runtime:
 
     def state_at(self, item_id: int, when: datetime, actor: Actor) -> str | None:
         """The item's state at `when`, from its history (None before it was placed)."""
+        when = utc_moment(when, "when")
         entries = self.history(item_id, actor)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
         state: str | None = None
         for entry in entries:
             if entry.moved_at <= when:

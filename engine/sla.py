@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ClauseElement, Select, select, update
@@ -29,6 +29,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from engine.actors import SYSTEM
 from engine.compiler import SLA_BREACH
 from engine.errors import FlowkernelError, InvalidArgument
+from engine.moments import utc_moment
 from engine.runtime import Runtime
 from engine.snapshots import ExecutionResult
 from engine.tables import items
@@ -115,7 +116,7 @@ class SlaScanner:
         (a handler raised, its stage left the class) is reported in `failures`, left due and
         not retried within this scan.
         """
-        moment = _moment(now)
+        moment = utc_moment(now)
         if pipeline_id is not None and (
             isinstance(pipeline_id, bool) or not isinstance(pipeline_id, int)
         ):
@@ -214,7 +215,7 @@ class SlaScanner:
 
     def plan(self, *, pipeline_id: int | None = None, now: datetime | None = None) -> str:
         """The database's plan for the scan's candidate query (EXPLAIN), for operators."""
-        stmt = candidates(_moment(now), pipeline_id=pipeline_id, exclude=())
+        stmt = candidates(utc_moment(now), pipeline_id=pipeline_id, exclude=())
         with self._sessions.begin() as session:
             conn = session.connection()
             if conn.dialect.name == "postgresql":
@@ -292,14 +293,6 @@ def candidates(
     if exclude:
         stmt = stmt.where(items.c.id.not_in(list(exclude)))
     return stmt
-
-
-def _moment(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if not isinstance(now, datetime):
-        raise InvalidArgument(f"now must be a datetime, not {now!r}", now=now)
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
 def _stopped(stop: Stop | None) -> bool:

@@ -458,3 +458,11 @@ def test_dropped_item_ids_are_not_reused(region: Flowkernel) -> None:
     assert again.id > item.id
     assert [e.to_state for e in region.history(again.id, ALICE)] == ["created"]
     assert [r.method_code for r in call_log(region, again.id)] == ["create"]
+
+
+def test_state_at_refuses_a_moment_that_is_not_a_datetime(fk: Flowkernel) -> None:
+    fk.definitions.add_class("memo", "Memo")
+    fk.definitions.add_default_methods("memo")
+    item = fk.place("memo", "memo", 1, ALICE)
+    with pytest.raises(InvalidArgument, match="when must be a datetime"):
+        fk.state_at(item.id, "2020-01-01", ALICE)  # type: ignore[arg-type]
