@@ -515,4 +515,41 @@ class InboxRow(Base):
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+# --- reliability and integrations: idempotency keys, API tokens ----------------------------
+
+
+class IdempotencyKeyRow(Base):
+    """The first result of an execution made with an idempotency key, per actor scope."""
+
+    __tablename__ = "fk_idempotency_keys"
+    __table_args__ = (UniqueConstraint("scope", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64), nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    flow_item_id: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+    method_code: Mapped[str] = mapped_column(String(128), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    result: Mapped[Any] = mapped_column(Json, nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class ApiTokenRow(Base):
+    """An HTTP API token, stored as its SHA-256, bound to an account user or the system."""
+
+    __tablename__ = "fk_api_tokens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    name: Mapped[str] = mapped_column(Text(), nullable=False)
+    iam_account_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True, index=True)
+    iam_user_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
+    groups: Mapped[Any] = mapped_column(Json, nullable=False)
+    is_system: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
+    created_at: Mapped[datetime] = _created()
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
 metadata = Base.metadata

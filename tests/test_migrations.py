@@ -240,7 +240,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
     dialect = fresh.dialect.name
     empty = database_objects(fresh)
     assert current_revision(fresh) is None
-    assert head_revision() == "0001"
+    assert head_revision() == "0002"
 
     upgrade(fresh)
     assert current_revision(fresh) == head_revision()
@@ -547,6 +547,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "engine/migrations/script.py.mako",
         "engine/migrations/versions/__init__.py",
         "engine/migrations/versions/0001_initial_schema.py",
+        "engine/migrations/versions/0002_idempotency_and_api_tokens.py",
         "engine/schema.py",
     } <= names
     assert not any(name.startswith(("migrations/", "tests/")) for name in names)
@@ -577,7 +578,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.split() == ["0001", "0001"]
+    assert run.stdout.split() == ["0002", "0002"]
     check = create_engine(f"sqlite:///{tmp_path / 'fk.db'}")
     with check.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4
@@ -630,3 +631,24 @@ def test_every_pooled_sqlite_connection_gets_the_pragmas(tmp_path: Path) -> None
     finally:
         engine.dispose()
     assert seen == [("wal", 1), ("wal", 1)]
+
+
+def test_step_0002_keeps_existing_data_up_and_down(fresh: Engine) -> None:
+    upgrade(fresh, "0001")
+    with fresh.begin() as conn:
+        conn.execute(text("INSERT INTO flow_pipelines (name, iam_account_id) VALUES ('kept', 7)"))
+    upgrade(fresh, "0002")
+    assert {"fk_idempotency_keys", "fk_api_tokens"} <= set(inspect(fresh).get_table_names())
+    with fresh.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO fk_api_tokens (token_hash, prefix, name, groups) "
+                "VALUES ('h', 'p', 'n', '[]')"
+            )
+        )
+    downgrade(fresh, "0001")
+    names = set(inspect(fresh).get_table_names())
+    assert not names & {"fk_idempotency_keys", "fk_api_tokens"}
+    assert current_revision(fresh) == "0001"
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT name FROM flow_pipelines")).scalar_one() == "kept"
