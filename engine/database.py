@@ -14,10 +14,21 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+)
 
-from engine.errors import InvalidArgument
+from engine.errors import (
+    DatabaseConnectionLost,
+    DatabaseError,
+    DatabaseUnreachable,
+    InvalidArgument,
+)
 from engine.prepared import run_sql
 
 ENV_VAR: Final = "FLOWKERNEL_DATABASE_URL"
@@ -77,10 +88,30 @@ def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
         engine = create_engine(resolved, **kwargs)
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
+        _typed_connection_errors(engine)
         return engine
     engine = create_engine(resolved, **kwargs)
     _ping_when_idle(engine)
+    _typed_connection_errors(engine)
     return engine
+
+
+def _typed_connection_errors(engine: Engine) -> None:
+    """Raise `connection_error`'s typed error wherever SQLAlchemy meets a failed connection.
+
+    This covers every session and connection of the engine; the hot path, which talks to
+    the driver directly, converts its own errors in `Runtime.transact`.
+    """
+
+    def handle(context: ExceptionContext) -> None:
+        if context.is_pre_ping:  # the pool reconnects on its own
+            return
+        error = context.sqlalchemy_exception or context.original_exception
+        typed = connection_error(error, engine)
+        if typed is not None:
+            raise typed from context.original_exception
+
+    event.listen(engine, "handle_error", handle)
 
 
 PING_AFTER: Final = 1.0
@@ -109,6 +140,33 @@ def _ping_when_idle(engine: Engine) -> None:
     event.listen(engine, "connect", stamp)
     event.listen(engine, "checkin", stamp)
     event.listen(engine, "checkout", checkout)
+
+
+def connection_error(exc: BaseException, engine: Engine) -> DatabaseError | None:
+    """The typed error for a failure of the database connection itself, else None.
+
+    A connection that broke in use (the pool invalidated it and opens new ones) gives
+    `DatabaseConnectionLost`; one that could not be opened, `DatabaseUnreachable`. Other
+    errors (a constraint, a lock timeout, a statement the database refused) give None.
+    """
+    if isinstance(exc, DBAPIError):
+        cause = _first_line(exc.orig if exc.orig is not None else exc)
+        if exc.connection_invalidated:
+            return DatabaseConnectionLost(_shown(engine), cause)
+        if isinstance(exc, OperationalError | InterfaceError) and exc.statement is None:
+            return DatabaseUnreachable(_shown(engine), cause)  # wrapped by `Engine.connect`
+        return None
+    if isinstance(exc, engine.dialect.loaded_dbapi.Error):  # raised by the pool at checkout
+        return DatabaseUnreachable(_shown(engine), _first_line(exc))
+    return None
+
+
+def _shown(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _utc_now() -> str:

@@ -26,10 +26,11 @@ from sqlalchemy import Connection, Engine, exists, func, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from engine.actors import Actor
-from engine.errors import AccessDenied, EventNotFound, InvalidArgument
+from engine.errors import AccessDenied, DatabaseError, EventNotFound, InvalidArgument
 from engine.outbox import AUTOMATION
 from engine.snapshots import OutgoingEvent, WatcherNotification
 from engine.tables import outbox
+from engine.validation import MAX_ID, MIN_ID, check_int, check_text, storable
 
 PENDING: Final = "pending"
 DELIVERED: Final = "delivered"
@@ -106,9 +107,7 @@ def _seconds(name: str, value: timedelta | float, *, positive: bool) -> timedelt
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgument(f"{name} must be an integer >= 1, not {value!r}", **{name: value})
-    return value
+    return check_int(name, value, minimum=1, maximum=MAX_ID, error=InvalidArgument)
 
 
 class Delivery:
@@ -225,7 +224,7 @@ class Delivery:
         while stop is None or not stop.is_set():
             try:
                 report = self.deliver(limit=limit)
-            except (OperationalError, InterfaceError):
+            except (DatabaseError, OperationalError, InterfaceError):
                 log.exception("delivery pass failed; retrying in %s s", every_seconds)
                 report = DeliveryReport()
             total += report
@@ -257,10 +256,7 @@ class Delivery:
         if item_id is not None:
             stmt = stmt.where(outbox.c.flow_item_id == _positive_int("item_id", item_id))
         if event_name is not None:
-            if not isinstance(event_name, str):
-                raise InvalidArgument(
-                    f"event_name must be a string, not {event_name!r}", event_name=event_name
-                )
+            check_text("event_name", event_name, empty=True, error=InvalidArgument)
             stmt = stmt.where(outbox.c.event_name == event_name)
         with self._db.connect() as conn:
             rows = conn.execute(stmt.order_by(outbox.c.id).limit(limit)).all()
@@ -300,7 +296,11 @@ class Delivery:
         stmt = _dead_of(actor).with_only_columns(outbox.c.id, outbox.c.event_id)
         wanted: list[str] = []
         if event_ids is not None:
-            if isinstance(event_ids, str) or not all(isinstance(e, str) for e in event_ids):
+            if (
+                isinstance(event_ids, str)
+                or not isinstance(event_ids, Sequence)
+                or not all(isinstance(e, str) and storable(e) for e in event_ids)
+            ):
                 raise InvalidArgument(
                     f"event_ids must be a list of event id strings, not {event_ids!r}",
                     event_ids=event_ids,
@@ -340,8 +340,13 @@ class Delivery:
     def _claim(self, ids: Sequence[int] | None, limit: int) -> _Batch | None:
         """Lease due rows to this worker, each only when no earlier row of its item is pending."""
         if ids is not None:
-            if isinstance(ids, str | bytes) or not all(
-                isinstance(i, int) and not isinstance(i, bool) for i in ids
+            if (
+                isinstance(ids, str | bytes)
+                or not isinstance(ids, Sequence)
+                or not all(
+                    isinstance(i, int) and not isinstance(i, bool) and MIN_ID <= i <= MAX_ID
+                    for i in ids
+                )
             ):
                 raise InvalidArgument(f"ids must be outbox row ids, not {ids!r}", ids=ids)
             ids = list(ids)

@@ -12,7 +12,14 @@ from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from engine import SYSTEM, Actor, Flowkernel, RequirementMissing, StageSpec
+from engine import (
+    SYSTEM,
+    Actor,
+    DatabaseConnectionLost,
+    Flowkernel,
+    RequirementMissing,
+    StageSpec,
+)
 from engine import database as fk_database
 from engine.tables import history, method_calls
 
@@ -184,8 +191,9 @@ def test_a_connection_lost_in_use_fails_once_then_recovers(
     fk.engine.dispose()
     fk.item(item, ADMIN)
     _kill_pooled_backends(fk, database_url)
-    with pytest.raises(DBAPIError) as lost:  # used a moment ago: not pinged, fails
+    with pytest.raises(DatabaseConnectionLost) as lost:  # used a moment ago: not pinged, fails
         fk.move(item, "qualified", ADMIN)
-    assert lost.value.connection_invalidated
+    assert isinstance(lost.value.__cause__, DBAPIError)
+    assert lost.value.__cause__.connection_invalidated
     assert fk.item(item, ADMIN).state == "lead"  # a new connection; nothing was written
     assert fk.move(item, "qualified", ADMIN).to_state == "qualified"
