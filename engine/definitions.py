@@ -37,6 +37,20 @@ from engine.schema import (
     StageRow,
     TransitionRow,
 )
+from engine.validation import (
+    MAX_ACTION_CODE,
+    MAX_CODE,
+    MAX_STATE_CODE,
+    MAX_TEXT,
+    MIN_INT,
+    check_bool,
+    check_code,
+    check_key,
+    check_optional_id,
+    check_optional_int,
+    check_optional_text,
+    check_text,
+)
 
 RESERVED_METHOD_CODES: Final = frozenset(Run.__slots__) | {"trigger", "machine"}
 """Codes a method may not take: method codes are machine triggers fired on a `Run`."""
@@ -188,6 +202,9 @@ class Definitions:
         """
         if isinstance(code, bool) or not isinstance(code, (int, str)):
             raise InvalidArgument(f"a class is named by its code or id, not {code!r}", key=code)
+        check_optional_id("account_id", account_id)
+        if isinstance(code, str):
+            check_key("class", code)
         if isinstance(code, int):
             row = session.get(PipelineRow, code) if -(2**63) <= code < 2**63 else None
             if row is not None and not any_account and row.iam_account_id not in (None, account_id):
@@ -208,6 +225,7 @@ class Definitions:
 
     @staticmethod
     def _state(session: Session, cls: PipelineRow, code: str) -> StageRow:
+        check_key("state", code)
         rows = list(
             session.execute(
                 select(StageRow).where(
@@ -222,6 +240,7 @@ class Definitions:
 
     @staticmethod
     def _action(session: Session, code: str) -> ActionRow:
+        check_key("action", code)
         row = session.execute(select(ActionRow).where(ActionRow.code == code)).scalar_one_or_none()
         if row is None:
             raise UnknownDefinition("action", code, "the action catalogue; add it with add_action")
@@ -230,6 +249,7 @@ class Definitions:
     def _method(
         self, session: Session, cls: PipelineRow, state: str | None, code: str
     ) -> MethodRow:
+        check_key("method", code)
         stmt = select(MethodRow).where(MethodRow.class_id == cls.id, MethodRow.code == code)
         candidates = list(session.execute(stmt).scalars())
         if state is not None:
@@ -281,7 +301,11 @@ class Definitions:
         movement: str = EXPLICIT,
     ) -> ClassInfo:
         """Create a class (a kernel class by default; `movement="free"` makes a pipeline)."""
-        _check_code("class", code)
+        check_code("class", code)
+        check_text("label", label)
+        check_bool("abstract", abstract)
+        check_optional_id("account_id", account_id)
+        check_optional_text("object_type", object_type, max_length=MAX_CODE)
         if movement not in MOVEMENTS:
             raise InvalidDefinition(
                 f"movement {movement!r} is not one of {MOVEMENTS}", movement=movement
@@ -298,7 +322,7 @@ class Definitions:
             ).first()
             if existing is not None:
                 raise DuplicateCode("class", code, _account_scope(account_id))
-            parent_row = self.class_row(session, parent, account_id) if parent else None
+            parent_row = self.class_row(session, parent, account_id) if parent is not None else None
             row = PipelineRow(
                 code=code,
                 name=label,
@@ -323,6 +347,7 @@ class Definitions:
 
     def list_classes(self, account_id: int | None = None) -> list[ClassInfo]:
         """Classes of the platform and of `account_id`, by code."""
+        check_optional_id("account_id", account_id)
         with self._tx() as session:
             rows = session.execute(
                 select(PipelineRow)
@@ -345,6 +370,11 @@ class Definitions:
         account_id: int | None = None,
     ) -> ClassInfo:
         """Change a class's label, parent (None detaches) or abstract flag."""
+        check_optional_text("label", label)
+        if abstract is not None:
+            check_bool("abstract", abstract)
+        if parent is not False and parent is not None:
+            check_key("class", parent)
         with self._tx() as session:
             row = self.class_row(session, code, account_id)
             if label is not None:
@@ -353,7 +383,6 @@ class Definitions:
                 if parent is None:
                     row.parent_id = None
                 else:
-                    assert isinstance(parent, str)
                     parent_row = self.class_row(session, parent, account_id)
                     _refuse_cycle(session, row, parent_row)
                     row.parent_id = parent_row.id
@@ -405,7 +434,9 @@ class Definitions:
         account_id: int | None = None,
     ) -> StateInfo:
         """The seed's AddState(class, state type, code, label)."""
-        _check_code("state", code)
+        check_code("state", code, max_length=MAX_STATE_CODE)
+        check_text("label", label)
+        check_optional_int("position", position, minimum=MIN_INT)
         if state_type not in STATE_TYPES:
             raise UnknownDefinition("state type", state_type, "the four fixed types", STATE_TYPES)
         with self._tx() as session:
@@ -459,11 +490,14 @@ class Definitions:
         account_id: int | None = None,
     ) -> StateInfo:
         """Rename, relabel or reposition a state."""
+        if new_code is not None:
+            check_code("state", new_code, max_length=MAX_STATE_CODE)
+        check_optional_text("label", label)
+        check_optional_int("position", position, minimum=MIN_INT)
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
             row = self._state(session, cls, code)
             if new_code is not None and new_code != code:
-                _check_code("state", new_code)
                 try:
                     self._state(session, cls, new_code)
                 except UnknownDefinition:
@@ -508,7 +542,9 @@ class Definitions:
         self, code: str, label: str | None = None, description: str | None = None
     ) -> ActionInfo:
         """Add an action to the global catalogue."""
-        _check_code("action", code)
+        check_code("action", code, max_length=MAX_ACTION_CODE)
+        check_optional_text("label", label)
+        check_optional_text("description", description, max_length=MAX_TEXT)
         with self._tx() as session:
             if session.execute(select(ActionRow.id).where(ActionRow.code == code)).first():
                 raise DuplicateCode("action", code, "the action catalogue")
@@ -559,8 +595,11 @@ class Definitions:
         account_id: int | None = None,
     ) -> MethodDef:
         """The seed's AddMethod: an action bound to a class and a state (None: global)."""
-        code = code or action
-        _check_code("method", code)
+        check_key("action", action)
+        code = _check_method_code(action if code is None else code)
+        check_optional_text("label", label)
+        check_optional_int("sequence", sequence, minimum=MIN_INT)
+        check_bool("visible", visible)
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
             state_row = self._state(session, cls, state) if state is not None else None
@@ -634,6 +673,10 @@ class Definitions:
         account_id: int | None = None,
     ) -> MethodDef:
         """Change a method's label, sequence or visibility."""
+        check_optional_text("label", label)
+        check_optional_int("sequence", sequence, minimum=MIN_INT)
+        if visible is not None:
+            check_bool("visible", visible)
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
             row = self._method(session, cls, state, code)
@@ -680,6 +723,10 @@ class Definitions:
         account_id: int | None = None,
     ) -> TransitionDef:
         """The seed's AddTransition(state, method, new state); one target per (state, method)."""
+        if state is not None:
+            check_key("state", state)
+        check_key("method", method)
+        check_key("state", new_state)
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
             state_row = self._foreign_state(session, cls, state) if state is not None else None
@@ -781,6 +828,12 @@ class Definitions:
         account_id: int | None = None,
     ) -> EventDef:
         """The seed's AddEvent: a named handler, or `parent=True` to splice the parent's chain."""
+        check_bool("parent", parent)
+        check_optional_text("handler", handler, max_length=MAX_CODE)
+        check_key("action", action)
+        check_text("label", label, empty=True)
+        check_optional_int("sequence", sequence, minimum=MIN_INT)
+        check_bool("enabled", enabled)
         if parent == (handler is not None):
             raise InvalidDefinition(
                 "an event names a handler or splices the parent's chain (parent=True), not both",
@@ -840,6 +893,11 @@ class Definitions:
         account_id: int | None = None,
     ) -> EventDef:
         """Reorder, enable or disable, or relabel an event row."""
+        check_optional_int("sequence", sequence, minimum=MIN_INT)
+        if enabled is not None:
+            check_bool("enabled", enabled)
+        if label is not None:
+            check_text("label", label, empty=True)
         with self._tx() as session:
             row = _owned(session, EventRow, event_id, "event", account_id)
             if sequence is not None:
@@ -888,6 +946,19 @@ class Definitions:
                 raise InvalidDefinition(
                     f"{name} must be one of {allowed}, not {value!r}", **{name: value}
                 )
+        check_text("subject", subject, max_length=MAX_CODE)
+        if (
+            subject_kind == "user"
+            and subject != "*"
+            and not (subject.isascii() and subject.isdigit())
+        ):
+            raise InvalidDefinition(
+                f"a user rule's subject is a user id or '*' (every user), not {subject!r}; "
+                "name a group with subject_kind='group'",
+                subject=subject,
+            )
+        if method is not None:
+            check_key("method", method)
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
             method_row = None
@@ -1011,27 +1082,15 @@ def _owned(
     return row
 
 
-def _check_code(kind: str, code: object) -> None:
-    if (
-        not isinstance(code, str)
-        or not code
-        or len(code) > 128
-        or not code.replace("_", "a").isalnum()
-        or not code.isascii()
-        or not code[0].isalpha()
-    ):
+def _check_method_code(code: object) -> str:
+    checked = check_code("method", code)
+    if checked in RESERVED_METHOD_CODES:
         raise InvalidDefinition(
-            f"{kind} code {code!r} must be 1-128 ASCII letters, digits or '_', starting "
-            "with a letter",
-            kind=kind,
-            key=code,
+            f"method code {checked!r} is reserved by the state machine; choose another code",
+            kind="method",
+            key=checked,
         )
-    if kind == "method" and code in RESERVED_METHOD_CODES:
-        raise InvalidDefinition(
-            f"method code {code!r} is reserved by the state machine; choose another code",
-            kind=kind,
-            key=code,
-        )
+    return checked
 
 
 def _account_scope(account_id: int | None) -> str:

@@ -23,6 +23,7 @@ from engine.compiler import EXPLICIT, MOVEMENTS, STATE_TYPES, compile_class
 from engine.definitions import ClassInfo, Definitions
 from engine.errors import DefinitionError, DuplicateCode, InvalidDocument, UnknownDefinition
 from engine.schema import ActionRow
+from engine.validation import check_document_text, check_optional_id
 
 if TYPE_CHECKING:
     from engine.flowkernel import Flowkernel
@@ -137,20 +138,21 @@ def dumps(doc: Mapping[str, Any], format: str = "yaml") -> str:
 
 
 def loads(text: str, format: str | None = None) -> dict[str, Any]:
-    """Parse a document from YAML or JSON text (`format=None`: JSON if it starts with `{`)."""
+    """Parse a document from YAML or JSON text (`format=None`: JSON if it starts with `{`).
+
+    The text is at most `MAX_DOCUMENT` characters.
+    """
+    check_document_text(text)
     if format is None:
         format = "json" if text.lstrip().startswith("{") else "yaml"
+    if format not in FORMATS:
+        raise InvalidDocument(
+            "format", f"unknown format {format!r}; use one of {', '.join(FORMATS)}"
+        )
     try:
-        if format == "json":
-            data = json.loads(text)
-        elif format == "yaml":
-            data = yaml.safe_load(text)
-        else:
-            raise InvalidDocument(
-                "format", f"unknown format {format!r}; use one of {', '.join(FORMATS)}"
-            )
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        problem = " ".join(str(exc).split())
+        data = json.loads(text) if format == "json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+        problem = " ".join(str(exc).split()) or "nested too deeply"
         raise InvalidDocument("", f"not valid {format.upper()}: {problem}") from exc
     if not isinstance(data, dict):
         raise InvalidDocument("", f"a class document is a mapping, not {_kind(data)}")
@@ -192,6 +194,7 @@ def load_class(
     `DuplicateCode`. The writes then run through `fk.definitions`' rules in one transaction
     and the result must compile; any refusal rolls all of it back.
     """
+    check_optional_id("account_id", account_id)
     spec = _parse(document)
     with _transaction(fk) as sessions:
         d = Definitions(sessions, lambda: fk.handlers.keys())

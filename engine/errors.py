@@ -228,6 +228,26 @@ class AccessDenied(ExecutionError):
         super().__init__(message)
 
 
+class MethodHidden(MethodNotAvailable, AccessDenied):
+    """A user ran a method hidden from them: hidden for the system actor, or by an access rule.
+
+    Both a `MethodNotAvailable` (the method is not offered to this actor; the code stays
+    `method_not_available`) and an `AccessDenied`.
+    """
+
+    def __init__(self, method: str, state: str, available: Sequence[str], reason: str) -> None:
+        self.method = method
+        self.state = state
+        self.available = tuple(available)
+        self.reason = reason
+        listed = ", ".join(self.available) or "none"
+        FlowkernelError.__init__(
+            self,
+            f"method {method!r} is not available in state {state!r}: it is {reason}, for the "
+            f"system actor or a user or group an access rule allows; available there: {listed}",
+        )
+
+
 class ConcurrentUpdate(ExecutionError):
     """Another transaction changed the item first; retrying is safe."""
 
@@ -236,6 +256,22 @@ class ConcurrentUpdate(ExecutionError):
     def __init__(self, item_id: int) -> None:
         self.item_id = item_id
         super().__init__(f"item {item_id} was changed by another transaction; retry the call")
+
+
+class IdempotencyKeyReused(ExecutionError):
+    """An idempotency key already served another request of the same actor."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, key: str, item_id: int, method: str) -> None:
+        self.key = key
+        self.item_id = item_id
+        self.method = method
+        super().__init__(
+            f"idempotency key {key!r} was used for {method!r} on item {item_id} with other "
+            "arguments; a retry must repeat the first request exactly, a new request needs a "
+            "new key"
+        )
 
 
 class HandlerFailed(ExecutionError):
@@ -360,6 +396,21 @@ class DatabaseNotMigrated(DatabaseError):
         )
 
 
+class DatabaseConnectionLost(DatabaseError):
+    """The connection to the database broke while an operation ran; the pool reconnects."""
+
+    code = "database_connection_lost"
+
+    def __init__(self, url: str, cause: str) -> None:
+        self.url = url
+        self.cause = cause
+        super().__init__(
+            f"lost the connection to {url} during the operation: {cause}; it was rolled back "
+            "unless the connection broke while committing, so retry it with the same "
+            "idempotency key, or read the item first"
+        )
+
+
 # --- pipeline administration ---------------------------------------------------------------
 
 
@@ -451,3 +502,18 @@ class DeliveryFailed(FlowkernelError):
         self.event_id = event_id
         self.reason = reason
         super().__init__(f"event {event_id} not delivered to {target}: {reason}; retried later")
+
+
+# --- API tokens ----------------------------------------------------------------------------
+
+
+class InvalidToken(ExecutionError):
+    """An API token is missing, malformed, unknown or revoked; nothing was done."""
+
+    code = "invalid_token"
+
+    def __init__(self, reason: str, message: str, **attrs: object) -> None:
+        self.reason = reason
+        for key, value in attrs.items():
+            setattr(self, key, value)
+        super().__init__(message)

@@ -14,6 +14,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.access import VISIBLE, check_class
 from engine.actors import Actor
 from engine.compiler import (
     MOVE_PREFIX,
@@ -22,9 +23,10 @@ from engine.compiler import (
     CompiledMethod,
     CompiledState,
 )
-from engine.errors import ItemNotFound, UnknownDefinition
+from engine.errors import InvalidArgument, ItemNotFound, UnknownDefinition
 from engine.runtime import Runtime, missing_required, open_checklist_items
 from engine.tables import items, pipelines
+from engine.validation import check_item_id
 
 ITEM_DELETED: Final = "item_deleted"
 """The item is soft-deleted: only restore and drop run on it."""
@@ -143,13 +145,19 @@ class Explainer:
         does not reach is `ItemNotFound`; a name that is neither a method nor a state of the
         item's class is `UnknownDefinition`.
         """
-        if isinstance(item_id, bool) or not isinstance(item_id, int):
-            raise ItemNotFound(item_id)
+        check_item_id(item_id)
+        if isinstance(method_or_stage, bool) or not isinstance(method_or_stage, str | int):
+            raise InvalidArgument(
+                f"method_or_stage must be a method or state code, or a stage id, not "
+                f"{method_or_stage!r}",
+                method_or_stage=method_or_stage,
+            )
         with self._sessions.begin() as session:
             row = session.execute(_LOAD.where(items.c.id == item_id)).first()
             if row is None or not actor.reaches(row.iam_account_id):
                 raise ItemNotFound(item_id)
             compiled = self._runtime.compiled(session, row.flow_pipeline_id)
+            check_class(compiled.access, actor, VISIBLE, f"class {compiled.code!r}")
             return _Check(session.connection(), compiled, row, actor).run(method_or_stage)
 
 

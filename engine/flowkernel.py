@@ -146,9 +146,17 @@ class Flowkernel:
         actor: Actor,
         *,
         params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> ExecutionResult:
-        """Execute a method by code on an item."""
-        return self.runtime.execute(item_id, method, actor, params=params)
+        """Execute a method by code on an item.
+
+        With `idempotency_key` (at most 255 characters), a repeat of the same request by the
+        same actor returns the first result and changes nothing; the key on another request
+        raises `IdempotencyKeyReused`.
+        """
+        return self.runtime.execute(
+            item_id, method, actor, params=params, idempotency_key=idempotency_key
+        )
 
     def execute_action(
         self,
@@ -157,9 +165,18 @@ class Flowkernel:
         actor: Actor,
         *,
         params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> ExecutionResult:
-        """Execute the first method (by sequence) of an action on an item."""
-        return self.runtime.execute(item_id, action, actor, params=params, by_action=True)
+        """Execute the first method (by sequence) of an action on an item (`idempotency_key`
+        as for `execute`)."""
+        return self.runtime.execute(
+            item_id,
+            action,
+            actor,
+            params=params,
+            by_action=True,
+            idempotency_key=idempotency_key,
+        )
 
     def execute_batch(
         self,
@@ -186,9 +203,17 @@ class Flowkernel:
             on_error=on_error,
         )
 
-    def move(self, item_id: int, stage: str | int, actor: Actor) -> ExecutionResult:
-        """Move a pipeline item to a stage (by code or id) through its move method."""
-        return self.runtime.move(item_id, stage, actor)
+    def move(
+        self,
+        item_id: int,
+        stage: str | int,
+        actor: Actor,
+        *,
+        idempotency_key: str | None = None,
+    ) -> ExecutionResult:
+        """Move a pipeline item to a stage (by code or id) through its move method
+        (`idempotency_key` as for `execute`)."""
+        return self.runtime.move(item_id, stage, actor, idempotency_key=idempotency_key)
 
     def item(self, item_id: int, actor: Actor) -> ItemSnapshot:
         """An item's current state and state type."""

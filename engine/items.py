@@ -30,6 +30,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.access import EXECUTE, VISIBLE, check_class, class_rules
 from engine.actors import Actor
 from engine.compiler import ChecklistItem, CompiledClass, CompiledColumn, CompiledState
 from engine.errors import (
@@ -48,7 +49,11 @@ from engine.runtime import Runtime
 from engine.snapshots import ExecutionResult, ItemSnapshot
 from engine.tables import columns, item_values, items, watchers
 from engine.tables import inbox as inbox_table
+from engine.validation import check_bool, check_id, check_int, check_item_id, check_key
 from plugins.inbox import InboxEntry, InboxPlugin
+
+MAX_INBOX = 10_000
+"""The most inbox entries one call hands out."""
 
 _ITEM = select(
     items.c.id,
@@ -138,6 +143,7 @@ class ItemOps:
 
     def set_value(self, item_id: int, column: str, value: object, actor: Actor) -> ItemValue:
         """Validate, normalise and store one custom column value of an item."""
+        check_key("column", column, error=InvalidArgument)
         return self.set_values(item_id, {column: value}, actor)[0]
 
     def set_values(
@@ -150,7 +156,7 @@ class ItemOps:
                 values=values,
             )
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=True)
+            row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
             _refuse_deleted(row)
             compiled = self._runtime.compiled(session, row.flow_pipeline_id)
             prepared = [
@@ -170,7 +176,7 @@ class ItemOps:
         Refused while the item's stage requires the column: it was needed to get there.
         """
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=True)
+            row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
             _refuse_deleted(row)
             compiled = self._runtime.compiled(session, row.flow_pipeline_id)
             target = _writable(compiled, column)
@@ -190,7 +196,7 @@ class ItemOps:
     def values(self, item_id: int, actor: Actor) -> list[ItemValue]:
         """The seed's read query: active columns of the item's pipeline by position, with values."""
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=False)
+            row = self._load(session, item_id, actor, lock=False, permission=VISIBLE)
             rows = (
                 session.connection()
                 .execute(
@@ -256,7 +262,7 @@ class ItemOps:
     def checklist(self, item_id: int, actor: Actor) -> list[ChecklistEntry]:
         """The current stage's checklist, in definition order, with the item's completion."""
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=False)
+            row = self._load(session, item_id, actor, lock=False, permission=VISIBLE)
             compiled = self._runtime.compiled(session, row.flow_pipeline_id)
         state = compiled.states_by_id.get(row.flow_stage_id)
         marks = row.checklist_state if isinstance(row.checklist_state, dict) else {}
@@ -265,7 +271,7 @@ class ItemOps:
 
     def _mark(self, item_id: int, key: str, actor: Actor, *, completed: bool) -> ChecklistEntry:
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=True)
+            row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
             _refuse_deleted(row)
             compiled = self._runtime.compiled(session, row.flow_pipeline_id)
             state = compiled.states_by_id.get(row.flow_stage_id)
@@ -293,7 +299,7 @@ class ItemOps:
         if user_id is not None:
             _check_user(user_id)
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=True)
+            row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
             _refuse_deleted(row)
             compiled = self._runtime.compiled(session, row.flow_pipeline_id)
             if row.assigned_iam_user_id != user_id:
@@ -303,10 +309,9 @@ class ItemOps:
 
     def reorder(self, item_id: int, position: int, actor: Actor) -> ItemSnapshot:
         """Put the item at `position` (0-based) among its stage's live items; others shift."""
-        if isinstance(position, bool) or not isinstance(position, int):
-            raise InvalidArgument(f"position must be an int, not {position!r}", position=position)
+        check_int("position", position, error=InvalidArgument)
         with self._sessions.begin() as session:
-            first = self._load(session, item_id, actor, lock=False)
+            first = self._load(session, item_id, actor, lock=False, permission=EXECUTE)
             _refuse_deleted(first)
             conn = session.connection()
             # Lock the whole stage in id order, so concurrent reorders queue instead of deadlocking.
@@ -318,7 +323,7 @@ class ItemOps:
             if conn.dialect.name == "postgresql":
                 stmt = stmt.with_for_update()
             stage_rows = conn.execute(stmt).all()
-            row = self._load(session, item_id, actor, lock=False)
+            row = self._load(session, item_id, actor, lock=False, permission=EXECUTE)
             if row.flow_stage_id != first.flow_stage_id:
                 raise ConcurrentUpdate(row.id)
             _refuse_deleted(row)
@@ -369,7 +374,7 @@ class ItemOps:
         """Make a user watch the item; whether they were not watching it yet."""
         _check_user(user_id)
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=False)
+            row = self._load(session, item_id, actor, lock=False, permission=EXECUTE)
             _refuse_deleted(row)
             conn = session.connection()
             values = {"flow_item_id": row.id, "iam_user_id": user_id}
@@ -397,7 +402,7 @@ class ItemOps:
         """Stop a user watching the item; whether they were watching it."""
         _check_user(user_id)
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=False)
+            row = self._load(session, item_id, actor, lock=False, permission=EXECUTE)
             removed = session.connection().execute(
                 delete(watchers).where(
                     watchers.c.flow_item_id == row.id, watchers.c.iam_user_id == user_id
@@ -408,7 +413,7 @@ class ItemOps:
     def watchers(self, item_id: int, actor: Actor) -> list[int]:
         """The users watching the item, by id."""
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=False)
+            row = self._load(session, item_id, actor, lock=False, permission=VISIBLE)
             return list(
                 session.connection()
                 .execute(
@@ -426,6 +431,8 @@ class ItemOps:
     ) -> list[InboxEntry]:
         """A user's watcher notifications, newest first; only their own unless system actor."""
         _check_user(user_id)
+        check_bool("unread_only", unread_only, error=InvalidArgument)
+        check_int("limit", limit, minimum=1, maximum=MAX_INBOX, error=InvalidArgument)
         plugin = self._inbox_for(user_id, actor)
         entries = plugin.entries(user_id, unread_only=unread_only, limit=limit)
         allowed = self._reachable_entries(actor, [e.id for e in entries])
@@ -434,6 +441,14 @@ class ItemOps:
     def mark_read(self, user_id: int, actor: Actor, entry_ids: Sequence[int] | None = None) -> int:
         """Mark a user's notifications read (all when `entry_ids` is None); how many changed."""
         _check_user(user_id)
+        if entry_ids is not None:
+            if isinstance(entry_ids, str | bytes) or not isinstance(entry_ids, Sequence):
+                raise InvalidArgument(
+                    f"entry_ids must be a list of inbox entry ids or None, not {entry_ids!r}",
+                    entry_ids=entry_ids,
+                )
+            for entry_id in entry_ids:
+                check_id("entry_ids", entry_id)
         plugin = self._inbox_for(user_id, actor)
         ids = None if entry_ids is None else list(entry_ids)
         if actor.is_system and actor.account_id is not None:
@@ -479,15 +494,22 @@ class ItemOps:
     # --- helpers -------------------------------------------------------------------------
 
     @staticmethod
-    def _load(session: Session, item_id: int, actor: Actor, *, lock: bool) -> _Loaded:
-        if isinstance(item_id, bool) or not isinstance(item_id, int):
-            raise InvalidArgument(f"item_id must be an int, not {item_id!r}", item_id=item_id)
+    def _load(
+        session: Session, item_id: int, actor: Actor, *, lock: bool, permission: str
+    ) -> _Loaded:
+        """The item, if the actor reaches its account (else `ItemNotFound`) and no class-wide
+        access rule denies the actor `permission` (else `AccessDenied`)."""
+        check_item_id(item_id)
         stmt = _ITEM.where(items.c.id == item_id)
         if lock and session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update()
-        row = session.connection().execute(stmt).first()
+        conn = session.connection()
+        row = conn.execute(stmt).first()
         if row is None or not actor.reaches(row.iam_account_id):
             raise ItemNotFound(item_id)
+        if not actor.is_system:
+            rules = class_rules(conn, row.flow_pipeline_id)
+            check_class(rules, actor, permission, f"pipeline {row.flow_pipeline_id}")
         return _Loaded(**row._mapping)
 
 
@@ -603,8 +625,7 @@ def _timestamp(raw: object) -> datetime | None:
 
 
 def _check_user(user_id: object) -> None:
-    if isinstance(user_id, bool) or not isinstance(user_id, int) or not -(2**63) <= user_id < 2**63:
-        raise InvalidArgument(f"user_id must be a 64-bit int, not {user_id!r}", user_id=user_id)
+    check_id("user_id", user_id)
 
 
 def _state(compiled: CompiledClass, row: _Loaded) -> CompiledState:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.actors import Actor
 from engine.errors import DefinitionError, InvalidArgument, InvalidDocument
 from engine.pipelines import ColumnSpec, PipelineAdmin, PipelineInfo, StageSpec
+from engine.validation import check_document_text
 
 if TYPE_CHECKING:
     from engine.flowkernel import Flowkernel
@@ -42,17 +43,19 @@ AUTOMATION_KEYS: Final = (
 
 
 def parse_pipeline_text(text: str, format: str | None = None) -> dict[str, Any]:
-    """A pipeline document from YAML or JSON text (`format=None`: JSON if it starts with `{`)."""
-    fmt = format or ("json" if text.lstrip().startswith("{") else "yaml")
+    """A pipeline document from YAML or JSON text (`format=None`: JSON if it starts with `{`).
+
+    The text is at most `MAX_DOCUMENT` characters.
+    """
+    check_document_text(text)
+    fmt = format if format is not None else "json" if text.lstrip().startswith("{") else "yaml"
+    if fmt not in ("yaml", "json"):
+        raise InvalidDocument("format", f"unknown format {fmt!r}; use yaml or json")
     try:
-        if fmt == "json":
-            data = json.loads(text)
-        elif fmt == "yaml":
-            data = yaml.safe_load(text)
-        else:
-            raise InvalidDocument("format", f"unknown format {fmt!r}; use yaml or json")
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InvalidDocument("", f"not valid {fmt.upper()}: {' '.join(str(exc).split())}") from exc
+        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+        problem = " ".join(str(exc).split()) or "nested too deeply"
+        raise InvalidDocument("", f"not valid {fmt.upper()}: {problem}") from exc
     if not isinstance(data, dict):
         raise InvalidDocument("", f"a pipeline document is a mapping, not {_kind(data)}")
     return data

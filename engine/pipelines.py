@@ -4,8 +4,11 @@ automations, movement rules and templates.
 Every call is one transaction and checks tenancy first. A pipeline of another account is
 `UnknownDefinition` (its existence is not leaked); a platform pipeline (no account, such as a
 system template) is read by everyone and changed only by the platform's system actor
-(`AccessDenied` otherwise). Definition rows carry triggers that bump the pipeline's version, so
-compiled classes refresh on their next use, also while items are in flight.
+(`AccessDenied` otherwise). Then the class-wide access rules: one that denies the actor
+`execute` refuses changes, one that denies `visible` refuses reads and leaves the pipeline out
+of lists (`AccessDenied`; see `engine.access`). Definition rows carry triggers that bump the
+pipeline's version, so compiled classes refresh on their next use, also while items are in
+flight.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Final, TypeVar
 from sqlalchemy import Select, Table, delete, func, insert, null, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.access import EXECUTE, VISIBLE, check_class, class_rules, hidden_classes
 from engine.actors import Actor
 from engine.compiler import FREE, ChecklistItem, state_code
 from engine.errors import (
@@ -51,6 +55,23 @@ from engine.tables import pipelines as pipeline_table
 from engine.tables import required_columns as required_table
 from engine.tables import stage_moves as move_table
 from engine.tables import stages as stage_table
+from engine.validation import (
+    MAX_ID,
+    MAX_NAME,
+    MAX_OBJECT_TYPE,
+    MAX_POSITION,
+    MAX_STATE_CODE,
+    MAX_TEXT,
+    MIN_ID,
+    check_bool,
+    check_code,
+    check_id,
+    check_int,
+    check_optional_text,
+    check_params,
+    check_text,
+    storable,
+)
 
 OPTION_TYPES: Final = (SELECT, MULTI_SELECT)
 """Field types whose columns carry a list of options."""
@@ -58,10 +79,13 @@ OPTION_TYPES: Final = (SELECT, MULTI_SELECT)
 REMOVE_STAGE: Final = "remove_stage"
 """The `method_code` of history rows written when a removed stage's items move."""
 
+MAX_OPTIONS: Final = 1000
+"""Most options of a select or multi_select column."""
+
 _HISTORY_CHUNK: Final = 1000
 """History rows written per statement when a removed stage's items move."""
 
-MAX_CODE: Final = 120
+MAX_CODE: Final = MAX_STATE_CODE
 """Longest stage or pipeline code: `move_to_<code>` must fit the 128 characters of a method code."""
 
 
@@ -253,15 +277,15 @@ class PipelineAdmin:
         a platform template without an account, which only the platform's system actor may
         create; a system pipeline is always a template.
         """
-        _check_name("pipeline", name)
-        _check_optional_text("object_type", object_type)
-        _check_optional_text("description", description)
+        check_text("name", name)
+        check_optional_text("object_type", object_type, max_length=MAX_OBJECT_TYPE)
+        check_optional_text("description", description, max_length=MAX_TEXT)
         if code is not None:
-            _check_code("pipeline", code)
-        _check_bool("is_template", is_template)
-        _check_bool("is_system", is_system)
-        stage_specs = [_stage_spec(s) for s in stages]
-        column_specs = [_column_spec(c) for c in columns]
+            check_code("pipeline", code, max_length=MAX_CODE)
+        check_bool("is_template", is_template)
+        check_bool("is_system", is_system)
+        stage_specs = _specs(stages, "stages", _stage_spec)
+        column_specs = _specs(columns, "columns", _column_spec)
         if is_system:
             if not _is_platform(actor):
                 raise AccessDenied(
@@ -283,7 +307,7 @@ class PipelineAdmin:
                     "a platform template)",
                     account_id=account_id,
                 )
-            _check_id("account_id", account)
+            check_id("account_id", account)
             if not actor.reaches(account):
                 raise AccessDenied(
                     f"actor of account {actor.account_id} cannot create pipelines in "
@@ -343,7 +367,9 @@ class PipelineAdmin:
         """
         account = account_id if account_id is not None else actor.account_id
         if account is not None:
-            _check_id("account_id", account)
+            check_id("account_id", account)
+        if templates is not None:
+            check_bool("templates", templates, error=InvalidArgument)
         if not actor.reaches(account):
             raise AccessDenied(
                 f"actor of account {actor.account_id} cannot read account {account}",
@@ -365,7 +391,8 @@ class PipelineAdmin:
             stmt = stmt.where(pipeline_table.c.is_template == templates)
         with self._sessions.begin() as session:
             ids = list(session.execute(stmt.order_by(pipeline_table.c.id)).scalars())
-            return _infos(session, ids)
+            hidden = hidden_classes(session.connection(), ids, actor)
+            return _infos(session, [i for i in ids if i not in hidden])
 
     def edit_pipeline(
         self,
@@ -382,21 +409,21 @@ class PipelineAdmin:
         template. A system template stays a template."""
         values: dict[str, Any] = {}
         if name is not None:
-            _check_name("pipeline", name)
+            check_text("name", name)
             values["name"] = name
         if not isinstance(description, _Unset):
-            _check_optional_text("description", description)
+            check_optional_text("description", description, max_length=MAX_TEXT)
             values["description"] = description
         if not isinstance(object_type, _Unset):
-            _check_optional_text("object_type", object_type)
+            check_optional_text("object_type", object_type, max_length=MAX_OBJECT_TYPE)
             values["object_type"] = object_type
         if is_template is not None:
-            values["is_template"] = _check_bool("is_template", is_template)
+            values["is_template"] = check_bool("is_template", is_template)
         with self._sessions.begin() as session:
             row = self._pipeline(session, pipeline_id, actor, write=True)
             if not isinstance(code, _Unset) and code != row.code:
                 if code is not None:
-                    _check_code("pipeline", code)
+                    check_code("pipeline", code, max_length=MAX_CODE)
                     _check_free_code(session, code, row.iam_account_id)
                 values["code"] = code
             if row.is_system and values.get("is_template") is False:
@@ -500,12 +527,12 @@ class PipelineAdmin:
         """
         values: dict[str, Any] = {}
         if name is not None:
-            _check_name("stage", name)
+            check_text("name", name)
             values["name"] = name
         if code is not None:
-            _check_code("stage", code)
+            check_code("stage", code, max_length=MAX_CODE)
         if position is not None:
-            _check_int("position", position, minimum=0)
+            check_int("position", position, maximum=MAX_POSITION)
         if not isinstance(color, _Unset):
             values["color"] = _check_color(color)
         if not isinstance(probability, _Unset):
@@ -516,9 +543,9 @@ class PipelineAdmin:
             parsed = _checklist(checklist)
             values["checklist"] = _checklist_json(parsed) if parsed else null()
         if is_won is not None:
-            values["is_won"] = _check_bool("is_won", is_won)
+            values["is_won"] = check_bool("is_won", is_won)
         if is_lost is not None:
-            values["is_lost"] = _check_bool("is_lost", is_lost)
+            values["is_lost"] = check_bool("is_lost", is_lost)
         with self._sessions.begin() as session:
             row = self._pipeline(session, pipeline_id, actor, write=True)
             target = _stage(session, row, stage)
@@ -556,6 +583,10 @@ class PipelineAdmin:
         self, pipeline_id: int, order: Sequence[StageRef], actor: Actor
     ) -> tuple[StageInfo, ...]:
         """Put every live stage in `order` (codes or ids), at positions 0, 1, 2, ..."""
+        if isinstance(order, str | bytes) or not isinstance(order, Sequence):
+            raise InvalidDefinition(
+                f"order must be a list of stage codes or ids, not {order!r}", order=order
+            )
         with self._sessions.begin() as session:
             row = self._pipeline(session, pipeline_id, actor, write=True)
             live = _live_stages(session, row.id)
@@ -597,7 +628,7 @@ class PipelineAdmin:
         reports what would move and changes nothing. `on_progress` is called with the number
         of items moved so far as their history is written, for progress bars.
         """
-        _check_bool("dry_run", dry_run)
+        check_bool("dry_run", dry_run)
         with self._sessions.begin() as session:
             row = self._pipeline(session, pipeline_id, actor, write=True, lock=not dry_run)
             doomed = _stage(session, row, stage)
@@ -674,12 +705,21 @@ class PipelineAdmin:
         """
         flags: dict[str, Any] = {}
         if allow_skip_forward is not None:
-            flags["allow_skip_forward"] = _check_bool("allow_skip_forward", allow_skip_forward)
+            flags["allow_skip_forward"] = check_bool("allow_skip_forward", allow_skip_forward)
         if allow_backward is not None:
-            flags["allow_backward"] = _check_bool("allow_backward", allow_backward)
+            flags["allow_backward"] = check_bool("allow_backward", allow_backward)
         with self._sessions.begin() as session:
             row = self._pipeline(session, pipeline_id, actor, write=True)
             if not isinstance(allowed_moves, _Unset):
+                if allowed_moves is not None and (
+                    isinstance(allowed_moves, str | bytes)
+                    or not isinstance(allowed_moves, Sequence)
+                ):
+                    raise InvalidDefinition(
+                        f"allowed_moves must be a list of (from stage, to stage) pairs or None, "
+                        f"not {allowed_moves!r}",
+                        allowed_moves=allowed_moves,
+                    )
                 pairs: list[tuple[int, int]] = []
                 for pair in allowed_moves or ():
                     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
@@ -778,12 +818,12 @@ class PipelineAdmin:
         """
         values: dict[str, Any] = {}
         if label is not None:
-            _check_name("column label", label)
+            check_text("label", label)
             values["label"] = label
         if position is not None:
-            _check_int("position", position, minimum=0)
+            check_int("position", position, maximum=MAX_POSITION)
         if is_required is not None:
-            values["is_required"] = _check_bool("is_required", is_required)
+            values["is_required"] = check_bool("is_required", is_required)
         with self._sessions.begin() as session:
             row = self._pipeline(session, pipeline_id, actor, write=True)
             target = _column(session, row, column)
@@ -911,10 +951,10 @@ class PipelineAdmin:
         payload is `payload_template` with the runtime context laid over it.
         """
         _check_trigger(trigger)
-        _check_name("event_name", event_name)
-        _check_optional_text("name", name)
+        check_text("event_name", event_name)
+        check_optional_text("name", name)
         template = _check_payload(payload_template)
-        _check_bool("is_active", is_active)
+        check_bool("is_active", is_active)
         with self._sessions.begin() as session:
             row = self._pipeline(session, pipeline_id, actor, write=True)
             stage_id = _stage(session, row, stage).id if stage is not None else None
@@ -957,15 +997,15 @@ class PipelineAdmin:
         if trigger is not None:
             values["trigger"] = _check_trigger(trigger)
         if event_name is not None:
-            _check_name("event_name", event_name)
+            check_text("event_name", event_name)
             values["event_name"] = event_name
         if not isinstance(name, _Unset):
-            _check_optional_text("name", name)
+            check_optional_text("name", name)
             values["name"] = name
         if not isinstance(payload_template, _Unset):
             values["payload_template"] = _check_payload(payload_template)
         if is_active is not None:
-            values["is_active"] = _check_bool("is_active", is_active)
+            values["is_active"] = check_bool("is_active", is_active)
         with self._sessions.begin() as session:
             row, automation = self._automation(session, automation_id, actor)
             if not isinstance(stage, _Unset):
@@ -1018,11 +1058,11 @@ class PipelineAdmin:
         copy keeps the template's code unless `code` is given. A system template clones into
         any account; an account's template only into its own account.
         """
-        _check_id("account_id", account_id)
+        check_id("account_id", account_id)
         if name is not None:
-            _check_name("pipeline", name)
+            check_text("name", name)
         if code is not None:
-            _check_code("pipeline", code)
+            check_code("pipeline", code, max_length=MAX_CODE)
         if not actor.reaches(account_id):
             raise AccessDenied(
                 f"actor of account {actor.account_id} cannot create pipelines in "
@@ -1060,7 +1100,7 @@ class PipelineAdmin:
         A write locks the pipeline row on PostgreSQL, so definition changes of one pipeline
         run one after another.
         """
-        _check_id("pipeline_id", pipeline_id)
+        check_id("pipeline_id", pipeline_id)
         stmt = select(PipelineRow).where(PipelineRow.id == pipeline_id)
         if write if lock is None else lock:
             stmt = _locked(session, stmt)
@@ -1080,12 +1120,15 @@ class PipelineAdmin:
                 pipeline_id=row.id,
                 user_id=actor.user_id,
             )
+        if not actor.is_system:
+            rules = class_rules(session.connection(), row.id)
+            check_class(rules, actor, EXECUTE if write else VISIBLE, f"pipeline {row.name!r}")
         return row
 
     def _automation(
         self, session: Session, automation_id: int, actor: Actor
     ) -> tuple[PipelineRow, AutomationRow]:
-        _check_id("automation_id", automation_id)
+        check_id("automation_id", automation_id)
         automation = session.execute(
             select(AutomationRow).where(
                 AutomationRow.id == automation_id, AutomationRow.deleted_at.is_(None)
@@ -1134,10 +1177,13 @@ def _column(session: Session, pipeline: PipelineRow, ref: object) -> ColumnRow:
     stmt = select(ColumnRow).where(
         ColumnRow.flow_pipeline_id == pipeline.id, ColumnRow.deleted_at.is_(None)
     )
+    found: ColumnRow | None = None
     if isinstance(ref, int) and not isinstance(ref, bool):
-        found = session.execute(stmt.where(ColumnRow.id == ref)).scalar_one_or_none()
+        if MIN_ID <= ref <= MAX_ID:  # a larger id names no column (and would overflow BIGINT)
+            found = session.execute(stmt.where(ColumnRow.id == ref)).scalar_one_or_none()
     elif isinstance(ref, str):
-        found = session.execute(stmt.where(ColumnRow.name == ref)).scalar_one_or_none()
+        if storable(ref):  # a name with NUL names no column (and cannot be sent to PostgreSQL)
+            found = session.execute(stmt.where(ColumnRow.name == ref)).scalar_one_or_none()
     else:
         raise InvalidDefinition(f"a column is named by its name or id, not {ref!r}", column=ref)
     if found is None:
@@ -1640,18 +1686,31 @@ def _check_outcomes(pipeline: str, stages: Sequence[tuple[str, bool, bool]]) -> 
             )
 
 
+def _specs(raw: object, what: str, read: Callable[[Any], _T]) -> list[_T]:
+    """Each entry of the list `raw`, read by `read`; a refusal names the entry (`stages[2]`)."""
+    if isinstance(raw, str | bytes | Mapping) or not isinstance(raw, Sequence):
+        raise InvalidDefinition(f"{what} must be a list, not {raw!r}", **{what: raw})
+    specs = []
+    for index, entry in enumerate(raw):
+        try:
+            specs.append(read(entry))
+        except InvalidDefinition as exc:
+            raise InvalidDefinition(f"{what}[{index}]: {exc.message}", **exc.details()) from None
+    return specs
+
+
 def _stage_spec(raw: StageSpec | Mapping[str, Any]) -> StageSpec:
     spec = _spec(StageSpec, raw, "stage")
-    _check_name("stage", spec.name)
+    check_text("name", spec.name)
     if spec.code is not None:
-        _check_code("stage", spec.code)
+        check_code("stage", spec.code, max_length=MAX_CODE)
     if spec.position is not None:
-        _check_int("position", spec.position, minimum=0)
+        check_int("position", spec.position, maximum=MAX_POSITION)
     _check_color(spec.color)
     _check_probability(spec.probability)
     _check_sla(spec.sla_days)
-    _check_bool("is_won", spec.is_won)
-    _check_bool("is_lost", spec.is_lost)
+    check_bool("is_won", spec.is_won)
+    check_bool("is_lost", spec.is_lost)
     _checklist(spec.checklist)
     return spec
 
@@ -1665,7 +1724,7 @@ def _column_spec(raw: ColumnSpec | Mapping[str, Any]) -> ColumnSpec:
             column=spec.name,
         )
     if spec.label is not None:
-        _check_name("column label", spec.label)
+        check_text("label", spec.label)
     if spec.field_type not in FIELD_TYPES:
         raise InvalidDefinition(
             f"column {spec.name!r} has field type {spec.field_type!r}; use one of "
@@ -1674,9 +1733,9 @@ def _column_spec(raw: ColumnSpec | Mapping[str, Any]) -> ColumnSpec:
             field_type=spec.field_type,
         )
     options = _check_options(spec.name, spec.field_type, spec.options)
-    _check_bool("is_required", spec.is_required)
+    check_bool("is_required", spec.is_required)
     if spec.position is not None:
-        _check_int("position", spec.position, minimum=0)
+        check_int("position", spec.position, maximum=MAX_POSITION)
     return ColumnSpec(
         name=spec.name,
         label=spec.label,
@@ -1695,7 +1754,7 @@ def _spec(kind: type[_T], raw: object, what: str) -> _T:
             f"a {what} is a {kind.__name__} or a mapping of its fields, not {raw!r}", value=raw
         )
     known = [f.name for f in fields(kind)]  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - set(known))
+    unknown = sorted(set(raw) - set(known), key=repr)
     if unknown:
         raise InvalidDefinition(
             f"unknown {what} field(s) {', '.join(map(str, unknown))}; known: {', '.join(known)}",
@@ -1720,12 +1779,13 @@ def _check_options(column: str, field_type: str, options: object) -> list[str] |
         isinstance(options, (str, bytes))
         or not isinstance(options, Sequence)
         or not options
-        or not all(isinstance(o, str) and o for o in options)
+        or len(options) > MAX_OPTIONS
+        or not all(isinstance(o, str) and o and len(o) <= MAX_NAME and storable(o) for o in options)
         or len(set(options)) != len(options)
     ):
         raise InvalidDefinition(
-            f"column {column!r} of type {field_type!r} needs a non-empty list of distinct, "
-            f"non-empty option strings, not {options!r}",
+            f"column {column!r} of type {field_type!r} needs a list of 1 to {MAX_OPTIONS} "
+            f"distinct option strings (1 to {MAX_NAME} characters each), not {options!r}",
             column=column,
             options=options,
         )
@@ -1764,12 +1824,16 @@ def _checklist(raw: object) -> tuple[ChecklistItem, ...]:
         if (
             not isinstance(key, str)
             or not key
+            or len(key) > MAX_NAME
+            or not storable(key)
             or not isinstance(label, str)
+            or len(label) > MAX_NAME
+            or not storable(label)
             or not isinstance(required, bool)
         ):
             raise InvalidDefinition(
-                f"checklist entry {entry!r} needs a non-empty string key, a string label and "
-                "a boolean required",
+                f"checklist entry {entry!r} needs a non-empty string key, a string label (at "
+                f"most {MAX_NAME} characters each) and a boolean required",
                 entry=entry,
             )
         item = ChecklistItem(key=key, label=label, required=required)
@@ -1784,18 +1848,9 @@ def _checklist_json(entries: Sequence[ChecklistItem]) -> list[dict[str, Any]]:
 
 
 def _check_payload(template: object) -> Any:
-    if template is None:
-        return null()
-    if not isinstance(template, Mapping):
-        raise InvalidDefinition(
-            f"a payload template is a JSON object (a dict), not {template!r}", template=template
-        )
-    try:
-        return json.loads(json.dumps(dict(template), allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidDefinition(
-            f"the payload template is not JSON: {exc}", template=dict(template)
-        ) from None
+    """A payload template as plain JSON (tuples become lists); None as SQL NULL."""
+    checked = check_params(template, "payload_template", error=InvalidDefinition)
+    return null() if checked is None else json.loads(json.dumps(checked))
 
 
 def _check_trigger(trigger: object) -> str:
@@ -1808,52 +1863,9 @@ def _check_trigger(trigger: object) -> str:
     return trigger
 
 
-def _check_code(kind: str, code: object) -> None:
-    if not isinstance(code, str) or not _CODE.fullmatch(code) or len(code) > MAX_CODE:
-        raise InvalidDefinition(
-            f"{kind} code {code!r} must be 1-{MAX_CODE} ASCII letters, digits or '_', not "
-            "starting with a digit",
-            kind=kind,
-            key=code,
-        )
-
-
-def _check_name(kind: str, name: object) -> None:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidDefinition(f"a {kind} needs a non-empty name, not {name!r}", name=name)
-
-
-def _check_optional_text(field: str, value: object) -> None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise InvalidDefinition(f"{field} is a non-empty string or None, not {value!r}")
-
-
-def _check_bool(field: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidDefinition(f"{field} must be True or False, not {value!r}", **{field: value})
-    return value
-
-
-def _check_int(field: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidDefinition(
-            f"{field} must be an integer of at least {minimum}, not {value!r}", **{field: value}
-        )
-    return value
-
-
-def _check_id(field: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgument(f"{field} must be an integer id, not {value!r}", **{field: value})
-
-
 def _check_color(color: object) -> str | None:
-    if color is not None and (not isinstance(color, str) or not color or len(color) > 64):
-        raise InvalidDefinition(
-            f"a stage colour is a string such as '#22c55e' (at most 64 characters), not {color!r}",
-            color=color,
-        )
-    return color
+    """A stage colour: a string such as '#22c55e', at most 64 characters."""
+    return check_optional_text("color", color, max_length=64)
 
 
 def _check_probability(probability: object) -> int | None:
@@ -1874,7 +1886,7 @@ def _check_probability(probability: object) -> int | None:
 def _check_sla(days: object) -> int | None:
     if days is None:
         return None
-    return _check_int("sla_days", days, minimum=1)
+    return check_int("sla_days", days, minimum=1)
 
 
 def _default(value: int | None, fallback: int) -> int:

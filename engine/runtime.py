@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.access import VISIBLE, check_class, class_rules
 from engine.actors import Actor
 from engine.compiler import (
     MOVE_PREFIX,
@@ -41,6 +42,7 @@ from engine.compiler import (
     CompiledState,
     Run,
 )
+from engine.database import connection_error
 from engine.errors import (
     AbstractClassError,
     AccessDenied,
@@ -51,6 +53,7 @@ from engine.errors import (
     InvalidArgument,
     InvalidDefinition,
     ItemNotFound,
+    MethodHidden,
     MethodNotAvailable,
     MoveNotAllowed,
     ObjectAlreadyPlaced,
@@ -59,6 +62,7 @@ from engine.errors import (
     UnknownHandler,
 )
 from engine.hookspecs import EventHandler
+from engine.idempotency import IdempotencyKeys, KeyedRequest, execute_once
 from engine.moments import utc_moment
 from engine.outbox import OutboxWriter
 from engine.prepared import Connections, Db, Prepared, Statements, transaction
@@ -76,6 +80,13 @@ from engine.snapshots import (
 from engine.tables import history, items, outbox, pipelines, stages, watchers
 from engine.tables import item_values as values_table
 from engine.tables import method_calls as calls
+from engine.validation import (
+    check_item_id,
+    check_key,
+    check_object,
+    check_optional_id,
+    check_params,
+)
 
 _LOAD = select(
     items.c.id,
@@ -392,6 +403,7 @@ class Runtime:
         self._batch_statements: Statements | None = None  # engine.batch's
         # unguarded transitions the machine answered: (class, version, state, method) -> state
         self._fired: dict[tuple[int, int, str, str], str] = {}
+        self._idempotency: IdempotencyKeys | None = None  # prepared at the first keyed call
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -423,21 +435,31 @@ class Runtime:
 
     def transact(self, work: Callable[[Db, Session | None], _T]) -> _T:
         """Run `work` in one transaction, on a bare pooled connection while the compiled
-        classes it needs are cached, else again with a Session to compile them."""
+        classes it needs are cached, else again with a Session to compile them.
+
+        A connection that broke or could not be opened raises a `DatabaseError`.
+        """
         try:
-            with transaction(self._connections) as db:
-                return work(db, None)
-        except _Stale:
-            pass  # rolled back before any handler ran or anything was written
-        with (
-            self._engine.connect() as conn,
-            conn.begin(),
-            Session(bind=conn, autoflush=False) as session,
-        ):
-            return work(Db.of(conn), session)
+            try:
+                with transaction(self._connections) as db:
+                    return work(db, None)
+            except _Stale:
+                pass  # rolled back before any handler ran or anything was written
+            with (
+                self._engine.connect() as conn,
+                conn.begin(),
+                Session(bind=conn, autoflush=False) as session,
+            ):
+                return work(Db.of(conn), session)
+        except Exception as exc:  # only a failed connection is turned into another error
+            typed = connection_error(exc, self._engine)
+            if typed is None:
+                raise
+            raise typed from exc
 
     def _fetch(self, db: Db, item_id: int, actor: Actor, *, lock: bool) -> _Item:
         """Load the item (locked on PostgreSQL when `lock`), or ItemNotFound out of reach."""
+        check_item_id(item_id)
         load = self._hot["load_for_update" if lock else "load"]
         row = load.row(load.run(db, {"item_id": item_id}))
         if row is None or not actor.reaches(row[_ACCOUNT]):
@@ -497,7 +519,10 @@ class Runtime:
         ):
             available = [m.code for m in self.visible_methods(compiled, state.code, actor, deleted)]
             label = f"{state.code} (deleted)" if deleted else state.code
-            raise MethodNotAvailable(method, label, available)
+            if found is None:
+                raise MethodNotAvailable(method, label, available)
+            reason = "hidden" if not found.visible else "hidden from this actor by an access rule"
+            raise MethodHidden(found.code, label, available, reason)
         if not compiled.allowed(actor, found, "execute"):
             who = "the system actor" if not found.visible else "this actor"
             raise AccessDenied(
@@ -525,7 +550,12 @@ class Runtime:
         params: Mapping[str, Any] | None = None,
     ) -> ItemSnapshot:
         """Place an object into a class by running its global create method."""
-        _check_object(object_type, object_id)
+        check_object(object_type, object_id)
+        check_optional_id("account_id", account_id)
+        check_optional_id("assigned_user_id", assigned_user_id)
+        if state is not None:
+            check_key("state", state, error=InvalidArgument)
+        params = check_params(params)
         account = account_id if account_id is not None else actor.account_id
         if not actor.reaches(account):
             raise AccessDenied(
@@ -554,7 +584,8 @@ class Runtime:
                 )
             if not compiled.allowed(actor, create, "execute"):
                 raise AccessDenied(
-                    f"this actor may not create items in class {compiled.code!r}",
+                    f"this actor may not create items in class {compiled.code!r}; ask for an "
+                    "access rule that allows it",
                     method=create.code,
                 )
             target = compiled.state(state) if state is not None else compiled.state(create.target)
@@ -652,8 +683,20 @@ class Runtime:
         *,
         params: Mapping[str, Any] | None = None,
         by_action: bool = False,
+        idempotency_key: str | None = None,
     ) -> ExecutionResult:
-        """Execute a method (or the first method of an action) on an item."""
+        """Execute a method (or the first method of an action) on an item.
+
+        With `idempotency_key` it runs once per key and actor (see `engine.idempotency`).
+        """
+        item_id = check_item_id(item_id)
+        if type(method) is not str:
+            check_key("method", method, error=InvalidArgument)
+        params = check_params(params)
+        if idempotency_key is not None:
+            return self._execute_once(
+                idempotency_key, item_id, method, actor, params, by_action, None
+            )
         result, outbox_ids = self.transact(
             lambda db, session: self._execute(
                 db, session, item_id, method, actor, params, by_action
@@ -662,9 +705,18 @@ class Runtime:
         self.after_commit(outbox_ids, (result,))
         return result
 
-    def move(self, item_id: int, stage: str | int, actor: Actor) -> ExecutionResult:
+    def move(
+        self, item_id: int, stage: str | int, actor: Actor, *, idempotency_key: str | None = None
+    ) -> ExecutionResult:
         """Move an item to a stage (by code or id) by executing `move_to_<code>`."""
-        if isinstance(stage, int) and not isinstance(stage, bool):
+        item_id = check_item_id(item_id)
+        if isinstance(stage, bool) or not isinstance(stage, int | str):
+            raise InvalidArgument(f"a stage is named by its code or id, not {stage!r}", stage=stage)
+        if isinstance(stage, int):
+            if idempotency_key is not None:
+                return self._execute_once(
+                    idempotency_key, item_id, MOVE_PREFIX, actor, None, False, stage
+                )
             result, outbox_ids = self.transact(
                 lambda db, session: self._execute(
                     db, session, item_id, MOVE_PREFIX, actor, None, False, stage_id=stage
@@ -672,7 +724,34 @@ class Runtime:
             )
             self.after_commit(outbox_ids, (result,))
             return result
-        return self.execute(item_id, MOVE_PREFIX + str(stage), actor)
+        return self.execute(
+            item_id, MOVE_PREFIX + str(stage), actor, idempotency_key=idempotency_key
+        )
+
+    def _execute_once(
+        self,
+        key: str,
+        item_id: int,
+        method: str,
+        actor: Actor,
+        params: Mapping[str, Any] | None,
+        by_action: bool,
+        stage_id: int | None,
+    ) -> ExecutionResult:
+        """`_execute` under an idempotency key."""
+        request = KeyedRequest.of(key, actor, item_id, method, params, by_action, stage_id)
+        keys = self._idempotency
+        if keys is None:
+            keys = self._idempotency = IdempotencyKeys(self._engine.dialect)
+        return execute_once(
+            keys,
+            request,
+            self.transact,
+            lambda db, session: self._execute(
+                db, session, item_id, method, actor, params, by_action, stage_id=stage_id
+            ),
+            self.after_commit,
+        )
 
     def _call(self, name: str, context: EventContext) -> list[object]:
         handler = self._handlers().get(name)
@@ -904,10 +983,14 @@ class Runtime:
         self, db: Db, session: Session | None, item_id: int, actor: Actor
     ) -> tuple[_Item, CompiledClass]:
         item = self._fetch(db, item_id, actor, lock=False)
-        return item, self._compiled_for(session, item.class_id, item.class_version)
+        compiled = self._compiled_for(session, item.class_id, item.class_version)
+        if compiled.access:
+            check_class(compiled.access, actor, VISIBLE, f"class {compiled.code!r}")
+        return item, compiled
 
     def history(self, item_id: int, actor: Actor) -> list[HistoryEntry]:
         """The item's state history, oldest first (also after the item was dropped)."""
+        check_item_id(item_id)
         with self._sessions.begin() as session:
             conn = session.connection()
             first = conn.execute(
@@ -927,6 +1010,8 @@ class Runtime:
                 ).first()
             if account is None or not actor.reaches(account[0]):
                 raise ItemNotFound(item_id)
+            if not actor.is_system:
+                check_class(class_rules(conn, first), actor, VISIBLE, f"class {first}")
             return _history(conn, item_id)
 
     def state_at(self, item_id: int, when: datetime, actor: Actor) -> str | None:
@@ -1030,20 +1115,3 @@ def _log_call(
             called_at=now,
         )
     )
-
-
-def _check_object(object_type: object, object_id: object) -> None:
-    if not isinstance(object_type, str) or not object_type or len(object_type) > 128:
-        raise InvalidArgument(
-            f"object_type must be a non-empty string of at most 128 characters, "
-            f"not {object_type!r}",
-            object_type=object_type,
-        )
-    if (
-        isinstance(object_id, bool)
-        or not isinstance(object_id, int)
-        or not (-(2**63) <= object_id < 2**63)
-    ):
-        raise InvalidArgument(
-            f"object_id must be a 64-bit integer, not {object_id!r}", object_id=object_id
-        )

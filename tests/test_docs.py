@@ -59,7 +59,7 @@ def test_api_tour_runs(
     out = capsys.readouterr().out.splitlines()
     for expected in (
         "new -> running True",
-        "MethodNotAvailable fail",
+        "MethodHidden fail",
         "another tenant does not see the pump",
         "check_repair",
         "['fail: running -> broken', 'repair: broken -> running']",
@@ -73,6 +73,7 @@ def test_api_tour_runs(
         "mallory's account has no such pipeline",
         "()",
         "crm.deal_stale",
+        "True ['lead', 'offer']",
         "{'new': 0, 'running': 1, 'broken': 0, 'scrapped': 0}",
     ):
         assert expected in out, f"{expected!r} not printed by docs/api-tour.md"
