@@ -8,7 +8,7 @@ import platform
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ from sqlalchemy import text
 from engine import Flowkernel
 from engine.progress import Progress
 
-from . import scenarios
+from . import http_scenarios, scenarios
 from .scenarios import FULL, QUICK, SMOKE, Context, Measure, Scale
 from .scratch import scratch
 
@@ -91,6 +91,10 @@ def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
+STEPS: Final = ("move", "heartbeat", "batch", "http", "compile", "million", "memory")
+"""The scenario groups a run can be narrowed to (`million`: the board and SLA scenarios)."""
+
+
 def run(
     url: str | None,
     *,
@@ -98,9 +102,17 @@ def run(
     smoke: bool = False,
     json_path: str | None = None,
     say: Callable[[str], None] = print,
+    only: Collection[str] | None = None,
 ) -> Report:
-    """Run every scenario of the chosen scale on a scratch copy of the database at `url`."""
+    """Run every scenario of the chosen scale on a scratch copy of the database at `url`
+    (only the groups of `STEPS` named in `only`, when given)."""
     scale = SMOKE if smoke else QUICK if quick else FULL
+    unknown = sorted(set(only or ()) - set(STEPS))
+    if unknown:
+        raise ValueError(f"unknown scenario group(s) {unknown}; choose from {list(STEPS)}")
+    chosen = set(STEPS if only is None else only)
+    if not scale.million:
+        chosen.discard("million")
     began = time.perf_counter()
     with scratch(url) as place, ExitStack() as stack:
         fk = Flowkernel(place.url)
@@ -113,7 +125,7 @@ def run(
             for note in scale.notes:
                 say(f"  note: {note}")
             # Progress goes to a bar on a terminal's standard error, and nowhere when piped.
-            bar = Progress(6 if scale.million else 5, "bench")
+            bar = Progress(len(chosen), "bench")
             stack.callback(bar.close)
 
             def note(line: str) -> None:
@@ -124,6 +136,8 @@ def run(
             measures: list[Measure] = []
 
             def step(name: str, work: Callable[[], list[Measure]]) -> None:
+                if name.split()[0] not in chosen:
+                    return
                 note(f"- {name} ...")
                 t = time.perf_counter()
                 measures.extend(work())
@@ -134,10 +148,11 @@ def run(
             step("move", lambda: scenarios.move(ctx))
             step("heartbeat", lambda: scenarios.heartbeat(ctx, station))
             step("batch", lambda: scenarios.batch(ctx, station))
+            step("http heartbeat", lambda: http_scenarios.http_heartbeat(ctx, station))
             step("compile", lambda: scenarios.compile_big(ctx))
             if scale.million:
                 count = scale.million
-                step("a million items", lambda: scenarios.million(ctx, count))
+                step("million items", lambda: scenarios.million(ctx, count))
             step("memory", lambda: scenarios.memory(ctx, station))
         finally:
             fk.close()
@@ -158,10 +173,15 @@ def run(
 
 
 def main(
-    url: str | None, *, quick: bool = False, smoke: bool = False, json_path: str | None = None
+    url: str | None,
+    *,
+    quick: bool = False,
+    smoke: bool = False,
+    json_path: str | None = None,
+    only: Collection[str] | None = None,
 ) -> int:
     """`flowkernel bench`: run and print; the exit status (0)."""
-    run(url, quick=quick, smoke=smoke, json_path=json_path)
+    run(url, quick=quick, smoke=smoke, json_path=json_path, only=only)
     return 0
 
 

@@ -40,6 +40,7 @@ def test_smoke_run_writes_the_documented_json(
         ("heartbeat", "raw"),
         ("heartbeat", "hand-rolled"),
         ("batch", "raw batched UPDATE"),
+        ("http_heartbeat_batch", "execute_batch in process"),
         ("compile_100_states_1000_transitions", "transitions Machine alone"),
         ("memory_growth", None),
     } <= scenarios
@@ -78,4 +79,4 @@ def test_progress_is_a_bar_on_a_terminal_and_silent_when_piped(
     monkeypatch.setattr(runner, "Progress", terminal)
     assert main(["bench", "--smoke", "--database-url", url]) == 0
     assert "- move ..." in drawn.getvalue() and "bench [" in drawn.getvalue()
-    assert "5/5 100%" in drawn.getvalue()
+    assert "6/6 100%" in drawn.getvalue()

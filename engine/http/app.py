@@ -1,0 +1,76 @@
+"""The ASGI application: `create_app(fk)` serves a `Flowkernel` over HTTP with an OpenAPI document.
+
+Endpoints are synchronous functions (FastAPI runs them in its thread pool) because the engine
+is; each request is authenticated by its bearer token and runs as that token's actor.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Final
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from engine.flowkernel import Flowkernel
+from engine.http import batches, classes, errors, items, pipelines
+from engine.http.auth import CurrentActor, Kernel
+from engine.http.bodies import ActorOut, ErrorBody, HealthOut
+from engine.http.tokens import CACHE_TTL, ApiTokens
+
+DESCRIPTION: Final = """\
+The Flowkernel engine over HTTP: place objects into classes, list and execute the methods an
+actor may run now, batches of executions in one transaction, item values, checklists, watchers
+and history, pipelines with their board, funnel and time in stage, and class and pipeline
+definitions.
+
+Every endpoint but `/v1/health` needs `Authorization: Bearer <token>` (see `flowkernel token
+create`). Errors read `{"error": {"code", "message", "details"}}`.
+"""
+
+ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (401, "missing, malformed, unknown or revoked token"),
+        (403, "the token's actor may not do this"),
+        (404, "no such item, pipeline, class, state or method in the token's account"),
+        (409, "a conflict: code in use, object already placed, idempotency key reused"),
+        (422, "the request or the operation was refused; nothing was changed"),
+        (503, "the database cannot be reached"),
+    )
+}
+
+
+def create_app(fk: Flowkernel, *, token_cache_ttl: float = CACHE_TTL) -> FastAPI:
+    """An application serving `fk`; tokens are checked against `fk`'s database.
+
+    A revoked token is refused at once by this app when revoked through `app.state.tokens`,
+    and within `token_cache_ttl` seconds when revoked elsewhere (another process).
+    """
+    try:
+        release = version("flowkernel")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        release = "0"
+    app = FastAPI(
+        title="Flowkernel",
+        version=release,
+        description=DESCRIPTION,
+        responses=ERRORS,
+    )
+    app.state.fk = fk
+    app.state.tokens = ApiTokens(fk.engine, cache_ttl=token_cache_ttl)
+    errors.install(app)
+
+    @app.get("/v1/health", tags=["service"], summary="The server runs and reaches its database")
+    def health(fk: Kernel) -> HealthOut:
+        with fk.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return HealthOut(status="ok")
+
+    @app.get("/v1/me", tags=["service"], summary="The actor the request's token stands for")
+    def me(actor: CurrentActor) -> ActorOut:
+        return ActorOut.of(actor)
+
+    for module in (items, batches, pipelines, classes):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,116 @@
+"""Class endpoints: list, create from a class document, show with its definition, dump.
+
+Every token reads the platform's classes and its account's; only system tokens define classes
+(a platform system token picks the account with `account_id`, default: platform-wide).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, status
+
+from engine.definitions import ClassInfo
+from engine.documents import dump_class, load_class
+from engine.flowkernel import Flowkernel
+from engine.http.auth import CurrentActor, Kernel, account_for, require_system
+from engine.http.bodies import (
+    MAX_ID,
+    AccessRuleOut,
+    ClassDetailOut,
+    ClassOut,
+    EventOut,
+    MethodDefOut,
+    StateOut,
+    TransitionOut,
+    ref,
+)
+
+router = APIRouter(prefix="/v1/classes", tags=["classes"])
+
+AccountQuery = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=MAX_ID,
+        description="the account (a platform system token only; default: the token's)",
+    ),
+]
+ClassRef = Annotated[str, Path(min_length=1, max_length=128, description="class code or id")]
+
+CLASS_DOCUMENT: dict[str, Any] = {
+    "class": "door",
+    "label": "Door",
+    "states": [
+        {"code": "closed", "type": "enabled"},
+        {"code": "open", "type": "enabled"},
+    ],
+    "methods": [
+        {"code": "open", "action": "open", "state": "closed"},
+        {"code": "close", "action": "close", "state": "open"},
+    ],
+    "actions": [{"code": "close", "label": "Close"}],
+    "transitions": [
+        {"state": "closed", "method": "open", "to": "open"},
+        {"state": "open", "method": "close", "to": "closed"},
+    ],
+}
+
+
+def _detail(fk: Flowkernel, info: ClassInfo, account: int | None) -> ClassDetailOut:
+    d = fk.definitions
+    return ClassDetailOut(
+        **ClassOut.model_validate(info).model_dump(),
+        states=[StateOut.model_validate(s) for s in d.list_states(info.code, account)],
+        methods=[MethodDefOut.model_validate(m) for m in d.list_methods(info.code, account)],
+        transitions=[
+            TransitionOut.model_validate(t) for t in d.list_transitions(info.code, account)
+        ],
+        events=[EventOut.model_validate(e) for e in d.list_events(info.code, account)],
+        access_rules=[
+            AccessRuleOut.model_validate(r) for r in d.list_access_rules(info.code, account)
+        ],
+    )
+
+
+@router.get("", summary="The classes of the platform and of the account, by code")
+def list_classes(
+    fk: Kernel, actor: CurrentActor, account_id: AccountQuery = None
+) -> list[ClassOut]:
+    account = account_for(actor, account_id)
+    return [ClassOut.model_validate(c) for c in fk.definitions.list_classes(account)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a class from a class document (system tokens only)",
+    description="The document's keys are described in docs/class-documents.md; every key, "
+    "type and reference is checked before anything is written.",
+)
+def create_class(
+    fk: Kernel,
+    actor: CurrentActor,
+    document: Annotated[dict[str, Any], Body(examples=[CLASS_DOCUMENT])],
+    account_id: AccountQuery = None,
+) -> ClassDetailOut:
+    require_system(actor, "define classes")
+    account = account_for(actor, account_id)
+    return _detail(fk, load_class(fk, document, account), account)
+
+
+@router.get("/{code}", summary="A class with its states, methods, transitions and events")
+def show_class(
+    code: ClassRef, fk: Kernel, actor: CurrentActor, account_id: AccountQuery = None
+) -> ClassDetailOut:
+    account = account_for(actor, account_id)
+    return _detail(fk, fk.definitions.get_class(ref(code), account), account)
+
+
+@router.get("/{code}/document", summary="A class as a document that creates it again")
+def dump(
+    code: ClassRef, fk: Kernel, actor: CurrentActor, account_id: AccountQuery = None
+) -> dict[str, Any]:
+    account = account_for(actor, account_id)
+    info = fk.definitions.get_class(ref(code), account)
+    return dump_class(fk, info.code, account)

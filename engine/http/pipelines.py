@@ -1,0 +1,143 @@
+"""Pipeline endpoints: list, create from a document, show, dump, board, funnel, time in stage."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, status
+
+from engine.http.auth import CurrentActor, Kernel
+from engine.http.bodies import (
+    MAX_ID,
+    BoardOut,
+    ConversionOut,
+    PipelineOut,
+    StagePageOut,
+    StageTimeOut,
+    ref,
+)
+from engine.pipeline_documents import dump_pipeline, load_pipeline
+from engine.queries import MAX_PAGE
+
+router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
+
+PipelineId = Annotated[int, Path(ge=1, le=MAX_ID, description="the pipeline's id")]
+AccountQuery = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_ID, description="the account (default: the token's)"),
+]
+StageRef = Annotated[str, Query(min_length=1, max_length=128, description="stage code or id")]
+ValueColumn = Annotated[
+    str | None,
+    Query(min_length=1, max_length=128, description="a number column whose values are summed"),
+]
+Cursor = Annotated[
+    str | None, Query(min_length=1, max_length=10_000, description="a previous next_cursor")
+]
+
+PIPELINE_DOCUMENT: dict[str, Any] = {
+    "name": "Sales",
+    "code": "sales",
+    "stages": [
+        {"name": "Lead"},
+        {"name": "Qualified", "requires": ["amount"]},
+        {"name": "Won", "is_won": True},
+        {"name": "Lost", "is_lost": True},
+    ],
+    "columns": [{"name": "amount", "field_type": "number"}],
+}
+
+
+@router.get("", summary="The pipelines the token's actor reads")
+def list_pipelines(
+    fk: Kernel,
+    actor: CurrentActor,
+    account_id: AccountQuery = None,
+    templates: Annotated[
+        bool | None, Query(description="true: templates only; false: live pipelines only")
+    ] = None,
+) -> list[PipelineOut]:
+    found = fk.pipelines.list_pipelines(actor, account_id=account_id, templates=templates)
+    return [PipelineOut.of(p) for p in found]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a pipeline from a pipeline document",
+    description="The document's keys are described in docs/cli.md (`flowkernel pipeline "
+    "create`); a refused document leaves nothing behind.",
+)
+def create_pipeline(
+    fk: Kernel,
+    actor: CurrentActor,
+    document: Annotated[dict[str, Any], Body(examples=[PIPELINE_DOCUMENT])],
+    account_id: AccountQuery = None,
+) -> PipelineOut:
+    return PipelineOut.of(load_pipeline(fk, document, actor, account_id=account_id))
+
+
+@router.get("/{pipeline_id}", summary="A pipeline with its stages, columns and automations")
+def show_pipeline(pipeline_id: PipelineId, fk: Kernel, actor: CurrentActor) -> PipelineOut:
+    return PipelineOut.of(fk.pipelines.get_pipeline(pipeline_id, actor))
+
+
+@router.get("/{pipeline_id}/document", summary="A pipeline as a document that creates it again")
+def dump(pipeline_id: PipelineId, fk: Kernel, actor: CurrentActor) -> dict[str, Any]:
+    return dump_pipeline(fk.pipelines.get_pipeline(pipeline_id, actor))
+
+
+@router.get("/{pipeline_id}/board", summary="The board: stages with a page of items and totals")
+def board(
+    pipeline_id: PipelineId,
+    fk: Kernel,
+    actor: CurrentActor,
+    per_stage: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    cursor: Cursor = None,
+    value_column: ValueColumn = None,
+) -> BoardOut:
+    found = fk.queries.board(
+        pipeline_id,
+        actor,
+        per_stage=per_stage,
+        page=page,
+        cursor=cursor,
+        value_column=value_column,
+    )
+    return BoardOut.model_validate(found)
+
+
+@router.get(
+    "/{pipeline_id}/stages/{stage}/items", summary="One stage's items after a board's cursor"
+)
+def stage_items(
+    pipeline_id: PipelineId,
+    stage: Annotated[str, Path(min_length=1, max_length=128, description="stage code or id")],
+    fk: Kernel,
+    actor: CurrentActor,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Cursor = None,
+    value_column: ValueColumn = None,
+) -> StagePageOut:
+    found = fk.queries.stage_items(
+        pipeline_id, ref(stage), actor, limit=limit, cursor=cursor, value_column=value_column
+    )
+    return StagePageOut.model_validate(found)
+
+
+@router.get("/{pipeline_id}/funnel", summary="Conversion between two stages")
+def funnel(
+    pipeline_id: PipelineId,
+    from_stage: StageRef,
+    to_stage: StageRef,
+    fk: Kernel,
+    actor: CurrentActor,
+) -> ConversionOut:
+    found = fk.queries.conversion(pipeline_id, ref(from_stage), ref(to_stage), actor)
+    return ConversionOut.model_validate(found)
+
+
+@router.get("/{pipeline_id}/time-in-stage", summary="Time spent per stage over all items")
+def time_in_stage(pipeline_id: PipelineId, fk: Kernel, actor: CurrentActor) -> list[StageTimeOut]:
+    return [StageTimeOut.of(t) for t in fk.queries.stage_times(pipeline_id, actor)]
