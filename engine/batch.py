@@ -72,7 +72,8 @@ from engine.snapshots import (
     Restore,
     SoftDelete,
 )
-from engine.tables import item_values, items, method_calls, watchers
+from engine.tables import item_values, items, method_calls, stages, watchers
+from engine.validation import check_item_id, check_params
 
 ABORT: Final = "abort"
 SKIP: Final = "skip"
@@ -152,16 +153,7 @@ def _check(
         raise InvalidArgument(
             f"item_ids must be a list of item ids, not {item_ids!r}", item_ids=item_ids
         )
-    ids = list(item_ids)
-    for item_id in ids:
-        if (
-            isinstance(item_id, bool)
-            or not isinstance(item_id, int)
-            or not (-(2**63) <= item_id < 2**63)
-        ):
-            raise InvalidArgument(
-                f"item ids must be 64-bit integers, not {item_id!r}", item_id=item_id
-            )
+    ids = [check_item_id(item_id) for item_id in item_ids]
     if len(ids) > MAX_BATCH:
         raise InvalidArgument(
             f"a batch takes at most {MAX_BATCH} items, not {len(ids)}; split it into several",
@@ -190,8 +182,7 @@ def _check(
             f"method must be a method code or a list of codes, one per item, not {method!r}",
             method=method,
         )
-    if params is not None and not isinstance(params, Mapping):
-        raise InvalidArgument(f"params must be a mapping, not {params!r}", params=params)
+    check_params(params)
     if not isinstance(by_action, bool):
         raise InvalidArgument(f"by_action must be True or False, not {by_action!r}")
     if on_error not in ON_ERROR:
@@ -278,12 +269,13 @@ class _Batch:
     # --- reading and executing -----------------------------------------------------------
 
     def run(
-        self, ids: list[int], methods: list[str]
+        self, ids: list[int], methods: list[str], loaded: Mapping[int, _Item] | None = None
     ) -> tuple[list[ExecutionResult | BatchFailure], list[int]]:
-        load = self.sql["load"]
-        loaded = {
-            row[0]: _Item(row) for row in load.rows(load.run(self.db, {"ids": self._ids(ids)}))
-        }
+        """Execute; `loaded` holds the items when the caller has loaded (and locked) them."""
+        if loaded is None:
+            load = self.sql["load"]
+            cursor = load.run(self.db, {"ids": self._ids(ids)})
+            loaded = {row[0]: _Item(row) for row in load.rows(cursor)}
         # first every item's group (resolved once per group), then the handlers, in request
         # order: with "abort" the first refusal in request order is the one raised
         plan: list[tuple[int, _Item, _Group] | FlowkernelError] = []
@@ -488,16 +480,16 @@ class _Batch:
         cursor = self.db.run_sql(
             _PG_WRITE if self.item_params is None else _PG_WRITE_ITEM_PARAMS,
             {
-                "items": [d.item.id for d in done],
-                "classes": [d.item.class_id for d in done],
-                "accounts": [d.item.account_id for d in done],
-                "versions": [d.item.version for d in done],
-                "methods": methods,
-                "sources": [d.group.state.id for d in done],
-                "targets": targets,
-                "moving": moving,
-                "keep": [d.new_deleted and d.item.deleted for d in done],
-                "deleted": [d.new_deleted for d in done],
+                "items": _ints([d.item.id for d in done]),
+                "classes": _ints([d.item.class_id for d in done]),
+                "accounts": _ints_or_null([d.item.account_id for d in done]),
+                "versions": _ints([d.item.version for d in done]),
+                "methods": _ints(methods),
+                "sources": _ints([d.group.state.id for d in done]),
+                "targets": _ints_or_null(targets),
+                "moving": _bools(moving),
+                "keep": _bools([d.new_deleted and d.item.deleted for d in done]),
+                "deleted": _bools([d.new_deleted for d in done]),
                 "names": list(names),
                 "actions": actions,
                 "now": self.now,
@@ -634,6 +626,22 @@ class _Batch:
         return ids
 
 
+# Array literals for the write: PostgreSQL parses `{1,2,3}` text faster than psycopg dumps a
+# list of Python ints, and a batch passes ten arrays of up to 10,000 elements.
+
+
+def _ints(values: list[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _ints_or_null(values: list[int | None]) -> str:
+    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
+
+
+def _bools(values: list[bool]) -> str:
+    return "{" + ",".join(["t" if v else "f" for v in values]) + "}"
+
+
 def _json(params: Mapping[str, Any] | None) -> str | None:
     return json.dumps(dict(params)) if params else None
 
@@ -665,12 +673,14 @@ def _statement(dialect: str, key: str) -> ClauseElement:
         return select(item_values.c.flow_item_id, item_values.c.flow_column_id).where(
             _in_ids(item_values.c.flow_item_id, dialect), item_values.c.value.is_not(None)
         )
-    if key == "ends":
-        return (
-            select(items.c.flow_stage_id, func.max(items.c.position))
-            .where(_in_ids(items.c.flow_stage_id, dialect))
-            .group_by(items.c.flow_stage_id)
+    if key == "ends":  # the last position of each stage, from the end of its index
+        targets = select(stages.c.id).where(_in_ids(stages.c.id, dialect)).subquery("t")
+        last = (
+            select(func.max(items.c.position))
+            .where(items.c.flow_stage_id == targets.c.id)
+            .scalar_subquery()
         )
+        return select(targets.c.id, last)
     if key == "watchers":
         return (
             select(watchers.c.flow_item_id, watchers.c.iam_user_id)
@@ -711,23 +721,23 @@ def _statement(dialect: str, key: str) -> ClauseElement:
     raise KeyError(key)
 
 
-# PostgreSQL: the whole batch's writes in one statement over unnested arrays (binary `%b`
-# parameters: psycopg dumps those lists about twice as fast). Positions: after the stage's
-# last item when the batch began, in request order. The count of moved rows checks versions.
+# PostgreSQL: the whole batch's writes in one statement over unnested arrays (numbers and
+# flags as array literals, see `_ints`; text as binary `%b` lists). Positions: after the
+# stage's last item when the batch began, in request order. The count of moved rows checks
+# versions.
 _PG_WRITE: Final = """
 WITH u AS (
     SELECT *
-      FROM unnest(%(items)b::bigint[], %(classes)b::bigint[], %(accounts)b::bigint[],
-                  %(versions)b::integer[], %(methods)b::integer[], %(sources)b::bigint[],
-                  %(targets)b::bigint[], %(moving)b::boolean[], %(keep)b::boolean[],
-                  %(deleted)b::boolean[])
+      FROM unnest(%(items)s::bigint[], %(classes)s::bigint[], %(accounts)s::bigint[],
+                  %(versions)s::integer[], %(methods)s::integer[], %(sources)s::bigint[],
+                  %(targets)s::bigint[], %(moving)s::boolean[], %(keep)s::boolean[],
+                  %(deleted)s::boolean[])
            WITH ORDINALITY
            AS u(item, class, account, version, method, source, target, moving, keep, deleted, n)
 ), ends AS (
-    SELECT flow_stage_id AS stage, max(position) AS top
-      FROM flow_items
-     WHERE flow_stage_id IN (SELECT target FROM u WHERE moving)
-     GROUP BY flow_stage_id
+    SELECT t.stage,
+           (SELECT max(position) FROM flow_items WHERE flow_stage_id = t.stage) AS top
+      FROM (SELECT DISTINCT target FROM u WHERE moving) AS t(stage)
 ), placed AS (
     SELECT u.item, u.version, u.target, u.keep, u.deleted,
            coalesce(ends.top, -1) + row_number() OVER (PARTITION BY u.target ORDER BY u.n) AS pos
@@ -769,7 +779,7 @@ SELECT count(*) FROM moved
 
 # The same with one JSON text of parameters per item (the SLA scan's due times).
 _PG_WRITE_ITEM_PARAMS: Final = (
-    _PG_WRITE.replace("%(deleted)b::boolean[])", "%(deleted)b::boolean[], %(item_params)s::text[])")
+    _PG_WRITE.replace("%(deleted)s::boolean[])", "%(deleted)s::boolean[], %(item_params)b::text[])")
     .replace("keep, deleted, n)", "keep, deleted, params, n)")
     .replace("CAST(%(params)s AS JSONB)", "CAST(u.params AS JSONB)")
 )

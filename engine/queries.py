@@ -3,7 +3,8 @@
 Every query follows the LEO seed's "Key Queries" and is scoped to the actor: a pipeline or
 item of an account the actor does not reach is reported as unknown, never as forbidden. On a
 platform pipeline (no account) an actor confined to an account sees only the items of that
-account (and the platform's own).
+account (and the platform's own). A class-wide access rule that denies the actor `visible`
+refuses the class's queries (`AccessDenied`) and leaves it out of lists (see `engine.access`).
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import pluggy
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Dialect,
     Float,
     Integer,
-    Numeric,
     and_,
+    bindparam,
     case,
     cast,
     distinct,
@@ -30,24 +32,41 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union_all,
 )
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import NullType
 
+from engine.access import VISIBLE, check_class, class_rules, hidden_classes
 from engine.actors import Actor
 from engine.errors import InvalidArgument, ItemNotFound, UnknownDefinition
 from engine.moments import utc_moment
-from engine.runtime import Runtime, _check_object
+from engine.prepared import Db, Prepared
+from engine.runtime import Runtime
 from engine.schema import UTCDateTime
-from engine.tables import columns, history, items, pipelines, stages
+from engine.tables import columns, history, items, pipelines, stage_totals, stages
 from engine.tables import item_values as values_table
 from engine.tables import method_calls as calls
+from engine.tables import stage_value_totals as value_totals
+from engine.validation import (
+    MAX_ID,
+    MAX_INT,
+    MIN_ID,
+    check_id,
+    check_int,
+    check_item_id,
+    check_object,
+    check_optional_text,
+)
 
 if TYPE_CHECKING:
     from plugins.event_log import LoggedEvent
 
 MAX_PAGE = 1000
 """The largest page a query hands out at once (per stage for the board)."""
+
+NO_ACCOUNT = -1
+"""The `account_key` of the stage totals of items without an account (migration 0003)."""
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -211,44 +230,44 @@ class Queries:
         Items are the stage's non-deleted items by position, then id: page `page` of
         `per_stage` items, or the page after `cursor` (a previous board's `next_cursor`;
         stages it does not name are complete and come back empty). Counts and the sums of the
-        number column `value_column` are computed in SQL over all items of each stage.
+        number column `value_column` cover all items of each stage; they come from the
+        per-stage totals the database keeps with every write (migration 0003).
         """
         _check_limit("per_stage", per_stage)
-        if isinstance(page, bool) or not isinstance(page, int) or page < 0:
-            raise InvalidArgument(f"page must be an integer >= 0, not {page!r}", page=page)
+        check_int("page", page, minimum=0, maximum=MAX_INT, error=InvalidArgument)
         if cursor is not None and page:
             raise InvalidArgument("pass either page or cursor, not both", page=page)
         after = _parse_board_cursor(cursor) if cursor is not None else None
         with self._sessions.begin() as session:
             conn = session.connection()
             pipeline = _pipeline(conn, pipeline_id, actor)
-            scope = _item_scope(actor, pipeline.iam_account_id)
             column_id = _number_column(conn, pipeline_id, value_column)
             stage_rows = conn.execute(
                 select(stages)
                 .where(stages.c.flow_pipeline_id == pipeline_id, stages.c.deleted_at.is_(None))
                 .order_by(stages.c.position, stages.c.id)
             ).all()
-            totals = _stage_totals(conn, [s.id for s in stage_rows], column_id, scope)
+            totals = _stage_totals(
+                conn, [s.id for s in stage_rows], column_id, _account_keys(actor, pipeline)
+            )
+            pages = _stage_pages(
+                conn,
+                [
+                    (s.id, page * per_stage, after.get(s.id) if after is not None else None)
+                    for s in stage_rows
+                    if after is None or s.id in after  # stages the cursor leaves out are done
+                ],
+                column_id,
+                _scope_account(actor, pipeline.iam_account_id),
+                per_stage,
+            )
             board_stages: list[BoardStage] = []
             cursors: dict[int, str] = {}
             for s in stage_rows:
                 count, value_sum = totals.get(s.id, (0, None))
                 if column_id is not None and value_sum is None:
                     value_sum = Decimal(0)
-                if after is not None and s.id not in after:
-                    cards: list[BoardItem] = []
-                    more = None
-                else:
-                    cards, more = _stage_page(
-                        conn,
-                        s.id,
-                        column_id,
-                        scope,
-                        per_stage,
-                        offset=page * per_stage,
-                        after=after.get(s.id) if after is not None else None,
-                    )
+                cards, more = pages.get(s.id, ([], None))
                 if more is not None:
                     cursors[s.id] = more
                 board_stages.append(
@@ -303,15 +322,13 @@ class Queries:
             pipeline = _pipeline(conn, pipeline_id, actor)
             stage_id = _stage(conn, pipeline, stage)
             column_id = _number_column(conn, pipeline_id, value_column)
-            cards, more = _stage_page(
+            cards, more = _stage_pages(
                 conn,
-                stage_id,
+                [(stage_id, 0, after)],
                 column_id,
-                _item_scope(actor, pipeline.iam_account_id),
+                _scope_account(actor, pipeline.iam_account_id),
                 limit,
-                offset=0,
-                after=after,
-            )
+            )[stage_id]
         return StagePage(stage_id=stage_id, items=tuple(cards), next_cursor=more)
 
     # --- one item ----------------------------------------------------------------------------
@@ -378,9 +395,10 @@ class Queries:
     def pipelines_of(self, object_type: str, object_id: int, actor: Actor) -> list[ObjectPipeline]:
         """The seed's "pipelines of an object": each pipeline it sits in and its current stage.
 
-        Only non-deleted items in live pipelines of accounts the actor reaches; by pipeline id.
+        Only non-deleted items in live pipelines of accounts the actor reaches and not hidden
+        from it by a class-wide access rule; by pipeline id.
         """
-        _check_object(object_type, object_id)
+        check_object(object_type, object_id)
         stmt = (
             select(
                 pipelines.c.id,
@@ -409,6 +427,7 @@ class Queries:
             )
         with self._sessions.begin() as session:
             rows = session.connection().execute(stmt).all()
+            hidden = hidden_classes(session.connection(), [r.id for r in rows], actor)
         return [
             ObjectPipeline(
                 pipeline_id=r.id,
@@ -419,6 +438,7 @@ class Queries:
                 current_stage=r.current_stage,
             )
             for r in rows
+            if r.id not in hidden
         ]
 
     def conversion(
@@ -511,9 +531,11 @@ class Queries:
         """Delivered automation events of the actor's account, oldest first.
 
         Read from the built-in event log plugin; an actor without an account sees the
-        platform's events. With `item_id`, the item must be reachable by the actor.
+        platform's events. With `item_id`, the item must be reachable by the actor. Events of
+        classes a class-wide access rule hides from the actor are left out.
         """
         _check_limit("limit", limit)
+        check_optional_text("event_name", event_name, error=InvalidArgument)
         plugin = (
             self._plugin_manager.get_plugin("event_log")
             if self._plugin_manager is not None
@@ -529,7 +551,11 @@ class Queries:
         found: list[LoggedEvent] = plugin.events(
             actor.account_id, event_name=event_name, item_id=item_id, limit=limit
         )
-        return found
+        if actor.is_system or not found:
+            return found
+        with self._sessions.begin() as session:
+            hidden = hidden_classes(session.connection(), [e.pipeline_id for e in found], actor)
+        return [e for e in found if e.pipeline_id not in hidden]
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -547,10 +573,7 @@ def _check_limit(name: str, value: object) -> None:
 
 
 def _pipeline(conn: Connection, pipeline_id: int, actor: Actor) -> Any:
-    if isinstance(pipeline_id, bool) or not isinstance(pipeline_id, int):
-        raise InvalidArgument(
-            f"pipeline_id must be an integer, not {pipeline_id!r}", pipeline_id=pipeline_id
-        )
+    check_id("pipeline_id", pipeline_id)
     row = conn.execute(
         select(pipelines.c.id, pipelines.c.name, pipelines.c.iam_account_id).where(
             pipelines.c.id == pipeline_id, pipelines.c.deleted_at.is_(None)
@@ -558,6 +581,8 @@ def _pipeline(conn: Connection, pipeline_id: int, actor: Actor) -> Any:
     ).first()
     if row is None or not actor.reaches(row.iam_account_id):
         raise UnknownDefinition("pipeline", pipeline_id)
+    if not actor.is_system:
+        check_class(class_rules(conn, row.id), actor, VISIBLE, f"pipeline {row.name!r}")
     return row
 
 
@@ -570,19 +595,24 @@ def _item_scope(actor: Actor, pipeline_account: int | None) -> ColumnElement[boo
 
 
 def _item_account(conn: Connection, item_id: int, actor: Actor) -> None:
-    """Refuse an item the actor cannot reach; a dropped item's account is that of its last call."""
-    if isinstance(item_id, bool) or not isinstance(item_id, int):
-        raise ItemNotFound(item_id)
-    row = conn.execute(select(items.c.iam_account_id).where(items.c.id == item_id)).first()
+    """Refuse an item the actor cannot reach (`ItemNotFound`) or whose class a class-wide
+    access rule hides from it (`AccessDenied`); a dropped item's account and class are those
+    of its last call."""
+    check_item_id(item_id)
+    row = conn.execute(
+        select(items.c.iam_account_id, items.c.flow_pipeline_id).where(items.c.id == item_id)
+    ).first()
     if row is None:
         row = conn.execute(
-            select(calls.c.iam_account_id)
+            select(calls.c.iam_account_id, calls.c.flow_pipeline_id)
             .where(calls.c.flow_item_id == item_id)
             .order_by(calls.c.id.desc())
             .limit(1)
         ).first()
     if row is None or not actor.reaches(row[0]):
         raise ItemNotFound(item_id)
+    if not actor.is_system:
+        check_class(class_rules(conn, row[1]), actor, VISIBLE, f"pipeline {row[1]}")
 
 
 def _stage(conn: Connection, pipeline: Any, key: str | int) -> int:
@@ -609,6 +639,10 @@ def _number_column(conn: Connection, pipeline_id: int, name: str | None) -> int 
     """The id of the pipeline's number column `name` (None for no column)."""
     if name is None:
         return None
+    if not isinstance(name, str):
+        raise InvalidArgument(
+            f"value_column must be a column name or None, not {name!r}", value_column=name
+        )
     rows = conn.execute(
         select(columns.c.id, columns.c.name, columns.c.field_type).where(
             columns.c.flow_pipeline_id == pipeline_id, columns.c.deleted_at.is_(None)
@@ -644,55 +678,129 @@ def _total(parts: Any) -> Decimal:
     return sum((p for p in parts if p is not None), Decimal(0))
 
 
+def _account_keys(actor: Actor, pipeline: Any) -> list[int] | None:
+    """The `account_key`s of the stage totals the actor sees (None: all), as `_item_scope`."""
+    if _item_scope(actor, pipeline.iam_account_id) is None:
+        return None
+    return [NO_ACCOUNT] if actor.account_id is None else [NO_ACCOUNT, actor.account_id]
+
+
 def _stage_totals(
     conn: Connection,
     stage_ids: Sequence[int],
     column_id: int | None,
-    scope: ColumnElement[bool] | None,
+    accounts: Sequence[int] | None,
 ) -> Mapping[int, tuple[int, Decimal | None]]:
-    """Item count and value sum per stage, in one GROUP BY."""
+    """Item count and value sum per stage, from the totals the triggers of migration 0003
+    keep (a few rows per stage, whatever the number of items)."""
     if not stage_ids:
         return {}
-    source: Any = items
-    measures: list[Any] = [items.c.flow_stage_id, func.count(items.c.id)]
-    if column_id is not None:
-        source = items.outerjoin(
-            values_table,
-            and_(
-                values_table.c.flow_item_id == items.c.id,
-                values_table.c.flow_column_id == column_id,
-            ),
-        )
-        # NullType: take the driver's number as is (no float-to-Decimal rescaling on SQLite).
-        measures.append(
-            func.sum(cast(func.nullif(values_table.c.value, ""), Numeric()), type_=NullType())
-        )
-    stmt = (
-        select(*measures)
-        .select_from(source)
-        .where(items.c.flow_stage_id.in_(list(stage_ids)), items.c.deleted_at.is_(None))
-        .group_by(items.c.flow_stage_id)
+    counts = select(stage_totals.c.flow_stage_id, func.sum(stage_totals.c.item_count)).where(
+        stage_totals.c.flow_stage_id.in_(list(stage_ids))
     )
-    if scope is not None:
-        stmt = stmt.where(scope)
-    return {
-        int(r[0]): (int(r[1]), _number(r[2]) if column_id is not None else None)
-        for r in conn.execute(stmt)
+    if accounts is not None:
+        counts = counts.where(stage_totals.c.account_key.in_(list(accounts)))
+    found: dict[int, tuple[int, Decimal | None]] = {
+        int(stage): (int(count), None)
+        for stage, count in conn.execute(counts.group_by(stage_totals.c.flow_stage_id))
     }
+    if column_id is None:
+        return found
+    # NullType: take the driver's number as is (no float-to-Decimal rescaling on SQLite).
+    sums = select(
+        value_totals.c.flow_stage_id,
+        func.sum(value_totals.c.value_sum, type_=NullType()),
+    ).where(
+        value_totals.c.flow_stage_id.in_(list(stage_ids)),
+        value_totals.c.flow_column_id == column_id,
+    )
+    if accounts is not None:
+        sums = sums.where(value_totals.c.account_key.in_(list(accounts)))
+    for stage, total in conn.execute(sums.group_by(value_totals.c.flow_stage_id)):
+        count = found.get(int(stage), (0, None))[0]
+        found[int(stage)] = (count, _number(total))
+    return found
 
 
-def _stage_page(
+_ALL: Final = ("all",)
+"""`_stage_pages`' scope for an actor who sees every item of the pipeline."""
+
+
+def _scope_account(actor: Actor, pipeline_account: int | None) -> tuple[str] | int | None:
+    """`_ALL`, or the account whose items (and those of no account) the actor sees, as
+    `_item_scope` says."""
+    return _ALL if _item_scope(actor, pipeline_account) is None else actor.account_id
+
+
+def _stage_pages(
     conn: Connection,
-    stage_id: int,
+    pages: Sequence[tuple[int, int, tuple[int, int] | None]],
     column_id: int | None,
-    scope: ColumnElement[bool] | None,
+    account: tuple[str] | int | None,
     limit: int,
-    *,
-    offset: int,
-    after: tuple[int, int] | None,
-) -> tuple[list[BoardItem], str | None]:
-    """One page of a stage (by position, then id) and the cursor after it, if more follow."""
+) -> dict[int, tuple[list[BoardItem], str | None]]:
+    """A page of each stage of `pages` (stage id, offset, cursor position) in one statement:
+    its items by position, then id, and the cursor after them if more follow. `account`
+    is `_scope_account`'s."""
+    if not pages:
+        return {}
+    scoped = account is not _ALL
+    by_cursor = pages[0][2] is not None
+    if any((after is not None) != by_cursor for _stage, _offset, after in pages):
+        return {  # all pages by cursor or all by offset in one statement: here, one by one
+            k: v
+            for entry in pages
+            for k, v in _stage_pages(conn, [entry], column_id, account, limit).items()
+        }
+    stmt = _pages_statement(conn.dialect, len(pages), by_cursor, column_id is not None, scoped)
+    values: dict[str, Any] = {"limit": limit + 1, "column_id": column_id, "account": account}
+    for k, (stage_id, offset, after) in enumerate(pages):
+        values[f"stage_{k}"] = stage_id
+        values[f"offset_{k}"] = offset
+        if after is not None:
+            values[f"position_{k}"], values[f"last_{k}"] = after
+    db = Db.of(conn)
+    found: dict[int, list[Any]] = {stage_id: [] for stage_id, _offset, _after in pages}
+    for row in stmt.rows(stmt.run(db, values)):
+        found[row[0]].append(row)
+    result: dict[int, tuple[list[BoardItem], str | None]] = {}
+    for stage_id, rows in found.items():
+        rows.sort(key=lambda r: (r[5], r[1]))
+        cards = [
+            BoardItem(
+                id=r[1],
+                object_type=r[2],
+                object_id=r[3],
+                assigned_user_id=r[4],
+                position=r[5],
+                last_stage_changed_at=r[6],
+                sla_due_at=r[7],
+                sla_breached_at=r[8],
+                value=_parse_value(r[9]) if column_id is not None else None,
+            )
+            for r in rows[:limit]
+        ]
+        more = f"{cards[-1].position}:{cards[-1].id}" if len(rows) > limit else None
+        result[stage_id] = (cards, more)
+    return result
+
+
+_PAGES: dict[tuple[str, str, int, bool, bool, bool], Prepared] = {}
+"""`_pages_statement`'s statements, compiled once per dialect, driver and shape."""
+
+
+def _pages_statement(
+    dialect: Dialect, stages_: int, by_cursor: bool, with_value: bool, scoped: bool
+) -> Prepared:
+    """The board's pages of `stages_` stages in one statement, every value a bind parameter
+    (`stage_K`, `offset_K` or `position_K` and `last_K`, `limit`, `column_id`, `account`):
+    each stage's page is a subquery with its own ORDER BY and LIMIT, all in one UNION ALL."""
+    key = (dialect.name, dialect.driver, stages_, by_cursor, with_value, scoped)
+    prepared = _PAGES.get(key)
+    if prepared is not None:
+        return prepared
     measures: list[Any] = [
+        items.c.flow_stage_id,
         items.c.id,
         items.c.object_type,
         items.c.object_id,
@@ -703,49 +811,47 @@ def _stage_page(
         items.c.sla_breached_at,
     ]
     source: Any = items
-    if column_id is not None:
+    if with_value:
         source = items.outerjoin(
             values_table,
             and_(
                 values_table.c.flow_item_id == items.c.id,
-                values_table.c.flow_column_id == column_id,
+                values_table.c.flow_column_id == bindparam("column_id"),
             ),
         )
         measures.append(values_table.c.value)
-    stmt = (
-        select(*measures)
-        .select_from(source)
-        .where(items.c.flow_stage_id == stage_id, items.c.deleted_at.is_(None))
-        .order_by(items.c.position, items.c.id)
-        .limit(limit + 1)  # one more tells whether another page follows
+    selects = []
+    for k in range(stages_):
+        stmt = (
+            select(*measures)
+            .select_from(source)
+            .where(items.c.flow_stage_id == bindparam(f"stage_{k}"), items.c.deleted_at.is_(None))
+            .order_by(items.c.position, items.c.id)
+            .limit(bindparam("limit"))  # one more than the page: whether another follows
+        )
+        if scoped:
+            stmt = stmt.where(
+                or_(
+                    items.c.iam_account_id.is_(None),
+                    items.c.iam_account_id == bindparam("account"),
+                )
+            )
+        if by_cursor:
+            position: Any = bindparam(f"position_{k}")
+            stmt = stmt.where(
+                items.c.position >= position,
+                or_(items.c.position > position, items.c.id > bindparam(f"last_{k}")),
+            )
+        else:
+            stmt = stmt.offset(bindparam(f"offset_{k}"))
+        selects.append(stmt)
+    query: Any = (
+        selects[0] if stages_ == 1 else union_all(*(select(*q.subquery().c) for q in selects))
     )
-    if scope is not None:
-        stmt = stmt.where(scope)
-    if after is not None:
-        position, last_id = after
-        stmt = stmt.where(
-            items.c.position >= position,
-            or_(items.c.position > position, items.c.id > last_id),
-        )
-    elif offset:
-        stmt = stmt.offset(offset)
-    rows = conn.execute(stmt).all()
-    cards = [
-        BoardItem(
-            id=r.id,
-            object_type=r.object_type,
-            object_id=r.object_id,
-            assigned_user_id=r.assigned_iam_user_id,
-            position=r.position,
-            last_stage_changed_at=r.last_stage_changed_at,
-            sla_due_at=r.sla_due_at,
-            sla_breached_at=r.sla_breached_at,
-            value=_parse_value(r.value) if column_id is not None else None,
-        )
-        for r in rows[:limit]
-    ]
-    more = f"{cards[-1].position}:{cards[-1].id}" if len(rows) > limit else None
-    return cards, more
+    if len(_PAGES) > 1000:  # boards of many sizes: start again
+        _PAGES.clear()
+    prepared = _PAGES[key] = Prepared(query, dialect)
+    return prepared
 
 
 def _parse_value(raw: str | None) -> Decimal | None:
@@ -756,9 +862,10 @@ def _parse_value(raw: str | None) -> Decimal | None:
 
 def _parse_stage_cursor(cursor: object) -> tuple[int, int]:
     try:
-        assert isinstance(cursor, str)
-        position, last_id = cursor.split(":")
-        return int(position), int(last_id)
+        assert isinstance(cursor, str) and len(cursor) <= 100
+        position, last_id = (int(part) for part in cursor.split(":"))
+        assert MIN_ID <= position <= MAX_ID and MIN_ID <= last_id <= MAX_ID
+        return position, last_id
     except (AssertionError, ValueError):
         raise InvalidArgument(
             f"cursor {cursor!r} is not a cursor this query handed out", cursor=cursor

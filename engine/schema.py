@@ -8,6 +8,7 @@ checks that they match.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     SmallInteger,
     String,
     Text,
@@ -412,6 +414,45 @@ class ItemValueRow(Base):
     value: Mapped[str | None] = mapped_column(Text(), nullable=True)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
+
+
+class StageTotalRow(Base):
+    """Live items of a stage, per account and slot; kept by triggers (migration 0003).
+
+    `account_key` is the items' account, -1 for items of none; `slot` is `item id % 16`, so
+    concurrent moves into one stage update different rows. A stage's count is the sum of its
+    rows (of the accounts in scope).
+    """
+
+    __tablename__ = "flow_stage_totals"
+
+    flow_stage_id: Mapped[int] = mapped_column(
+        BigInteger(), ForeignKey("flow_stages.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_key: Mapped[int] = mapped_column(BigInteger(), primary_key=True)
+    slot: Mapped[int] = mapped_column(SmallInteger(), primary_key=True)
+    item_count: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+
+
+class StageValueTotalRow(Base):
+    """Count and sum of a number column's values over the live items of a stage, per account
+    and slot as in `StageTotalRow`; kept by triggers (migration 0003)."""
+
+    __tablename__ = "flow_stage_value_totals"
+
+    flow_stage_id: Mapped[int] = mapped_column(
+        BigInteger(), ForeignKey("flow_stages.id", ondelete="CASCADE"), primary_key=True
+    )
+    flow_column_id: Mapped[int] = mapped_column(
+        BigInteger(),
+        ForeignKey("flow_columns.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    )
+    account_key: Mapped[int] = mapped_column(BigInteger(), primary_key=True)
+    slot: Mapped[int] = mapped_column(SmallInteger(), primary_key=True)
+    value_count: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+    value_sum: Mapped[Decimal] = mapped_column(Numeric(), nullable=False)
 
 
 class AutomationRow(Base):

@@ -27,12 +27,14 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from engine.actors import SYSTEM
+from engine.batch import MAX_BATCH
 from engine.compiler import SLA_BREACH
 from engine.errors import FlowkernelError, InvalidArgument
 from engine.moments import utc_moment
 from engine.runtime import Runtime
 from engine.snapshots import ExecutionResult
 from engine.tables import items
+from engine.validation import MAX_ID, check_int, check_optional_id
 
 Stop = threading.Event | Callable[[], bool]
 """What ends `run_forever`: an event that gets set, or a callable that returns True."""
@@ -117,18 +119,9 @@ class SlaScanner:
         not retried within this scan.
         """
         moment = utc_moment(now)
-        if pipeline_id is not None and (
-            isinstance(pipeline_id, bool) or not isinstance(pipeline_id, int)
-        ):
-            raise InvalidArgument(
-                f"pipeline_id must be an integer, not {pipeline_id!r}", pipeline_id=pipeline_id
-            )
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidArgument(f"limit must be an integer >= 1, not {limit!r}", limit=limit)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidArgument(
-                f"batch_size must be an integer >= 1, not {batch_size!r}", batch_size=batch_size
-            )
+        check_optional_id("pipeline_id", pipeline_id)
+        check_int("limit", limit, minimum=1, maximum=MAX_ID, error=InvalidArgument)
+        check_int("batch_size", batch_size, minimum=1, maximum=MAX_BATCH, error=InvalidArgument)
         if batch_size > 1:
             from engine.sla_batch import scan_in_batches
 
@@ -215,6 +208,7 @@ class SlaScanner:
 
     def plan(self, *, pipeline_id: int | None = None, now: datetime | None = None) -> str:
         """The database's plan for the scan's candidate query (EXPLAIN), for operators."""
+        check_optional_id("pipeline_id", pipeline_id)
         stmt = candidates(utc_moment(now), pipeline_id=pipeline_id, exclude=())
         with self._sessions.begin() as session:
             conn = session.connection()

@@ -1,34 +1,48 @@
 """The SLA scan in batches: claim up to `batch_size` due items per transaction and fire their
-`sla_breach` methods through batch execution (`engine.batch`).
+`sla_breach` methods set-based.
 
 Same outcome as the one-item-per-transaction scan of `engine.sla`, item by item: items are
 claimed in due order (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so parallel scanners share the
 work) by setting `sla_breached_at`, which makes a breach fire once per stage entry; an item
 whose class has no `sla_breach` method in its state stays claimed without an execution
 (skipped); an item whose execution is refused has its claim undone in the same transaction,
-is reported in `failures` and is not tried again within the scan. What changes is the cost:
-a batch of breaches takes one transaction and a few statements instead of one transaction
-each, which is what scanning a million items with thousands due needs.
+is reported in `failures` and is not tried again within the scan.
+
+What changes is the cost. Most breaches are quiet: the method's handler chain is empty, no
+automation listens for `sla_breached` in the item's stage and nobody watches the item, so the
+execution is known before it runs: a call-log row and nothing else. The scan learns which
+(class version, stage) pairs are quiet, and on PostgreSQL one statement claims the due items,
+loads them and writes the call log of the quiet ones. The others (handlers to run, events or
+notifications to write) go through batch execution (`engine.batch`), each item's handlers run
+with its own snapshot, as in a single execution.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine.actors import SYSTEM
-from engine.batch import _Batch
-from engine.compiler import SLA_BREACH
+from engine.batch import BatchFailure, _Batch
+from engine.compiler import SLA_BREACH, CompiledClass, CompiledMethod, CompiledState
+from engine.errors import FlowkernelError
+from engine.outbox import _matches
 from engine.prepared import Db
+from engine.runtime import _Item
 from engine.snapshots import ExecutionResult
-from engine.tables import items
+from engine.tables import items, pipelines
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
     from engine.sla import SlaBreach, SlaFailure, SlaReport
+
+Quiet = dict[tuple[int, int, int], tuple[str, str]]
+"""Quiet (class id, class version, stage id) pairs and their sla_breach method and action."""
 
 
 def scan_in_batches(
@@ -45,6 +59,8 @@ def scan_in_batches(
     breaches: list[SlaBreach] = []
     failures: list[SlaFailure] = []
     failed: list[int] = []
+    quiet: Quiet = {}
+    learned = False
     while len(breaches) + len(failures) < limit:
         take = min(batch_size, limit - len(breaches) - len(failures))
         with (
@@ -52,7 +68,10 @@ def scan_in_batches(
             conn.begin(),
             Session(bind=conn, autoflush=False) as session,
         ):
-            found = _claim_and_fire(runtime, session, moment, pipeline_id, failed, take)
+            if not learned:
+                _learn_known(runtime, session, pipeline_id, quiet)
+                learned = True
+            found = _claim_and_fire(runtime, session, moment, pipeline_id, failed, take, quiet)
         if found is None:
             break
         done, refused, outbox_ids, results = found
@@ -68,6 +87,84 @@ def scan_in_batches(
     )
 
 
+# --- which breaches are quiet ------------------------------------------------------------------
+
+
+def _quiet_method(
+    runtime: Runtime, compiled: CompiledClass, state: CompiledState
+) -> CompiledMethod | None:
+    """The state's sla_breach method when firing it writes a call-log row and nothing else
+    (for an unwatched item): no handler, no automation on `sla_breached` for the state."""
+    method = compiled.method_for_action(state.code, SLA_BREACH)
+    if method is None or method.chain:
+        return None
+    if any(_matches(a, "sla_breached", state, state) for a in compiled.automations):
+        return None
+    try:
+        return runtime._resolve(compiled, state, False, method.code, SYSTEM, False)
+    except FlowkernelError:
+        return None
+
+
+def _learn(runtime: Runtime, compiled: CompiledClass, quiet: Quiet) -> None:
+    for state in compiled.ordered_states:
+        method = _quiet_method(runtime, compiled, state)
+        if method is not None:
+            quiet[(compiled.id, compiled.version, state.id)] = (method.code, method.action)
+
+
+def _learn_known(runtime: Runtime, session: Session, pipeline_id: int | None, quiet: Quiet) -> None:
+    """Quiet states of the scanned pipeline and of the classes the runtime has compiled."""
+    known = list(runtime._recent.values())
+    if pipeline_id is not None:
+        version = session.execute(
+            select(pipelines.c.version).where(pipelines.c.id == pipeline_id)
+        ).scalar()
+        if version is not None:
+            known.append(runtime._compiled_for(session, pipeline_id, version))
+    for compiled in known:
+        _learn(runtime, compiled, quiet)
+
+
+# --- one batch ---------------------------------------------------------------------------------
+
+
+class _Claimed:
+    """A claimed item: the loaded row (the runtime's load, in its order), its due time, and
+    whether its call is logged already. The `_Item` is made only for items that need it;
+    `naive` says the row's timestamps are UTC without a zone (PostgreSQL's claim)."""
+
+    __slots__ = (
+        "_item", "class_id", "class_version", "due", "id", "logged", "naive", "row", "stage_id",
+    )  # fmt: skip
+
+    def __init__(self, row: Sequence[Any], due: datetime, logged: bool, naive: bool) -> None:
+        self.row = row
+        self.id: int = row[0]
+        self.class_id: int = row[1]
+        self.stage_id: int = row[2]
+        self.class_version: int = row[12]
+        self.due = due
+        self.logged = logged
+        self.naive = naive
+        self._item: _Item | None = None
+
+    @property
+    def watched(self) -> bool:
+        return bool(self.row[13])
+
+    @property
+    def item(self) -> _Item:
+        if self._item is None:
+            values = list(self.row[:_LOADED])
+            if self.naive:
+                for index in _MOMENTS:
+                    if values[index] is not None:
+                        values[index] = values[index].replace(tzinfo=UTC)
+            self._item = _Item(values)
+        return self._item
+
+
 def _claim_and_fire(
     runtime: Runtime,
     session: Session,
@@ -75,87 +172,276 @@ def _claim_and_fire(
     pipeline_id: int | None,
     failed: list[int],
     take: int,
+    quiet: Quiet,
 ) -> tuple[list[SlaBreach], list[SlaFailure], list[int], list[ExecutionResult]] | None:
-    from engine.sla import SlaBreach, SlaFailure, candidates
+    from engine.sla import SlaBreach, SlaFailure
 
     conn = session.connection()
-    due = candidates(moment, pipeline_id=pipeline_id, exclude=failed).limit(take)
-    if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    # claim and read in one statement; the WHERE repeats the conditions under the lock. The
-    # candidates are a materialized CTE: PostgreSQL may run an IN (subquery) with LIMIT
-    # more than once, and then claims more than `take`.
-    picked = (
-        due.with_only_columns(items.c.id)
-        .cte("picked")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
-    claimed = conn.execute(
-        update(items)
-        .where(
-            items.c.id == picked.c.id,
-            items.c.sla_breached_at.is_(None),
-            items.c.sla_due_at <= moment,
-            items.c.deleted_at.is_(None),
-        )
-        .values(sla_breached_at=moment)
-        .returning(items.c.id, items.c.flow_pipeline_id, items.c.flow_stage_id, items.c.sla_due_at)
-    ).all()
+    db = Db.of(conn)
+    params: dict[int, dict[str, str]] = {}  # of the items fired through batch execution
+    batch = _Batch(runtime, db, session, SYSTEM, None, False, True, item_params=params)
+    if db.dialect.name == "postgresql":
+        claimed = _claim_postgresql(db, batch.now, moment, pipeline_id, failed, take, quiet)
+    else:
+        claimed = _claim_sqlite(session, batch, moment, pipeline_id, failed, take)
     if not claimed:
         return None
-    rows = sorted(claimed, key=lambda r: (r.sla_due_at, r.id))  # due order, as scans report
-    compiled = {pid: runtime.compiled(session, pid) for pid in {r.flow_pipeline_id for r in rows}}
-    firing: list[Any] = []
+    claimed.sort(key=lambda c: (c.due, c.id))  # due order, as scans report
+
+    skipped: set[int] = set()
+    firing: list[_Claimed] = []
     methods: list[str] = []
-    skipped: dict[int, SlaBreach] = {}
-    for row in rows:
-        cls = compiled[row.flow_pipeline_id]
-        state = cls.states_by_id.get(row.flow_stage_id)
-        method = cls.method_for_action(state.code, SLA_BREACH) if state else None
-        if state is not None and method is None:
-            skipped[row.id] = SlaBreach(
-                row.id, row.flow_pipeline_id, row.flow_stage_id, row.sla_due_at, False, ()
+    unlogged: list[tuple[_Claimed, CompiledMethod]] = []
+    outcome: dict[int, ExecutionResult] = {}
+    groups: dict[tuple[int, int, int], tuple[CompiledClass, CompiledState | None, Any]] = {}
+    for entry in claimed:
+        key = (entry.class_id, entry.class_version, entry.stage_id)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _group(runtime, session, entry, quiet)
+        compiled, state, method = group
+        if method is None:
+            skipped.add(entry.id)
+        elif isinstance(method, CompiledMethod) and not entry.watched:
+            assert state is not None
+            outcome[entry.id] = ExecutionResult(
+                item_id=entry.id,
+                class_code=compiled.code,
+                method=method.code,
+                action=method.action,
+                from_state=state.code,
+                to_state=state.code,
+                changed=False,
+                dropped=False,
+                actor=SYSTEM,
+                executed_at=batch.now,
+                handlers=method.chain,
             )
-            continue
-        # a state the class no longer has falls through: the batch refuses it (a failure)
-        firing.append(row)
-        methods.append(method.code if method is not None else SLA_BREACH)
-    outcomes: list[Any] = []
-    outbox_ids: list[int] = []
-    batch: _Batch | None = None
-    if firing:
-        batch = _Batch(
-            runtime,
-            Db.of(conn),
-            session,
-            SYSTEM,
-            None,
-            False,
-            True,
-            item_params={r.id: {"due_at": r.sla_due_at.isoformat()} for r in firing},
+            if not entry.logged:
+                unlogged.append((entry, method))
+        else:
+            # handlers to run or events to write; a state the class no longer has falls
+            # through too: the batch refuses it (a failure)
+            assert not entry.logged
+            firing.append(entry)
+            methods.append(method.code if isinstance(method, CompiledMethod) else method)
+    if unlogged:
+        batch.sql["call_json"].run_many(
+            db,
+            (
+                {
+                    "item_id": entry.id,
+                    "class_id": entry.class_id,
+                    "account_id": entry.item.account_id,
+                    "method": method.code,
+                    "action": method.action,
+                    "from_stage_id": entry.stage_id,
+                    "to_stage_id": None,
+                    "user_id": SYSTEM.user_id,
+                    "is_system": SYSTEM.is_system,
+                    "params": json.dumps(_params(entry.due)),
+                    "now": batch.now,
+                }
+                for entry, method in unlogged
+            ),
         )
-        outcomes, outbox_ids = batch.run([r.id for r in firing], methods)
-    refused = [o for o in outcomes if not isinstance(o, ExecutionResult)]
+    outbox_ids: list[int] = []
+    refused: list[BatchFailure] = []
+    if firing:
+        for entry in firing:
+            params[entry.item.id] = _params(entry.due)
+        outcomes, outbox_ids = batch.run(
+            [e.item.id for e in firing], methods, {e.item.id: e.item for e in firing}
+        )
+        for o in outcomes:
+            if isinstance(o, ExecutionResult):
+                outcome[o.item_id] = o
+            else:
+                refused.append(o)
     if refused:  # as if their transactions had rolled back: still due
         conn.execute(
             update(items)
             .where(items.c.id.in_([f.item_id for f in refused]))
             .values(sla_breached_at=None)
         )
-    fired = {o.item_id for o in outcomes if isinstance(o, ExecutionResult)}
-    done = [
-        skipped.get(row.id)
-        or SlaBreach(
-            row.id,
-            row.flow_pipeline_id,
-            row.flow_stage_id,
-            row.sla_due_at,
-            True,
-            tuple(batch.outbox_of.get(row.id, ()) if batch is not None else ()),
+    done: list[SlaBreach] = []
+    results: list[ExecutionResult] = []
+    outbox_of = batch.outbox_of
+    for entry in claimed:
+        if entry.id in skipped:
+            done.append(SlaBreach(entry.id, entry.class_id, entry.stage_id, entry.due, False, ()))
+            continue
+        result = outcome.get(entry.id)
+        if result is None:
+            continue  # refused
+        results.append(result)
+        written = outbox_of.get(entry.id)
+        done.append(
+            SlaBreach(
+                entry.id,
+                entry.class_id,
+                entry.stage_id,
+                entry.due,
+                True,
+                tuple(written) if written else (),
+            )
         )
-        for row in rows
-        if row.id in skipped or row.id in fired
-    ]
     failures = [SlaFailure(f.item_id, f.error.code, f.error.message) for f in refused]
-    results = [o for o in outcomes if isinstance(o, ExecutionResult)]
     return done, failures, outbox_ids, results
+
+
+def _group(
+    runtime: Runtime, session: Session, entry: _Claimed, quiet: Quiet
+) -> tuple[CompiledClass, CompiledState | None, CompiledMethod | str | None]:
+    """How the items of one class version and stage fire: (class, state, what), where what
+    is the quiet method, a method code to run through batch execution, or None to skip."""
+    compiled = runtime._compiled_for(session, entry.class_id, entry.class_version)
+    state = compiled.states_by_id.get(entry.stage_id)
+    if state is None:
+        return compiled, None, SLA_BREACH
+    method = compiled.method_for_action(state.code, SLA_BREACH)
+    if method is None:
+        return compiled, state, None
+    if (compiled.id, compiled.version, state.id) not in quiet:
+        _learn(runtime, compiled, quiet)
+    if (compiled.id, compiled.version, state.id) in quiet:
+        found = _quiet_method(runtime, compiled, state)
+        if found is not None:
+            return compiled, state, found
+    return compiled, state, method.code
+
+
+def _params(due: datetime) -> dict[str, str]:
+    """The parameters an `sla_breach` execution gets: the due time it missed."""
+    return {"due_at": due.isoformat()}
+
+
+# --- claiming ----------------------------------------------------------------------------------
+
+
+def _claim_sqlite(
+    session: Session,
+    batch: _Batch,
+    moment: datetime,
+    pipeline_id: int | None,
+    failed: list[int],
+    take: int,
+) -> list[_Claimed]:
+    """Claim in due order and load the claimed items (two statements, in-process)."""
+    from engine.sla import candidates
+
+    conn = session.connection()
+    picked = candidates(moment, pipeline_id=pipeline_id, exclude=failed).limit(take)
+    claimed = conn.execute(
+        update(items)
+        .where(
+            items.c.id.in_(picked.with_only_columns(items.c.id).scalar_subquery()),
+            items.c.sla_breached_at.is_(None),
+            items.c.sla_due_at <= moment,
+            items.c.deleted_at.is_(None),
+        )
+        .values(sla_breached_at=moment)
+        .returning(items.c.id, items.c.sla_due_at)
+    ).all()
+    if not claimed:
+        return []
+    due = {r.id: r.sla_due_at for r in claimed}
+    load = batch.sql["load"]
+    rows = load.rows(load.run(batch.db, {"ids": json.dumps(list(due))}))
+    return [_Claimed(row, due[row[0]], False, False) for row in rows]
+
+
+def _claim_postgresql(
+    db: Db,
+    now: datetime,
+    moment: datetime,
+    pipeline_id: int | None,
+    failed: Sequence[int],
+    take: int,
+    quiet: Quiet,
+) -> list[_Claimed]:
+    """Claim, load and log the quiet breaches in one statement."""
+    cursor = db.run_sql(
+        _PG_CLAIM_PIPELINE if pipeline_id is not None else _PG_CLAIM,
+        {
+            "moment": moment,
+            "now": now,
+            "pipeline": pipeline_id,
+            "failed": list(failed),
+            "take": take,
+            "quiet": json.dumps({f"{c}:{v}:{s}": list(m) for (c, v, s), m in quiet.items()}),
+            "user_id": SYSTEM.user_id,
+            "is_system": SYSTEM.is_system,
+        },
+    )
+    # the timestamps come as UTC without a zone: the due time is tagged here, the item's own
+    # when an `_Item` is made
+    return [
+        _Claimed(row, row[_LOADED].replace(tzinfo=UTC), row[_LOADED + 1], True)
+        for row in cursor.fetchall()
+    ]
+
+
+_LOADED: Final = 14
+"""Columns of a claimed row that make an `_Item` (the runtime's load, in its order)."""
+_MOMENTS: Final = (10, 11)
+"""Indexes of the timestamps among them (deleted_at, last_stage_changed_at)."""
+
+# The due items in due order, locked (skipping those another scanner holds) and claimed; the
+# claimed rows loaded as the runtime loads an item; the call log of the quiet ones (items
+# nobody watches whose "class:version:stage" the JSON object `quiet` maps to [method, action])
+# written with the parameters a single execution gets: {"due_at": the due time in Python's
+# isoformat}. The last column says which were logged.
+_PG_CLAIM_ANY: Final = """
+WITH picked AS MATERIALIZED (
+    SELECT id
+      FROM flow_items
+     WHERE sla_due_at <= %(moment)s AND sla_breached_at IS NULL AND deleted_at IS NULL
+       AND id <> ALL(%(failed)s::bigint[]) {pipeline}
+     ORDER BY sla_due_at
+     LIMIT %(take)s
+       FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE flow_items AS i
+       SET sla_breached_at = %(moment)s
+      FROM picked
+     WHERE i.id = picked.id AND i.sla_breached_at IS NULL AND i.sla_due_at <= %(moment)s
+       AND i.deleted_at IS NULL
+    RETURNING i.id, i.flow_pipeline_id, i.flow_stage_id, i.object_type, i.object_id,
+              i.iam_account_id, i.assigned_iam_user_id, i.position, i.checklist_state,
+              i.version, i.deleted_at, i.last_stage_changed_at, i.sla_due_at
+), loaded AS (
+    SELECT c.*, p.version AS class_version,
+           EXISTS (SELECT 1 FROM flow_item_watchers w WHERE w.flow_item_id = c.id) AS watched,
+           CAST(%(quiet)s AS jsonb)
+               -> (c.flow_pipeline_id || ':' || p.version || ':' || c.flow_stage_id) AS quiet
+      FROM claimed AS c JOIN flow_pipelines AS p ON p.id = c.flow_pipeline_id
+), logged AS (
+    INSERT INTO fk_method_calls
+           (flow_item_id, flow_pipeline_id, iam_account_id, method_code, action_code,
+            from_stage_id, to_stage_id, actor_iam_user_id, is_system, params, called_at)
+    SELECT l.id, l.flow_pipeline_id, l.iam_account_id, l.quiet ->> 0, l.quiet ->> 1,
+           l.flow_stage_id, NULL, %(user_id)s, %(is_system)s,
+           jsonb_build_object(
+               'due_at',
+               to_char(l.sla_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+               || CASE WHEN to_char(l.sla_due_at, 'US') = '000000' THEN ''
+                       ELSE to_char(l.sla_due_at AT TIME ZONE 'UTC', '.US') END
+               || '+00:00'),
+           %(now)s
+      FROM loaded AS l
+     WHERE l.quiet IS NOT NULL AND NOT l.watched
+     ORDER BY l.sla_due_at, l.id
+)
+SELECT id, flow_pipeline_id, flow_stage_id, object_type, object_id, iam_account_id,
+       assigned_iam_user_id, position, checklist_state, version,
+       deleted_at AT TIME ZONE 'UTC', last_stage_changed_at AT TIME ZONE 'UTC', class_version,
+       watched, sla_due_at AT TIME ZONE 'UTC', quiet IS NOT NULL AND NOT watched
+  FROM loaded
+"""
+
+# `+ 0` keeps the planner off the pipeline's unique index, as in `engine.sla.candidates`.
+_PG_CLAIM_PIPELINE: Final = _PG_CLAIM_ANY.replace(
+    "{pipeline}", "AND flow_pipeline_id + 0 = %(pipeline)s"
+)
+_PG_CLAIM: Final = _PG_CLAIM_ANY.replace("{pipeline}", "")

@@ -209,15 +209,35 @@ def database_objects(engine: Engine) -> dict[str, set[str]]:
         }
 
 
+TOTALS_TRIGGERS = {
+    "flow_items_totals_insert",
+    "flow_items_totals_update",
+    "flow_items_totals_delete",
+    "flow_item_values_totals_insert",
+    "flow_item_values_totals_update",
+    "flow_item_values_totals_delete",
+    "flow_columns_totals_type",
+}
+"""The triggers of migration 0003 that keep the per-stage totals, on both backends."""
+
+
 def expected_triggers(dialect: str) -> set[str]:
-    """The triggers the migration creates on `dialect`."""
+    """The triggers the migrations create on `dialect`."""
     if dialect == "postgresql":
-        return {f"{table}_bump_class_version" for table in DEFINITION_TABLES} | {
-            "flow_items_sla_due"
+        return (
+            {f"{table}_bump_class_version" for table in DEFINITION_TABLES}
+            | {"flow_items_sla_due"}
+            | TOTALS_TRIGGERS
+        )
+    return (
+        {
+            f"{table}_bump_{op}"
+            for table in DEFINITION_TABLES
+            for op in ("insert", "update", "delete")
         }
-    return {
-        f"{table}_bump_{op}" for table in DEFINITION_TABLES for op in ("insert", "update", "delete")
-    } | {"flow_items_sla_due_insert", "flow_items_sla_due_update"}
+        | {"flow_items_sla_due_insert", "flow_items_sla_due_update"}
+        | TOTALS_TRIGGERS
+    )
 
 
 def assert_catalogue(engine: Engine) -> None:
@@ -240,7 +260,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
     dialect = fresh.dialect.name
     empty = database_objects(fresh)
     assert current_revision(fresh) is None
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
 
     upgrade(fresh)
     assert current_revision(fresh) == head_revision()
@@ -251,6 +271,12 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
         assert migrated["function"] - empty["function"] == {
             "fk_bump_class_version",
             "fk_item_sla_due",
+            "fk_number",
+            "fk_stage_totals_inserted",
+            "fk_stage_totals_updated",
+            "fk_stage_totals_deleted",
+            "fk_stage_totals_value",
+            "fk_stage_totals_column",
         }
     model_indexes = {
         index.name for table in schema.metadata.tables.values() for index in table.indexes
@@ -548,6 +574,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "engine/migrations/versions/__init__.py",
         "engine/migrations/versions/0001_initial_schema.py",
         "engine/migrations/versions/0002_idempotency_and_api_tokens.py",
+        "engine/migrations/versions/0003_stage_totals.py",
         "engine/schema.py",
     } <= names
     assert not any(name.startswith(("migrations/", "tests/")) for name in names)
@@ -578,7 +605,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.split() == ["0002", "0002"]
+    assert run.stdout.split() == ["0003", "0003"]
     check = create_engine(f"sqlite:///{tmp_path / 'fk.db'}")
     with check.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4
@@ -652,3 +679,70 @@ def test_step_0002_keeps_existing_data_up_and_down(fresh: Engine) -> None:
     assert current_revision(fresh) == "0001"
     with fresh.connect() as conn:
         assert conn.execute(text("SELECT name FROM flow_pipelines")).scalar_one() == "kept"
+
+
+def test_step_0003_backfills_the_stage_totals_and_goes_down_again(fresh: Engine) -> None:
+    upgrade(fresh, "0002")
+    with fresh.begin() as conn:
+        pid = new_pipeline(conn, "Filled")
+        open_, won = (
+            conn.execute(
+                insert(stages).values(flow_pipeline_id=pid, name=name).returning(stages.c.id)
+            ).scalar_one()
+            for name in ("Open", "Won")
+        )
+        amount = conn.execute(
+            text(
+                "INSERT INTO flow_columns (flow_pipeline_id, name, label, field_type) "
+                "VALUES (:p, 'amount', 'Amount', 'number') RETURNING id"
+            ),
+            {"p": pid},
+        ).scalar_one()
+        placed = []
+        for object_id, (stage, account, deleted) in enumerate(
+            [(open_, 7, False), (open_, 7, False), (open_, None, False), (won, 7, True)]
+        ):
+            placed.append(
+                conn.execute(
+                    insert(items)
+                    .values(
+                        flow_pipeline_id=pid,
+                        flow_stage_id=stage,
+                        object_type="deal",
+                        object_id=object_id,
+                        iam_account_id=account,
+                        deleted_at=datetime.now(UTC) if deleted else None,
+                    )
+                    .returning(items.c.id)
+                ).scalar_one()
+            )
+        for item, value in zip(placed, ("10.5", "2", "", "99"), strict=True):
+            conn.execute(
+                text(
+                    "INSERT INTO flow_item_values (flow_item_id, flow_column_id, value) "
+                    "VALUES (:i, :c, :v)"
+                ),
+                {"i": item, "c": amount, "v": value},
+            )
+    upgrade(fresh, "0003")
+    with fresh.connect() as conn:
+        counts = conn.execute(
+            text(
+                "SELECT flow_stage_id, account_key, sum(item_count) FROM flow_stage_totals "
+                "GROUP BY 1, 2 ORDER BY 1, 2"
+            )
+        ).all()
+        sums = conn.execute(
+            text(
+                "SELECT flow_stage_id, account_key, sum(value_count), sum(value_sum) "
+                "FROM flow_stage_value_totals GROUP BY 1, 2 ORDER BY 1, 2"
+            )
+        ).all()
+    assert [tuple(r) for r in counts] == [(open_, -1, 1), (open_, 7, 2)]
+    assert [(s, a, n, float(v)) for s, a, n, v in sums] == [(open_, 7, 2, 12.5)]
+    downgrade(fresh, "0002")
+    names = set(inspect(fresh).get_table_names())
+    assert not names & {"flow_stage_totals", "flow_stage_value_totals"}
+    assert current_revision(fresh) == "0002"
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM flow_items")).scalar_one() == 4

@@ -201,3 +201,72 @@ def test_parallel_batched_scanners_fire_each_breach_exactly_once(
         rows = conn.execute(select(outbox.c.kind).where(outbox.c.trigger == "sla_breached")).all()
     assert len(rows) == len(ids) + len(ids[::3])  # an automation event each, a notice per watcher
     assert fk.sla.scan(now=later, batch_size=7).breaches == ()
+
+
+def calls_of(fk: Flowkernel, pipeline_id: int) -> list[tuple[Any, ...]]:
+    """The sla_breach call-log rows of a pipeline, per object id, as a single execution writes
+    them (the item ids differ between pipelines, the object ids do not)."""
+    with fk.engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                items.c.object_id,
+                method_calls.c.method_code,
+                method_calls.c.action_code,
+                method_calls.c.from_stage_id,
+                method_calls.c.to_stage_id,
+                method_calls.c.actor_iam_user_id,
+                method_calls.c.is_system,
+                method_calls.c.params,
+                method_calls.c.iam_account_id,
+                stages.c.code,
+                items.c.sla_due_at,
+            )
+            .join(items, items.c.id == method_calls.c.flow_item_id)
+            .join(stages, stages.c.id == method_calls.c.from_stage_id)
+            .where(method_calls.c.flow_pipeline_id == pipeline_id)
+            .where(method_calls.c.action_code == "sla_breach")
+        ).all()
+    # the parameters hold the due time the item missed, as Python writes it
+    return sorted(
+        (r[0], *r[1:3], r[9], *r[4:7], r[7] == {"due_at": r[10].isoformat()}, r[8]) for r in rows
+    )
+
+
+def test_quiet_breaches_log_what_a_single_execution_logs(fk: Flowkernel) -> None:
+    """Breaches without handlers, automations or watchers are logged set-based; the rows
+    equal the item-by-item scan's, the due time's text included (with and without
+    microseconds), and a watched item still gets its notification."""
+    quiet = {}
+    for code in ("quiet_one", "quiet_many"):
+        quiet[code] = fk.pipelines.create_pipeline(
+            code,
+            ALICE,
+            code=code,
+            stages=[StageSpec("Lead", sla_days=1), StageSpec("Next", sla_days=2)],
+        ).id
+    object_of: dict[int, int] = {}
+    for pid in quiet.values():
+        for object_id in range(1, 7):
+            item = fk.place(pid, "deal", object_id, ALICE)
+            object_of[item.id] = object_id
+            if object_id % 2 == 0:
+                fk.move(item.id, "next", ALICE)
+            if object_id == 3:
+                fk.items.watch(item.id, 5, ALICE)
+            if object_id == 4:  # entered on a whole second: its due time has no microseconds
+                with fk.engine.begin() as conn:
+                    conn.execute(
+                        update(items)
+                        .where(items.c.id == item.id)
+                        .values(last_stage_changed_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+                    )
+    later = datetime.now(UTC) + LATER
+    single = fk.sla.scan(pipeline_id=quiet["quiet_one"], now=later)
+    batched = fk.sla.scan(now=later, batch_size=4)  # every pipeline: learns the quiet states
+    assert summary(batched, object_of) == summary(single, object_of)
+    assert sorted(object_of[i] for i in single.fired) == [1, 2, 3, 4, 5, 6]
+    assert calls_of(fk, quiet["quiet_many"]) == calls_of(fk, quiet["quiet_one"])
+    assert all(r[-2] for r in calls_of(fk, quiet["quiet_many"]))
+    assert state(fk, quiet["quiet_many"]) == state(fk, quiet["quiet_one"])
+    assert (3, "notification", "sla_breached", 5) in state(fk, quiet["quiet_many"])["events"]
+    assert fk.sla.scan(now=later, batch_size=4).breaches == ()
