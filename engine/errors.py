@@ -268,8 +268,8 @@ class IdempotencyKeyReused(ExecutionError):
         self.item_id = item_id
         self.method = method
         super().__init__(
-            f"idempotency key {key!r} was used for {method!r} on item {item_id} with other "
-            "arguments; a retry must repeat the first request exactly, a new request needs a "
+            f"idempotency key {key!r} already served another request ({method!r} on item "
+            f"{item_id}); a retry must repeat the first request exactly, a new request needs a "
             "new key"
         )
 

@@ -123,6 +123,27 @@ def test_malformed_requests_are_refused_with_the_error_shape(world: World) -> No
     assert len(fk.history(deal, SYSTEM)) == 1
 
 
+def test_body_problems_say_what_to_send(world: World) -> None:
+    deal = world.deal
+    broken = world.system.post(
+        f"/v1/items/{deal}/move",
+        content=b'{"stage":',
+        headers={"content-type": "application/json"},
+    )
+    assert broken.status_code == 422
+    [problem] = broken.json()["error"]["details"]["problems"]
+    assert problem["location"] == ["body"]
+    assert problem["problem"] == "the body is not valid JSON (at character 9)"
+    as_form = world.system.post(
+        f"/v1/items/{deal}/move",
+        content=b'{"stage": "won"}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert as_form.status_code == 422
+    assert "Content-Type: application/json" in as_form.json()["error"]["message"]
+    assert world.api.fk.item(deal, SYSTEM).state == "lead"
+
+
 def test_unknown_routes_and_methods(world: World) -> None:
     missing = world.user.get("/v1/nothing-here")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"

@@ -120,14 +120,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {
-                "location": [str(part) for part in e.get("loc", ())],
-                "problem": str(e.get("msg", "")),
-                "type": str(e.get("type", "")),
-            }
-            for e in exc.errors()
-        ]
+        problems = [_problem(e, request) for e in exc.errors()]
         listed = "; ".join(f"{'.'.join(p['location'])}: {p['problem']}" for p in problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         return JSONResponse(
@@ -180,6 +173,21 @@ def install(app: FastAPI) -> None:
             body("internal_error", f"an unexpected {type(exc).__name__}; see the server's log"),
             500,
         )
+
+
+def _problem(error: Mapping[str, Any], request: Request) -> dict[str, Any]:
+    """One validation problem, in words a client can act on."""
+    location = [str(part) for part in error.get("loc", ())]
+    kind = str(error.get("type", ""))
+    problem = str(error.get("msg", ""))
+    if kind == "json_invalid":
+        at = location[1] if len(location) > 1 else "?"
+        location, problem = ["body"], f"the body is not valid JSON (at character {at})"
+    elif location == ["body"] and kind in {"model_attributes_type", "dict_type"}:
+        sent = request.headers.get("content-type") or "none"
+        if not sent.startswith("application/json"):
+            problem += f"; send the body as JSON with Content-Type: application/json, not {sent}"
+    return {"location": location, "problem": problem, "type": kind}
 
 
 def _plain(value: Any) -> Any:
