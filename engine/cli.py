@@ -23,7 +23,7 @@ from typing import Final, TypeAlias
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from engine import database
 from engine.actors import SYSTEM, Actor
@@ -132,10 +132,10 @@ def refusal_of(exc: BaseException, item: int | None = None) -> tuple[str, str, i
         return "database error", exc.message, EXIT_DATABASE
     if isinstance(exc, FlowkernelError):
         return "error", exc.message, EXIT_ERROR
-    if isinstance(exc, OperationalError | InterfaceError):  # the connection failed midway
+    if isinstance(exc, OperationalError):  # a statement failed: database locked, read-only
         return (
             "database error",
-            f"{_cause(exc)}; check that the database is reachable",
+            f"{database.first_line(exc)}; check that the database is reachable",
             EXIT_DATABASE,
         )
     return None
@@ -246,7 +246,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     engine = _connect(args, migrated=False, create=True)
     try:
         database.upgrade(engine, args.revision)
-        print(f"{_shown(engine)}: at revision {_describe(database.current_revision(engine))}")
+        revision = database.current_revision(engine)
+        print(f"{database.shown_url(engine)}: at revision {_describe(revision)}")
     finally:
         engine.dispose()
     return EXIT_OK
@@ -256,7 +257,8 @@ def _db_downgrade(args: argparse.Namespace) -> int:
     engine = _connect(args, migrated=False)
     try:
         database.downgrade(engine, args.revision)
-        print(f"{_shown(engine)}: at revision {_describe(database.current_revision(engine))}")
+        revision = database.current_revision(engine)
+        print(f"{database.shown_url(engine)}: at revision {_describe(revision)}")
     finally:
         engine.dispose()
     return EXIT_OK
@@ -1702,9 +1704,9 @@ def _connect(args: argparse.Namespace, *, migrated: bool = True, create: bool = 
     try:
         with engine.connect():
             pass
-    except DBAPIError as exc:
+    except DBAPIError as exc:  # untyped by `database`: a non-SQLite file, a bad URL option
         engine.dispose()
-        raise DatabaseUnreachable(shown, _cause(exc)) from exc
+        raise DatabaseUnreachable(shown, database.first_line(exc)) from exc
     if migrated:
         current = database.current_revision(engine)
         head = database.head_revision()
@@ -1722,16 +1724,6 @@ def _kernel(args: argparse.Namespace, *, deliver_events: bool = True) -> Iterato
         yield fk
     finally:
         fk.close()
-
-
-def _shown(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
-
-
-def _cause(exc: DBAPIError) -> str:
-    """The driver's message, first line only."""
-    text = str(exc.orig) if exc.orig is not None else str(exc)
-    return (text.strip().splitlines() or ["unknown error"])[0]
 
 
 def _read(path: str) -> str:

@@ -150,22 +150,29 @@ def connection_error(exc: BaseException, engine: Engine) -> DatabaseError | None
     errors (a constraint, a lock timeout, a statement the database refused) give None.
     """
     if isinstance(exc, DBAPIError):
-        cause = _first_line(exc.orig if exc.orig is not None else exc)
+        cause = first_line(exc)
         if exc.connection_invalidated:
-            return DatabaseConnectionLost(_shown(engine), cause)
+            return DatabaseConnectionLost(shown_url(engine), cause)
         if isinstance(exc, OperationalError | InterfaceError) and exc.statement is None:
-            return DatabaseUnreachable(_shown(engine), cause)  # wrapped by `Engine.connect`
+            return DatabaseUnreachable(shown_url(engine), cause)  # wrapped by `Engine.connect`
         return None
     if isinstance(exc, engine.dialect.loaded_dbapi.Error):  # raised by the pool at checkout
-        return DatabaseUnreachable(_shown(engine), _first_line(exc))
+        return DatabaseUnreachable(shown_url(engine), first_line(exc))
     return None
 
 
-def _shown(engine: Engine) -> str:
+def shown_url(engine: Engine) -> str:
+    """The engine's URL as shown to users: the password, if any, as `***`."""
     return engine.url.render_as_string(hide_password=True)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of the error's message, or its type's name when the message is empty.
+
+    For a SQLAlchemy `DBAPIError`, the message of the driver's error it wraps.
+    """
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 

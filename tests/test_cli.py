@@ -170,6 +170,28 @@ def test_database_problems_exit_5(workdir: Path, capsys: pytest.CaptureFixture[s
     capsys.readouterr()
 
 
+def test_driver_errors_that_are_not_lost_connections_exit_5(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "notes.db").write_text("not a database\n" * 100)
+    assert main(["--database-url", "sqlite:///notes.db", "db", "upgrade"]) == 5
+    err = capsys.readouterr().err
+    one_line_error(err, "database error: cannot connect to sqlite:///notes.db: file is not a")
+
+    bad_option = ["--database-url", "postgresql://postgres@127.0.0.1:1/none?no_such_option=1"]
+    assert main([*bad_option, "class", "list"]) == 5
+    err = capsys.readouterr().err
+    one_line_error(err, "database error: cannot connect to postgresql+psycopg://postgres@")
+    assert 'invalid connection option "no_such_option"' in err
+
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    read_only = ["--database-url", f"sqlite:///file:{workdir / 'flowkernel.db'}?mode=ro&uri=true"]
+    assert main([*read_only, "class", "load", str(STATION_YAML)]) == 5
+    err = capsys.readouterr().err
+    one_line_error(err, "database error: attempt to write a readonly database")
+
+
 def test_execution_errors_exit_4(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
