@@ -15,14 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select
 from transitions import Machine
 
 from engine import SYSTEM, Actor, Flowkernel, StageSpec
 from engine.compiler import compile_class
 from engine.examples.charging_station import TRANSITIONS, build_station_class
 from engine.sla import candidates
-from engine.tables import actions, items, methods, stages, transitions
+from engine.tables import actions, items, methods, sla_breaches, sla_due, stages, transitions
 
 from .baselines import HandRolled, Raw, handrolled_engine
 from .scratch import Scratch, load_million, place_rows
@@ -639,10 +639,20 @@ def million(ctx: Context, count: int) -> list[Measure]:
         )
         # the same breaches again, one transaction each (the scan's default), for the rate
         with fk.engine.begin() as conn:
+            conn.execute(delete(sla_breaches))
             conn.execute(
-                update(items)
-                .where(items.c.flow_pipeline_id == pipeline.id)
-                .values(sla_breached_at=None)
+                insert(sla_due).from_select(
+                    ["flow_item_id", "flow_pipeline_id", "flow_stage_id", "due_at"],
+                    select(
+                        items.c.id,
+                        items.c.flow_pipeline_id,
+                        items.c.flow_stage_id,
+                        items.c.sla_due_at,
+                    ).where(
+                        items.c.flow_pipeline_id == pipeline.id,
+                        items.c.sla_due_at <= datetime.now(UTC),
+                    ),
+                )
             )
         sample = min(expected, 1000)
         ctx.say(f"  SLA scan: firing {sample:,} breaches, one transaction each ...")

@@ -178,6 +178,7 @@ def load_million(
             params,
         )
         conn.execute(text("ANALYZE flow_items"))
+        conn.execute(text("ANALYZE flow_sla_due"))
         return
     params.update(fresh=_sqlite_time(fresh), stale=_sqlite_time(stale))
     conn.execute(

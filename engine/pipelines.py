@@ -1442,7 +1442,8 @@ def _recompute_sla(session: Session, stage_id: int) -> None:
     """Recompute `sla_due_at` of the stage's items from when they entered the stage.
 
     The due-time trigger runs when `last_stage_changed_at` is assigned; assigning it its own
-    value leaves `sla_breached_at` alone, since that is cleared only when the value changes.
+    value keeps a breach that fired, since that is cleared only when the value changes, and
+    the due queue follows the new due times.
     """
     session.execute(
         update(items)

@@ -44,7 +44,7 @@ from engine.moments import utc_moment
 from engine.prepared import Db, Prepared
 from engine.runtime import Runtime
 from engine.schema import UTCDateTime
-from engine.tables import columns, history, items, pipelines, stage_totals, stages
+from engine.tables import columns, history, items, pipelines, sla_breaches, stage_totals, stages
 from engine.tables import item_values as values_table
 from engine.tables import method_calls as calls
 from engine.tables import stage_value_totals as value_totals
@@ -808,7 +808,9 @@ def _pages_statement(
         items.c.position,
         items.c.last_stage_changed_at,
         items.c.sla_due_at,
-        items.c.sla_breached_at,
+        select(sla_breaches.c.breached_at)
+        .where(sla_breaches.c.flow_item_id == items.c.id)
+        .scalar_subquery(),
     ]
     source: Any = items
     if with_value:

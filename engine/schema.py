@@ -283,12 +283,6 @@ class ItemRow(Base):
         UniqueConstraint("flow_pipeline_id", "object_type", "object_id"),
         Index("ix_flow_items_stage_position", "flow_stage_id", "position"),
         Index("ix_flow_items_object", "object_type", "object_id"),
-        Index(
-            "ix_flow_items_sla_due",
-            "sla_due_at",
-            postgresql_where=text("sla_breached_at IS NULL AND deleted_at IS NULL"),
-            sqlite_where=text("sla_breached_at IS NULL AND deleted_at IS NULL"),
-        ),
         # Item ids are never reused on SQLite: history and the call log outlive dropped items.
         {"sqlite_autoincrement": True},
     )
@@ -305,11 +299,34 @@ class ItemRow(Base):
     checklist_state: Mapped[Any | None] = mapped_column(Json, nullable=True)
     last_stage_changed_at: Mapped[datetime] = _created()
     sla_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    sla_breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     version: Mapped[int] = mapped_column(Integer(), nullable=False, server_default=text("1"))
     deleted_at: Mapped[datetime | None] = _deleted()
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
+
+
+class SlaDueRow(Base):
+    """An item whose SLA breach is still to fire for its current stage entry, and when it is
+    due. Kept by triggers on `flow_items` (no foreign key: checking one would lock, and so
+    write, the item's row); a scan claims a breach by deleting its row."""
+
+    __tablename__ = "flow_sla_due"
+    __table_args__ = (Index("ix_flow_sla_due_due_at", "due_at", "flow_item_id"),)
+
+    flow_item_id: Mapped[int] = mapped_column(BigInteger(), primary_key=True)
+    flow_pipeline_id: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+    flow_stage_id: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class SlaBreachRow(Base):
+    """An item whose SLA breach fired for its current stage entry, and when. Cleared by
+    trigger when the item enters a stage again."""
+
+    __tablename__ = "flow_sla_breaches"
+
+    flow_item_id: Mapped[int] = mapped_column(BigInteger(), primary_key=True)
+    breached_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
 class StageHistoryRow(Base):

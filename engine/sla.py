@@ -1,14 +1,15 @@
 """SLA detection: find items past their stage's due time and fire sla_breach once per stage entry.
 
 The database keeps each item's due time (`flow_items.sla_due_at`, set by trigger from
-`last_stage_changed_at` and the stage's `sla_days`, NULL in won and lost stages) and clears
-`sla_breached_at` whenever the item changes stage or re-enters one. A scan walks the partial
-index `ix_flow_items_sla_due` (due, not breached, not deleted) in due order and handles one
-item per transaction: claim it by setting `sla_breached_at`, run its hidden `sla_breach` method
-as the system actor (which writes the `sla_breached` automation events and watcher
-notifications), commit, deliver. The claim is what makes a breach fire once per stage entry
-however often and however many scanners run; on PostgreSQL the candidate is taken with
-`FOR UPDATE SKIP LOCKED`, so parallel scanners share the due items instead of queueing.
+`last_stage_changed_at` and the stage's `sla_days`, NULL in won and lost stages) and, by
+trigger too, a queue of the breaches still to fire (`flow_sla_due`: live items with a due time
+whose breach has not fired since they entered their stage). A scan walks the queue in due order
+and handles one item per transaction: claim it by deleting its queue row and recording the
+breach (`flow_sla_breaches`), run its hidden `sla_breach` method as the system actor (which
+writes the `sla_breached` automation events and watcher notifications), commit, deliver. The
+claim is what makes a breach fire once per stage entry however often and however many scanners
+run; on PostgreSQL the candidate is taken with `FOR UPDATE SKIP LOCKED`, so parallel scanners
+share the due items instead of queueing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ClauseElement, Select, select, update
+from sqlalchemy import ClauseElement, Select, delete, insert, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.base import Executable
@@ -33,7 +34,7 @@ from engine.errors import FlowkernelError, InvalidArgument
 from engine.moments import utc_moment
 from engine.runtime import Runtime
 from engine.snapshots import ExecutionResult
-from engine.tables import items
+from engine.tables import items, sla_breaches, sla_due
 from engine.validation import MAX_ID, check_int, check_optional_id
 
 Stop = threading.Event | Callable[[], bool]
@@ -160,27 +161,20 @@ class SlaScanner:
     def _claim(
         session: Session, now: datetime, pipeline_id: int | None, failed: list[int]
     ) -> Any | None:
-        """Lock and mark the next due item breached; None when no unlocked item is due."""
+        """Lock and claim the next due item; None when no unlocked item is due."""
         conn = session.connection()
         stmt = candidates(now, pipeline_id=pipeline_id, exclude=failed)
         if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
+            # the item too, as its execution will: a mover holding it is skipped, not waited on
+            stmt = stmt.join(items, items.c.id == sla_due.c.flow_item_id).with_for_update(
+                of=(sla_due, items), skip_locked=True
+            )
         row = conn.execute(stmt).first()
         if row is None:
             return None
-        claimed = conn.execute(
-            update(items)
-            .where(
-                items.c.id == row.id,
-                items.c.sla_breached_at.is_(None),
-                items.c.sla_due_at <= now,
-                items.c.deleted_at.is_(None),
-            )
-            .values(sla_breached_at=now)
-        ).rowcount
-        # Under the row lock (or SQLite's write lock) this always claims; the WHERE is what
-        # guarantees once per stage entry should anything else write the row in between.
-        return row if claimed == 1 else None
+        conn.execute(delete(sla_due).where(sla_due.c.flow_item_id == row.id))
+        conn.execute(insert(sla_breaches).values(flow_item_id=row.id, breached_at=now))
+        return row
 
     def _fire(self, session: Session, row: Any) -> tuple[SlaBreach, ExecutionResult | None]:
         """Run the claimed item's sla_breach method in the caller's transaction."""
@@ -268,24 +262,22 @@ class SlaScanner:
 def candidates(
     now: datetime, *, pipeline_id: int | None = None, exclude: list[int] | tuple[int, ...] = ()
 ) -> Select[Any]:
-    """The scan's candidate query: the next due, unbreached, live item, by the partial index."""
+    """The scan's candidate query: the next item of the due queue, in due order."""
     stmt = (
-        select(items.c.id, items.c.flow_pipeline_id, items.c.flow_stage_id, items.c.sla_due_at)
-        .where(
-            items.c.sla_due_at <= now,
-            # Both conditions spelled as in the index predicate, so the planners pick it.
-            items.c.sla_breached_at.is_(None),
-            items.c.deleted_at.is_(None),
+        select(
+            sla_due.c.flow_item_id.label("id"),
+            sla_due.c.flow_pipeline_id,
+            sla_due.c.flow_stage_id,
+            sla_due.c.due_at.label("sla_due_at"),
         )
-        .order_by(items.c.sla_due_at)
+        .where(sla_due.c.due_at <= now)
+        .order_by(sla_due.c.due_at, sla_due.c.flow_item_id)
         .limit(1)
     )
     if pipeline_id is not None:
-        # `+ 0` keeps the planner (SQLite's above all) off the pipeline's unique index: walking
-        # a large pipeline and sorting it would cost far more than filtering the due range.
-        stmt = stmt.where(items.c.flow_pipeline_id + 0 == pipeline_id)
+        stmt = stmt.where(sla_due.c.flow_pipeline_id == pipeline_id)
     if exclude:
-        stmt = stmt.where(items.c.id.not_in(list(exclude)))
+        stmt = stmt.where(sla_due.c.flow_item_id.not_in(list(exclude)))
     return stmt
 
 

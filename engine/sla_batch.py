@@ -3,18 +3,21 @@
 
 Same outcome as the one-item-per-transaction scan of `engine.sla`, item by item: items are
 claimed in due order (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so parallel scanners share the
-work) by setting `sla_breached_at`, which makes a breach fire once per stage entry; an item
-whose class has no `sla_breach` method in its state stays claimed without an execution
-(skipped); an item whose execution is refused has its claim undone in the same transaction,
-is reported in `failures` and is not tried again within the scan.
+work) by deleting their rows of the due queue and recording their breaches, which makes a
+breach fire once per stage entry; an item whose class has no `sla_breach` method in its state
+stays claimed without an execution (skipped); an item whose execution is refused has its claim
+undone in the same transaction, is reported in `failures` and is not tried again within the
+scan.
 
 What changes is the cost. Most breaches are quiet: the method's handler chain is empty, no
 automation listens for `sla_breached` in the item's stage and nobody watches the item, so the
 execution is known before it runs: a call-log row and nothing else. The scan learns which
 (class version, stage) pairs are quiet, and on PostgreSQL one statement claims the due items,
-loads them and writes the call log of the quiet ones. The others (handlers to run, events or
-notifications to write) go through batch execution (`engine.batch`), each item's handlers run
-with its own snapshot, as in a single execution.
+loads them and writes the call log of the quiet ones, without writing the items' rows. The
+others (handlers to run, events or notifications to write) go through batch execution
+(`engine.batch`), each item's handlers run with its own snapshot, as in a single execution;
+on PostgreSQL their items are locked first, and an item a mover holds is put back on the queue
+for a later scan (the mover re-queues it with its new stage entry anyway).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.orm import Session
 
 from engine.actors import SYSTEM
@@ -35,7 +38,7 @@ from engine.outbox import _matches
 from engine.prepared import Db
 from engine.runtime import _Item
 from engine.snapshots import ExecutionResult
-from engine.tables import items, pipelines
+from engine.tables import items, pipelines, sla_breaches, sla_due
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
@@ -58,7 +61,7 @@ def scan_in_batches(
 
     breaches: list[SlaBreach] = []
     failures: list[SlaFailure] = []
-    failed: list[int] = []
+    excluded: list[int] = []  # refused, or held by a mover: not tried again in this scan
     quiet: Quiet = {}
     learned = False
     while len(breaches) + len(failures) < limit:
@@ -71,13 +74,14 @@ def scan_in_batches(
             if not learned:
                 _learn_known(runtime, session, pipeline_id, quiet)
                 learned = True
-            found = _claim_and_fire(runtime, session, moment, pipeline_id, failed, take, quiet)
+            found = _claim_and_fire(runtime, session, moment, pipeline_id, excluded, take, quiet)
         if found is None:
             break
-        done, refused, outbox_ids, results = found
+        done, refused, outbox_ids, results, held = found
         breaches.extend(done)
         failures.extend(refused)
-        failed.extend(f.item_id for f in refused)
+        excluded.extend(f.item_id for f in refused)
+        excluded.extend(held)
         runtime.after_commit(outbox_ids, results)
     return SlaReport(
         now=moment,
@@ -170,10 +174,10 @@ def _claim_and_fire(
     session: Session,
     moment: datetime,
     pipeline_id: int | None,
-    failed: list[int],
+    excluded: list[int],
     take: int,
     quiet: Quiet,
-) -> tuple[list[SlaBreach], list[SlaFailure], list[int], list[ExecutionResult]] | None:
+) -> tuple[list[SlaBreach], list[SlaFailure], list[int], list[ExecutionResult], list[int]] | None:
     from engine.sla import SlaBreach, SlaFailure
 
     conn = session.connection()
@@ -181,9 +185,9 @@ def _claim_and_fire(
     params: dict[int, dict[str, str]] = {}  # of the items fired through batch execution
     batch = _Batch(runtime, db, session, SYSTEM, None, False, True, item_params=params)
     if db.dialect.name == "postgresql":
-        claimed = _claim_postgresql(db, batch.now, moment, pipeline_id, failed, take, quiet)
+        claimed = _claim_postgresql(db, batch.now, moment, pipeline_id, excluded, take, quiet)
     else:
-        claimed = _claim_sqlite(session, batch, moment, pipeline_id, failed, take)
+        claimed = _claim_sqlite(session, batch, moment, pipeline_id, excluded, take)
     if not claimed:
         return None
     claimed.sort(key=lambda c: (c.due, c.id))  # due order, as scans report
@@ -247,6 +251,14 @@ def _claim_and_fire(
         )
     outbox_ids: list[int] = []
     refused: list[BatchFailure] = []
+    passed: list[int] = []  # items put back on the queue: a mover holds them
+    if firing and db.dialect.name == "postgresql":
+        firing, methods, held = _lock(conn, firing, methods)
+        if held:
+            _unclaim(conn, held)
+            gone = {entry.id for entry in held}
+            passed.extend(gone)
+            claimed = [entry for entry in claimed if entry.id not in gone]
     if firing:
         for entry in firing:
             params[entry.item.id] = _params(entry.due)
@@ -259,11 +271,8 @@ def _claim_and_fire(
             else:
                 refused.append(o)
     if refused:  # as if their transactions had rolled back: still due
-        conn.execute(
-            update(items)
-            .where(items.c.id.in_([f.item_id for f in refused]))
-            .values(sla_breached_at=None)
-        )
+        by_id = {entry.id: entry for entry in claimed}
+        _unclaim(conn, [by_id[f.item_id] for f in refused])
     done: list[SlaBreach] = []
     results: list[ExecutionResult] = []
     outbox_of = batch.outbox_of
@@ -287,7 +296,45 @@ def _claim_and_fire(
             )
         )
     failures = [SlaFailure(f.item_id, f.error.code, f.error.message) for f in refused]
-    return done, failures, outbox_ids, results
+    return done, failures, outbox_ids, results, passed
+
+
+def _lock(
+    conn: Connection, firing: list[_Claimed], methods: list[str]
+) -> tuple[list[_Claimed], list[str], list[_Claimed]]:
+    """Lock the items whose handlers run, in id order, skipping those a mover holds: the
+    items locked with their methods, and the claims of the others."""
+    locked = set(
+        conn.execute(
+            select(items.c.id)
+            .where(items.c.id.in_([entry.id for entry in firing]))
+            .order_by(items.c.id)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    pairs = list(zip(firing, methods, strict=True))
+    kept = [(entry, method) for entry, method in pairs if entry.id in locked]
+    held = [entry for entry, _method in pairs if entry.id not in locked]
+    return [entry for entry, _m in kept], [method for _e, method in kept], held
+
+
+def _unclaim(conn: Connection, entries: Sequence[_Claimed]) -> None:
+    """Put claimed items back on the due queue (their breach not recorded)."""
+    conn.execute(
+        delete(sla_breaches).where(sla_breaches.c.flow_item_id.in_([e.id for e in entries]))
+    )
+    conn.execute(
+        insert(sla_due),
+        [
+            {
+                "flow_item_id": e.id,
+                "flow_pipeline_id": e.class_id,
+                "flow_stage_id": e.stage_id,
+                "due_at": e.due,
+            }
+            for e in entries
+        ],
+    )
 
 
 def _group(
@@ -324,27 +371,24 @@ def _claim_sqlite(
     batch: _Batch,
     moment: datetime,
     pipeline_id: int | None,
-    failed: list[int],
+    excluded: list[int],
     take: int,
 ) -> list[_Claimed]:
-    """Claim in due order and load the claimed items (two statements, in-process)."""
+    """Claim in due order and load the claimed items (three statements, in-process)."""
     from engine.sla import candidates
 
     conn = session.connection()
-    picked = candidates(moment, pipeline_id=pipeline_id, exclude=failed).limit(take)
+    picked = candidates(moment, pipeline_id=pipeline_id, exclude=excluded).limit(take)
     claimed = conn.execute(
-        update(items)
-        .where(
-            items.c.id.in_(picked.with_only_columns(items.c.id).scalar_subquery()),
-            items.c.sla_breached_at.is_(None),
-            items.c.sla_due_at <= moment,
-            items.c.deleted_at.is_(None),
-        )
-        .values(sla_breached_at=moment)
-        .returning(items.c.id, items.c.sla_due_at)
+        delete(sla_due)
+        .where(sla_due.c.flow_item_id.in_(picked.with_only_columns(sla_due.c.flow_item_id)))
+        .returning(sla_due.c.flow_item_id.label("id"), sla_due.c.due_at.label("sla_due_at"))
     ).all()
     if not claimed:
         return []
+    conn.execute(
+        insert(sla_breaches), [{"flow_item_id": r.id, "breached_at": moment} for r in claimed]
+    )
     due = {r.id: r.sla_due_at for r in claimed}
     load = batch.sql["load"]
     rows = load.rows(load.run(batch.db, {"ids": json.dumps(list(due))}))
@@ -356,7 +400,7 @@ def _claim_postgresql(
     now: datetime,
     moment: datetime,
     pipeline_id: int | None,
-    failed: Sequence[int],
+    excluded: Sequence[int],
     take: int,
     quiet: Quiet,
 ) -> list[_Claimed]:
@@ -367,7 +411,7 @@ def _claim_postgresql(
             "moment": moment,
             "now": now,
             "pipeline": pipeline_id,
-            "failed": list(failed),
+            "excluded": list(excluded),
             "take": take,
             "quiet": json.dumps({f"{c}:{v}:{s}": list(m) for (c, v, s), m in quiet.items()}),
             "user_id": SYSTEM.user_id,
@@ -387,29 +431,34 @@ _LOADED: Final = 14
 _MOMENTS: Final = (10, 11)
 """Indexes of the timestamps among them (deleted_at, last_stage_changed_at)."""
 
-# The due items in due order, locked (skipping those another scanner holds) and claimed; the
-# claimed rows loaded as the runtime loads an item; the call log of the quiet ones (items
-# nobody watches whose "class:version:stage" the JSON object `quiet` maps to [method, action])
-# written with the parameters a single execution gets: {"due_at": the due time in Python's
-# isoformat}. The last column says which were logged.
+# The due items in due order, locked (skipping those another scanner holds) and claimed:
+# their queue rows deleted and their breaches recorded; the claimed items loaded as the
+# runtime loads an item; the call log of the quiet ones (items nobody watches whose
+# "class:version:stage" the JSON object `quiet` maps to [method, action]) written with the
+# parameters a single execution gets: {"due_at": the due time in Python's isoformat}. The last
+# column says which were logged.
 _PG_CLAIM_ANY: Final = """
 WITH picked AS MATERIALIZED (
-    SELECT id
-      FROM flow_items
-     WHERE sla_due_at <= %(moment)s AND sla_breached_at IS NULL AND deleted_at IS NULL
-       AND id <> ALL(%(failed)s::bigint[]) {pipeline}
-     ORDER BY sla_due_at
+    SELECT flow_item_id
+      FROM flow_sla_due
+     WHERE due_at <= %(moment)s AND flow_item_id <> ALL(%(excluded)s::bigint[]) {pipeline}
+     ORDER BY due_at, flow_item_id
      LIMIT %(take)s
        FOR UPDATE SKIP LOCKED
+), dequeued AS (
+    DELETE FROM flow_sla_due AS q
+     USING picked
+     WHERE q.flow_item_id = picked.flow_item_id
+    RETURNING q.flow_item_id, q.due_at
+), marked AS (
+    INSERT INTO flow_sla_breaches AS b (flow_item_id, breached_at)
+    SELECT flow_item_id, %(moment)s FROM dequeued ORDER BY flow_item_id
+        ON CONFLICT (flow_item_id) DO UPDATE SET breached_at = excluded.breached_at
 ), claimed AS (
-    UPDATE flow_items AS i
-       SET sla_breached_at = %(moment)s
-      FROM picked
-     WHERE i.id = picked.id AND i.sla_breached_at IS NULL AND i.sla_due_at <= %(moment)s
-       AND i.deleted_at IS NULL
-    RETURNING i.id, i.flow_pipeline_id, i.flow_stage_id, i.object_type, i.object_id,
-              i.iam_account_id, i.assigned_iam_user_id, i.position, i.checklist_state,
-              i.version, i.deleted_at, i.last_stage_changed_at, i.sla_due_at
+    SELECT i.id, i.flow_pipeline_id, i.flow_stage_id, i.object_type, i.object_id,
+           i.iam_account_id, i.assigned_iam_user_id, i.position, i.checklist_state,
+           i.version, i.deleted_at, i.last_stage_changed_at, d.due_at AS sla_due_at
+      FROM dequeued AS d JOIN flow_items AS i ON i.id = d.flow_item_id
 ), loaded AS (
     SELECT c.*, p.version AS class_version,
            EXISTS (SELECT 1 FROM flow_item_watchers w WHERE w.flow_item_id = c.id) AS watched,
@@ -440,8 +489,7 @@ SELECT id, flow_pipeline_id, flow_stage_id, object_type, object_id, iam_account_
   FROM loaded
 """
 
-# `+ 0` keeps the planner off the pipeline's unique index, as in `engine.sla.candidates`.
 _PG_CLAIM_PIPELINE: Final = _PG_CLAIM_ANY.replace(
-    "{pipeline}", "AND flow_pipeline_id + 0 = %(pipeline)s"
+    "{pipeline}", "AND flow_pipeline_id = %(pipeline)s"
 )
 _PG_CLAIM: Final = _PG_CLAIM_ANY.replace("{pipeline}", "")

@@ -28,6 +28,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     inspect,
     select,
@@ -97,6 +98,8 @@ DEFINITION_TABLES = [
 pipelines = schema.PipelineRow.__table__
 stages = schema.StageRow.__table__
 items = schema.ItemRow.__table__
+sla_due = schema.SlaDueRow.__table__
+sla_breaches = schema.SlaBreachRow.__table__
 
 # --- databases ----------------------------------------------------------------------------------
 
@@ -226,7 +229,12 @@ def expected_triggers(dialect: str) -> set[str]:
     if dialect == "postgresql":
         return (
             {f"{table}_bump_class_version" for table in DEFINITION_TABLES}
-            | {"flow_items_sla_due"}
+            | {
+                "flow_items_sla_due",
+                "flow_items_sla_queue_insert",
+                "flow_items_sla_queue_update",
+                "flow_items_sla_queue_delete",
+            }
             | TOTALS_TRIGGERS
         )
     return (
@@ -235,7 +243,12 @@ def expected_triggers(dialect: str) -> set[str]:
             for table in DEFINITION_TABLES
             for op in ("insert", "update", "delete")
         }
-        | {"flow_items_sla_due_insert", "flow_items_sla_due_update"}
+        | {
+            "flow_items_sla_due_insert",
+            "flow_items_sla_due_update",
+            "flow_items_sla_queue",
+            "flow_items_sla_forget",
+        }
         | TOTALS_TRIGGERS
     )
 
@@ -260,7 +273,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
     dialect = fresh.dialect.name
     empty = database_objects(fresh)
     assert current_revision(fresh) is None
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
 
     upgrade(fresh)
     assert current_revision(fresh) == head_revision()
@@ -271,6 +284,9 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
         assert migrated["function"] - empty["function"] == {
             "fk_bump_class_version",
             "fk_item_sla_due",
+            "fk_item_sla_queue",
+            "fk_item_sla_forget",
+            "fk_items_sla_queue",
             "fk_number",
             "fk_stage_totals_inserted",
             "fk_stage_totals_updated",
@@ -490,46 +506,135 @@ def test_sla_due_at_follows_the_stage_and_the_entry_time(migrated: Engine) -> No
         with migrated.begin() as conn:
             conn.execute(update(items).where(items.c.id == item_id).values(**values))
 
-    def sla(item_id: int) -> tuple[datetime | None, datetime | None]:
+    def sla(item_id: int) -> tuple[datetime | None, datetime | None, datetime | None]:
+        """The item's due time, when its breach fired, and its due time on the queue."""
         with migrated.connect() as conn:
-            row = conn.execute(
-                select(items.c.sla_due_at, items.c.sla_breached_at).where(items.c.id == item_id)
-            ).one()
-        return row.sla_due_at, row.sla_breached_at
+            due = conn.execute(select(items.c.sla_due_at).where(items.c.id == item_id)).scalar()
+            fired = conn.execute(
+                select(sla_breaches.c.breached_at).where(sla_breaches.c.flow_item_id == item_id)
+            ).scalar()
+            queued = conn.execute(
+                select(sla_due.c.due_at).where(sla_due.c.flow_item_id == item_id)
+            ).scalar()
+        return due, fired, queued
+
+    def fire(item_id: int, moment: datetime) -> None:
+        """Claim the breach as a scan does."""
+        with migrated.begin() as conn:
+            conn.execute(delete(sla_due).where(sla_due.c.flow_item_id == item_id))
+            conn.execute(insert(sla_breaches).values(flow_item_id=item_id, breached_at=moment))
 
     entered = datetime(2026, 1, 28, 23, 59, 59, 123456, tzinfo=UTC)
     item = place(week, 1, entered)
-    assert sla(item) == (entered + timedelta(days=7), None)  # across a month end, time kept
-    assert sla(place(none, 2, entered)) == (None, None)
-    assert sla(place(won, 3, entered)) == (None, None)
-    assert sla(place(lost, 4, entered)) == (None, None)
+    week_due = entered + timedelta(days=7)
+    assert sla(item) == (week_due, None, week_due)  # across a month end, time kept
+    assert sla(place(none, 2, entered)) == (None, None, None)
+    assert sla(place(won, 3, entered)) == (None, None, None)
+    assert sla(place(lost, 4, entered)) == (None, None, None)
     by_default = place(week, 5, None)
     due = sla(by_default)[0]
     assert due is not None and abs(due - (datetime.now(UTC) + timedelta(days=7))) < timedelta(
         minutes=1
     )
+    assert sla(by_default)[2] == due
 
     breached = datetime(2026, 2, 5, tzinfo=UTC)
-    set_(item, sla_breached_at=breached)
+    fire(item, breached)
     set_(item, position=9)
     set_(item, flow_stage_id=week)  # the same stage again is no new entry
-    assert sla(item) == (entered + timedelta(days=7), breached)
+    assert sla(item) == (week_due, breached, None)
+    set_(item, deleted_at=breached)  # a soft delete and a restore keep the fired breach
+    set_(item, deleted_at=None)
+    assert sla(item) == (week_due, breached, None)
 
     set_(item, flow_stage_id=none)
-    assert sla(item) == (None, None)
+    assert sla(item) == (None, None, None)
 
-    set_(item, sla_breached_at=breached)
     later = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
     set_(item, flow_stage_id=two, last_stage_changed_at=later)
-    assert sla(item) == (later + timedelta(days=2), None)
+    two_due = later + timedelta(days=2)
+    assert sla(item) == (two_due, None, two_due)
+    set_(item, deleted_at=later)  # a deleted item is not due; restored, it is again
+    assert sla(item) == (two_due, None, None)
+    set_(item, deleted_at=None)
+    assert sla(item) == (two_due, None, two_due)
 
-    set_(item, sla_breached_at=breached)
+    fire(item, breached)
     again = later + timedelta(hours=5)
     set_(item, last_stage_changed_at=again)  # re-entering the same stage restarts the clock
-    assert sla(item) == (again + timedelta(days=2), None)
+    assert sla(item) == (again + timedelta(days=2), None, again + timedelta(days=2))
+
+    with migrated.begin() as conn:  # a stage's SLA edited: the queue follows the due times
+        conn.execute(update(stages).where(stages.c.id == two).values(sla_days=4))
+        conn.execute(
+            update(items)
+            .where(items.c.flow_stage_id == two)
+            .values(last_stage_changed_at=items.c.last_stage_changed_at)
+        )
+    assert sla(item) == (again + timedelta(days=4), None, again + timedelta(days=4))
 
     set_(item, flow_stage_id=won)
-    assert sla(item) == (None, None)
+    assert sla(item) == (None, None, None)
+
+    with migrated.begin() as conn:  # dropping an item drops its queue row and its breach
+        conn.execute(delete(items).where(items.c.id.in_([by_default, item])))
+    assert sla(by_default) == (None, None, None)
+    with migrated.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(sla_due)).scalar_one() == 0
+
+
+def test_step_0004_moves_breaches_to_the_queue_tables_and_back(fresh: Engine) -> None:
+    upgrade(fresh, "0003")
+    now = datetime.now(UTC).replace(microsecond=0)
+    with fresh.begin() as conn:
+        pid = new_pipeline(conn, "Due")
+        open_ = conn.execute(
+            insert(stages)
+            .values(flow_pipeline_id=pid, name="Open", sla_days=1)
+            .returning(stages.c.id)
+        ).scalar_one()
+        placed = [
+            conn.execute(
+                text(
+                    "INSERT INTO flow_items (flow_pipeline_id, flow_stage_id, object_type, "
+                    "object_id, last_stage_changed_at, deleted_at) "
+                    "VALUES (:p, :s, 'deal', :o, :t, :d) RETURNING id"
+                ),
+                {"p": pid, "s": open_, "o": n, "t": now, "d": now if n == 2 else None},
+            ).scalar_one()
+            for n in range(3)
+        ]
+        conn.execute(
+            text("UPDATE flow_items SET sla_breached_at = :t WHERE id = :i"),
+            {"t": now + timedelta(days=2), "i": placed[1]},
+        )
+    upgrade(fresh, "0004")
+    with fresh.connect() as conn:
+        queued = conn.execute(select(sla_due.c.flow_item_id, sla_due.c.due_at)).all()
+        fired = conn.execute(select(sla_breaches.c.flow_item_id, sla_breaches.c.breached_at)).all()
+    assert [tuple(r) for r in queued] == [(placed[0], now + timedelta(days=1))]
+    assert [tuple(r) for r in fired] == [(placed[1], now + timedelta(days=2))]
+    assert "sla_breached_at" not in {c["name"] for c in inspect(fresh).get_columns("flow_items")}
+    downgrade(fresh, "0003")
+    names = set(inspect(fresh).get_table_names())
+    assert not names & {"flow_sla_due", "flow_sla_breaches"}
+    with fresh.connect() as conn:
+        rows = conn.execute(text("SELECT id, sla_breached_at FROM flow_items ORDER BY id")).all()
+    moments = [
+        None
+        if r[1] is None
+        else _utc(r[1] if isinstance(r[1], datetime) else datetime.fromisoformat(r[1]))
+        for r in rows
+    ]
+    assert moments == [
+        None,
+        now + timedelta(days=2),
+        None,
+    ]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- packaging -------------------------------------------------------------------------------
@@ -575,6 +680,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "engine/migrations/versions/0001_initial_schema.py",
         "engine/migrations/versions/0002_idempotency_and_api_tokens.py",
         "engine/migrations/versions/0003_stage_totals.py",
+        "engine/migrations/versions/0004_sla_queue.py",
         "engine/schema.py",
     } <= names
     assert not any(name.startswith(("migrations/", "tests/")) for name in names)
@@ -605,7 +711,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.split() == ["0003", "0003"]
+    assert run.stdout.split() == ["0004", "0004"]
     check = create_engine(f"sqlite:///{tmp_path / 'fk.db'}")
     with check.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4

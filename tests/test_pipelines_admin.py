@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from engine import (
     SYSTEM,
@@ -52,6 +52,8 @@ from engine.tables import (
     outbox,
     pipelines,
     required_columns,
+    sla_breaches,
+    sla_due,
     stage_moves,
     stages,
 )
@@ -128,7 +130,23 @@ def refused(
 
 def item_row(fk: Flowkernel, item_id: int) -> Any:
     with fk.engine.connect() as conn:
-        return conn.execute(select(items).where(items.c.id == item_id)).one()
+        return conn.execute(
+            select(
+                items,
+                select(sla_breaches.c.breached_at)
+                .where(sla_breaches.c.flow_item_id == items.c.id)
+                .scalar_subquery()
+                .label("sla_breached_at"),
+            ).where(items.c.id == item_id)
+        ).one()
+
+
+def queued(fk: Flowkernel, item_id: int) -> Any:
+    """The item's due time on the SLA queue, None when it is not queued."""
+    with fk.engine.connect() as conn:
+        return conn.execute(
+            select(sla_due.c.due_at).where(sla_due.c.flow_item_id == item_id)
+        ).scalar()
 
 
 def version(fk: Flowkernel, pipeline_id: int) -> int:
@@ -513,7 +531,8 @@ def test_sla_days_change_recomputes_due_time_of_items_in_the_stage(fk: Flowkerne
     assert item_row(fk, first.id).sla_due_at == entered + timedelta(days=7)
     breached = datetime(2030, 1, 1, tzinfo=UTC)
     with fk.engine.begin() as conn:
-        conn.execute(update(items).where(items.c.id == second.id).values(sla_breached_at=breached))
+        conn.execute(delete(sla_due).where(sla_due.c.flow_item_id == second.id))
+        conn.execute(insert(sla_breaches).values(flow_item_id=second.id, breached_at=breached))
     untouched = item_row(fk, elsewhere.id)
 
     fk.pipelines.edit_stage(p.id, "lead", ALICE, sla_days=3)
@@ -521,10 +540,12 @@ def test_sla_days_change_recomputes_due_time_of_items_in_the_stage(fk: Flowkerne
     assert row.last_stage_changed_at == entered
     assert row.sla_due_at == entered + timedelta(days=3)
     assert row.sla_breached_at is None
+    assert queued(fk, first.id) == entered + timedelta(days=3)  # the queue follows
     # A breach already recorded stays recorded; so do the stage and the entry time.
     row = item_row(fk, second.id)
     assert row.sla_due_at == row.last_stage_changed_at + timedelta(days=3)
     assert row.sla_breached_at == breached
+    assert queued(fk, second.id) is None  # fired: not due again in this stage entry
     assert row.flow_stage_id == p.stage("lead").id
     assert item_row(fk, elsewhere.id) == untouched
 

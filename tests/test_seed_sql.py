@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -214,6 +214,8 @@ PG_ONLY = {
 # --- helpers ---------------------------------------------------------------------------------
 
 items = schema.ItemRow.__table__
+sla_due = schema.SlaDueRow.__table__
+sla_breaches = schema.SlaBreachRow.__table__
 stages_table = schema.StageRow.__table__
 columns_table = schema.ColumnRow.__table__
 required_table = schema.StageRequiredColumnRow.__table__
@@ -359,7 +361,15 @@ def as_json(value: Any) -> Any:
 def item_row(engine: Engine, item_id: int) -> Any:
     """The item's row read through the typed table (timestamps come back aware)."""
     with engine.connect() as conn:
-        return conn.execute(select(items).where(items.c.id == item_id)).one()
+        return conn.execute(
+            select(
+                items,
+                select(sla_breaches.c.breached_at)
+                .where(sla_breaches.c.flow_item_id == items.c.id)
+                .scalar_subquery()
+                .label("sla_breached_at"),
+            ).where(items.c.id == item_id)
+        ).one()
 
 
 def footprint(engine: Engine, item_id: int) -> tuple[Any, ...]:
@@ -630,8 +640,10 @@ def test_sql_move_updates_the_item_and_appends_history(
         conn.execute(
             update(items)
             .where(items.c.id == item_id)
-            .values(checklist_state={"x": {"completed": True}}, sla_breached_at=entered)
+            .values(checklist_state={"x": {"completed": True}})
         )
+        conn.execute(delete(sla_due).where(sla_due.c.flow_item_id == item_id))
+        conn.execute(insert(sla_breaches).values(flow_item_id=item_id, breached_at=entered))
     sql_move(fk.engine, seeded, item_id, "Lead", "Qualified")
     row = item_row(fk.engine, item_id)
     assert row.flow_stage_id == seeded.stages["Qualified"]

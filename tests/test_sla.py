@@ -8,11 +8,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 
 from engine import Actor, Flowkernel, InvalidArgument
 from engine.sla import SlaReport
-from engine.tables import automations, items, method_calls, outbox, stages, watchers
+from engine.tables import (
+    automations,
+    items,
+    method_calls,
+    outbox,
+    sla_breaches,
+    sla_due,
+    stages,
+    watchers,
+)
 
 ACCOUNT = 10
 ALICE = Actor.user(1, ACCOUNT)
@@ -61,9 +70,25 @@ def sla_row(fk: Flowkernel, item_id: int) -> Any:
     with fk.engine.connect() as conn:
         return conn.execute(
             select(
-                items.c.last_stage_changed_at, items.c.sla_due_at, items.c.sla_breached_at
+                items.c.last_stage_changed_at,
+                items.c.sla_due_at,
+                select(sla_breaches.c.breached_at)
+                .where(sla_breaches.c.flow_item_id == items.c.id)
+                .scalar_subquery()
+                .label("sla_breached_at"),
+                select(sla_due.c.due_at)
+                .where(sla_due.c.flow_item_id == items.c.id)
+                .scalar_subquery()
+                .label("queued"),
             ).where(items.c.id == item_id)
         ).one()
+
+
+def mark_breached(conn: Any, item_ids: Any, moment: datetime) -> None:
+    """Claim breaches as a scan does: off the queue, recorded as fired."""
+    ids = list(item_ids)
+    conn.execute(delete(sla_due).where(sla_due.c.flow_item_id.in_(ids)))
+    conn.execute(insert(sla_breaches), [{"flow_item_id": i, "breached_at": moment} for i in ids])
 
 
 def outbox_count(fk: Flowkernel, trigger: str = "sla_breached") -> int:
@@ -139,16 +164,14 @@ def test_trigger_computes_due_time_and_resets_breach_for_seed_sql(fk: Flowkernel
 
     with fk.engine.begin() as conn:  # back, then breached, then re-entered in place
         conn.execute(text(seed_move), {"s": stage["lead"], "i": item})
-        conn.execute(
-            update(items).where(items.c.id == item).values(sla_breached_at=datetime.now(UTC))
-        )
+        mark_breached(conn, [item], datetime.now(UTC))
     assert sla_row(fk, item).sla_breached_at is not None
     reentry = datetime(2030, 1, 1, 12, 0, 0, 250000, tzinfo=UTC)
     with fk.engine.begin() as conn:
         conn.execute(update(items).where(items.c.id == item).values(last_stage_changed_at=reentry))
     row = sla_row(fk, item)
     assert row.sla_breached_at is None
-    assert row.sla_due_at == reentry + timedelta(days=7)
+    assert row.sla_due_at == row.queued == reentry + timedelta(days=7)
 
 
 # --- scanning ------------------------------------------------------------------------------------
@@ -404,7 +427,7 @@ def test_run_forever_is_bounded_and_interruptible(fk: Flowkernel) -> None:
         fk.sla.run_forever(1, max_runs=0)
 
 
-def test_candidate_query_uses_the_partial_index(fk: Flowkernel, backend: str) -> None:
+def test_candidate_query_walks_the_due_queue_index(fk: Flowkernel, backend: str) -> None:
     if backend != "postgresql":
         pytest.skip("the plan check is for PostgreSQL's planner")
     pid, stage = make_pipeline(fk)
@@ -413,20 +436,25 @@ def test_candidate_query_uses_the_partial_index(fk: Flowkernel, backend: str) ->
         conn.execute(
             text(
                 "INSERT INTO flow_items (flow_pipeline_id, flow_stage_id, object_type, object_id,"
-                " iam_account_id, position, last_stage_changed_at, sla_breached_at, deleted_at) "
+                " iam_account_id, position, last_stage_changed_at, deleted_at) "
                 "SELECT :p, CASE WHEN n % 5 = 0 THEN :won ELSE :lead END, 'deal', n, :a, n,"
                 " :now - make_interval(days => n % 20),"
-                " CASE WHEN n % 3 = 0 THEN NULL ELSE :now END,"
                 " CASE WHEN n % 7 = 0 THEN :now END "
                 "FROM generate_series(0, 19999) AS n"
             ),
             {"p": pid, "won": stage["won"], "lead": stage["lead"], "a": ACCOUNT, "now": now},
         )
-        conn.execute(text("ANALYZE flow_items"))
+        breached = conn.execute(
+            select(sla_due.c.flow_item_id)
+            .join(items, items.c.id == sla_due.c.flow_item_id)
+            .where(items.c.object_id % 3 != 0)
+        ).scalars()
+        mark_breached(conn, breached, now)
+        conn.execute(text("ANALYZE"))
     plan = fk.sla.plan(now=now)
-    assert "ix_flow_items_sla_due" in plan, plan
+    assert "ix_flow_sla_due_due_at" in plan, plan
     assert "Seq Scan" not in plan, plan
-    assert "ix_flow_items_sla_due" in fk.sla.plan(now=now, pipeline_id=pid)
+    assert "ix_flow_sla_due_due_at" in fk.sla.plan(now=now, pipeline_id=pid)
     report = fk.sla.scan(now=now, limit=50)
     assert len(report.breaches) == 50 and report.limit_reached
     due = [b.due_at for b in report.breaches]
@@ -434,10 +462,10 @@ def test_candidate_query_uses_the_partial_index(fk: Flowkernel, backend: str) ->
     assert due[0] == now - timedelta(days=19) + timedelta(days=7)
 
 
-def test_sqlite_candidate_query_searches_the_partial_index(fk: Flowkernel, backend: str) -> None:
+def test_sqlite_candidate_query_walks_the_due_queue_index(fk: Flowkernel, backend: str) -> None:
     if backend != "sqlite":
         pytest.skip("PostgreSQL's plan is checked with real statistics above")
     pid, _ = make_pipeline(fk)
     for plan in (fk.sla.plan(), fk.sla.plan(pipeline_id=pid)):
-        assert "USING INDEX ix_flow_items_sla_due" in plan, plan
+        assert "USING INDEX ix_flow_sla_due_due_at" in plan, plan
         assert "TEMP B-TREE" not in plan, plan  # the index gives the due order

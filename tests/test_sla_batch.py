@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from engine import Actor, Flowkernel, InvalidArgument, StageSpec, hookimpl
-from engine.tables import items, method_calls, outbox, stages
+from engine.tables import items, method_calls, outbox, sla_breaches, sla_due, stages
 
 ACCOUNT = 10
 ALICE = Actor.user(1, ACCOUNT)
@@ -54,9 +54,18 @@ def state(fk: Flowkernel, pipeline_id: int) -> dict[str, Any]:
     """What a scan changes, per object id (the two pipelines use the same object ids)."""
     with fk.engine.connect() as conn:
         rows = conn.execute(
-            select(items.c.id, items.c.object_id, items.c.sla_breached_at).where(
-                items.c.flow_pipeline_id == pipeline_id
-            )
+            select(
+                items.c.id,
+                items.c.object_id,
+                select(sla_breaches.c.breached_at)
+                .where(sla_breaches.c.flow_item_id == items.c.id)
+                .scalar_subquery()
+                .label("sla_breached_at"),
+                select(sla_due.c.due_at)
+                .where(sla_due.c.flow_item_id == items.c.id)
+                .scalar_subquery()
+                .label("queued"),
+            ).where(items.c.flow_pipeline_id == pipeline_id)
         ).all()
         ids = {r.id: r.object_id for r in rows}
         calls = dict.fromkeys(ids.values(), 0)
@@ -79,6 +88,7 @@ def state(fk: Flowkernel, pipeline_id: int) -> dict[str, Any]:
         )
     return {
         "breached": {r.object_id: r.sla_breached_at is not None for r in rows},
+        "queued": {r.object_id: r.queued is not None for r in rows},
         "calls": calls,
         "events": events,
     }
@@ -270,3 +280,82 @@ def test_quiet_breaches_log_what_a_single_execution_logs(fk: Flowkernel) -> None
     assert state(fk, quiet["quiet_many"]) == state(fk, quiet["quiet_one"])
     assert (3, "notification", "sla_breached", 5) in state(fk, quiet["quiet_many"])["events"]
     assert fk.sla.scan(now=later, batch_size=4).breaches == ()
+
+
+# --- the due queue under concurrent writers (PostgreSQL) -------------------------------------
+
+
+def queue_and_breach(fk: Flowkernel, item_id: int) -> tuple[Any, Any]:
+    with fk.engine.connect() as conn:
+        queued = conn.execute(
+            select(sla_due.c.due_at).where(sla_due.c.flow_item_id == item_id)
+        ).scalar()
+        fired = conn.execute(
+            select(sla_breaches.c.breached_at).where(sla_breaches.c.flow_item_id == item_id)
+        ).scalar()
+    return queued, fired
+
+
+def test_a_breach_whose_item_a_mover_holds_stays_due(fk: Flowkernel, backend: str) -> None:
+    """Items whose handlers run are locked before they fire; one a mover holds is put back on
+    the queue, neither fired nor failed, and the next scan fires it."""
+    if backend != "postgresql":
+        pytest.skip("row locks between writers are PostgreSQL's")
+    fk.register_plugin(Pager(), name="pager")
+    pid = pipeline(fk, "sales")
+    held, free = (fk.place(pid, "deal", n, ALICE).id for n in (1, 2))
+    later = datetime.now(UTC) + LATER
+    mover = fk.engine.connect()
+    try:
+        with mover.begin():
+            mover.execute(select(items.c.id).where(items.c.id == held).with_for_update())
+            report = fk.sla.scan(now=later, batch_size=10)
+            assert report.fired == (free,)
+            assert report.failures == ()
+            assert queue_and_breach(fk, held)[0] is not None
+            assert queue_and_breach(fk, held)[1] is None
+    finally:
+        mover.close()
+    assert fk.sla.scan(now=later, batch_size=10).fired == (held,)
+    assert queue_and_breach(fk, held)[0] is None
+
+
+def test_a_move_waits_for_a_scan_holding_its_breach_then_clears_it(
+    fk: Flowkernel, backend: str
+) -> None:
+    """The queue row is the meeting point: a move of an item a scan has just claimed waits for
+    the scan's commit, then clears the breach the scan recorded and queues the new entry."""
+    if backend != "postgresql":
+        pytest.skip("row locks between writers are PostgreSQL's")
+    fk.register_plugin(Pager(), name="pager")
+    pid = pipeline(fk, "sales")
+    item = fk.place(pid, "deal", 1, ALICE).id
+    scanner = fk.engine.connect()
+    moved: list[Any] = []
+    errors: list[BaseException] = []
+
+    def move() -> None:
+        try:
+            moved.append(fk.move(item, "qualified", ALICE))
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    mover = threading.Thread(target=move)
+    try:
+        with scanner.begin():  # a scan's claim, left open while the move starts
+            scanner.execute(sla_due.delete().where(sla_due.c.flow_item_id == item))
+            scanner.execute(
+                sla_breaches.insert().values(flow_item_id=item, breached_at=datetime.now(UTC))
+            )
+            mover.start()
+            mover.join(timeout=1)
+            assert mover.is_alive()  # waiting on the claimed queue row
+        mover.join(timeout=30)
+    finally:
+        scanner.close()
+    assert errors == [] and len(moved) == 1 and moved[0].changed
+    queued, fired = queue_and_breach(fk, item)
+    assert fired is None
+    with fk.engine.connect() as conn:
+        due = conn.execute(select(items.c.sla_due_at).where(items.c.id == item)).scalar()
+    assert queued == due is not None
