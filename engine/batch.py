@@ -41,13 +41,14 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    cast,
     func,
     insert,
     null,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
 from engine.actors import Actor
@@ -698,7 +699,11 @@ def _statement(dialect: str, key: str) -> ClauseElement:
             to_stage_id=bindparam("to_stage_id"),
             actor_iam_user_id=bindparam("user_id"),
             is_system=bindparam("is_system"),
-            params=bindparam("params", type_=String()),
+            params=(
+                cast(bindparam("params", type_=String()), JSONB)
+                if dialect == "postgresql"
+                else bindparam("params", type_=String())
+            ),
             called_at=bindparam("now"),
         )
     if key == "move":

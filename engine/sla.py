@@ -163,13 +163,7 @@ class SlaScanner:
     ) -> Any | None:
         """Lock and claim the next due item; None when no unlocked item is due."""
         conn = session.connection()
-        stmt = candidates(now, pipeline_id=pipeline_id, exclude=failed)
-        if conn.dialect.name == "postgresql":
-            # the item too, as its execution will: a mover holding it is skipped, not waited on
-            stmt = stmt.join(items, items.c.id == sla_due.c.flow_item_id).with_for_update(
-                of=(sla_due, items), skip_locked=True
-            )
-        row = conn.execute(stmt).first()
+        row = conn.execute(_next_due(conn.dialect.name, now, pipeline_id, failed)).first()
         if row is None:
             return None
         conn.execute(delete(sla_due).where(sla_due.c.flow_item_id == row.id))
@@ -203,11 +197,9 @@ class SlaScanner:
     def plan(self, *, pipeline_id: int | None = None, now: datetime | None = None) -> str:
         """The database's plan for the scan's candidate query (EXPLAIN), for operators."""
         check_optional_id("pipeline_id", pipeline_id)
-        stmt = candidates(utc_moment(now), pipeline_id=pipeline_id, exclude=())
         with self._sessions.begin() as session:
             conn = session.connection()
-            if conn.dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
+            stmt = _next_due(conn.dialect.name, utc_moment(now), pipeline_id, ())
             result = conn.execute(_Explain(stmt))
             try:  # raw rows: the select's column types do not apply to plan text
                 rows = result.cursor.fetchall()
@@ -278,6 +270,20 @@ def candidates(
         stmt = stmt.where(sla_due.c.flow_pipeline_id == pipeline_id)
     if exclude:
         stmt = stmt.where(sla_due.c.flow_item_id.not_in(list(exclude)))
+    return stmt
+
+
+def _next_due(
+    dialect: str, now: datetime, pipeline_id: int | None, exclude: list[int] | tuple[int, ...]
+) -> Select[Any]:
+    """The next due item, locked on PostgreSQL with its queue row, skipping both when another
+    transaction holds either: a scanner's claim or a mover. (When the item is the one held,
+    the queue row stays locked until the scan's transaction ends, so that mover waits for it.)"""
+    stmt = candidates(now, pipeline_id=pipeline_id, exclude=exclude)
+    if dialect == "postgresql":
+        stmt = stmt.join(items, items.c.id == sla_due.c.flow_item_id).with_for_update(
+            of=(sla_due, items), skip_locked=True
+        )
     return stmt
 
 

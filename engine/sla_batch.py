@@ -5,9 +5,8 @@ Same outcome as the one-item-per-transaction scan of `engine.sla`, item by item:
 claimed in due order (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so parallel scanners share the
 work) by deleting their rows of the due queue and recording their breaches, which makes a
 breach fire once per stage entry; an item whose class has no `sla_breach` method in its state
-stays claimed without an execution (skipped); an item whose execution is refused has its claim
-undone in the same transaction, is reported in `failures` and is not tried again within the
-scan.
+stays claimed without an execution (skipped); an item whose execution is refused stays due, is
+reported in `failures` and is not tried again within the scan.
 
 What changes is the cost. Most breaches are quiet: the method's handler chain is empty, no
 automation listens for `sla_breached` in the item's stage and nobody watches the item, so the
@@ -16,8 +15,12 @@ execution is known before it runs: a call-log row and nothing else. The scan lea
 loads them and writes the call log of the quiet ones, without writing the items' rows. The
 others (handlers to run, events or notifications to write) go through batch execution
 (`engine.batch`), each item's handlers run with its own snapshot, as in a single execution;
-on PostgreSQL their items are locked first, and an item a mover holds is put back on the queue
-for a later scan (the mover re-queues it with its new stage entry anyway).
+on PostgreSQL their items are locked first, and an item a mover holds is left on the queue,
+its queue row untouched, for the mover's trigger to update once the scan commits.
+
+On PostgreSQL the due rows are locked by one statement and claimed by the next: a statement
+that both locked them and read the items would read an item as its snapshot saw it while
+locking the queue row as a concurrent move had just rewritten it.
 """
 
 from __future__ import annotations
@@ -134,8 +137,9 @@ def _learn_known(runtime: Runtime, session: Session, pipeline_id: int | None, qu
 
 
 class _Claimed:
-    """A claimed item: the loaded row (the runtime's load, in its order), its due time, and
-    whether its call is logged already. The `_Item` is made only for items that need it;
+    """A due item taken by the scan: the loaded row (the runtime's load, in its order), its due
+    time, and whether it is claimed and its call logged already (PostgreSQL's quiet breaches).
+    The `_Item` is made only for items that need it;
     `naive` says the row's timestamps are UTC without a zone (PostgreSQL's claim)."""
 
     __slots__ = (
@@ -251,14 +255,12 @@ def _claim_and_fire(
         )
     outbox_ids: list[int] = []
     refused: list[BatchFailure] = []
-    passed: list[int] = []  # items put back on the queue: a mover holds them
+    passed: list[int] = []  # left on the queue untouched: a mover holds them
     if firing and db.dialect.name == "postgresql":
         firing, methods, held = _lock(conn, firing, methods)
         if held:
-            _unclaim(conn, held)
-            gone = {entry.id for entry in held}
-            passed.extend(gone)
-            claimed = [entry for entry in claimed if entry.id not in gone]
+            passed.extend(entry.id for entry in held)
+            claimed = [entry for entry in claimed if entry.id not in passed]
     if firing:
         for entry in firing:
             params[entry.item.id] = _params(entry.due)
@@ -269,10 +271,12 @@ def _claim_and_fire(
             if isinstance(o, ExecutionResult):
                 outcome[o.item_id] = o
             else:
-                refused.append(o)
-    if refused:  # as if their transactions had rolled back: still due
-        by_id = {entry.id: entry for entry in claimed}
-        _unclaim(conn, [by_id[f.item_id] for f in refused])
+                refused.append(o)  # written nothing: still due
+    _record(
+        conn,
+        [e for e in claimed if not e.logged and (e.id in skipped or e.id in outcome)],
+        moment,
+    )
     done: list[SlaBreach] = []
     results: list[ExecutionResult] = []
     outbox_of = batch.outbox_of
@@ -303,7 +307,7 @@ def _lock(
     conn: Connection, firing: list[_Claimed], methods: list[str]
 ) -> tuple[list[_Claimed], list[str], list[_Claimed]]:
     """Lock the items whose handlers run, in id order, skipping those a mover holds: the
-    items locked with their methods, and the claims of the others."""
+    items locked with their methods, and the others."""
     locked = set(
         conn.execute(
             select(items.c.id)
@@ -318,23 +322,13 @@ def _lock(
     return [entry for entry, _m in kept], [method for _e, method in kept], held
 
 
-def _unclaim(conn: Connection, entries: Sequence[_Claimed]) -> None:
-    """Put claimed items back on the due queue (their breach not recorded)."""
-    conn.execute(
-        delete(sla_breaches).where(sla_breaches.c.flow_item_id.in_([e.id for e in entries]))
-    )
-    conn.execute(
-        insert(sla_due),
-        [
-            {
-                "flow_item_id": e.id,
-                "flow_pipeline_id": e.class_id,
-                "flow_stage_id": e.stage_id,
-                "due_at": e.due,
-            }
-            for e in entries
-        ],
-    )
+def _record(conn: Connection, entries: Sequence[_Claimed], moment: datetime) -> None:
+    """Claim the breaches that fired or were skipped: off the due queue, recorded as fired."""
+    if not entries:
+        return
+    ids = [e.id for e in entries]
+    conn.execute(delete(sla_due).where(sla_due.c.flow_item_id.in_(ids)))
+    conn.execute(insert(sla_breaches), [{"flow_item_id": i, "breached_at": moment} for i in ids])
 
 
 def _group(
@@ -374,22 +368,16 @@ def _claim_sqlite(
     excluded: list[int],
     take: int,
 ) -> list[_Claimed]:
-    """Claim in due order and load the claimed items (three statements, in-process)."""
+    """The due items in due order, loaded (two statements, in-process)."""
     from engine.sla import candidates
 
     conn = session.connection()
-    picked = candidates(moment, pipeline_id=pipeline_id, exclude=excluded).limit(take)
-    claimed = conn.execute(
-        delete(sla_due)
-        .where(sla_due.c.flow_item_id.in_(picked.with_only_columns(sla_due.c.flow_item_id)))
-        .returning(sla_due.c.flow_item_id.label("id"), sla_due.c.due_at.label("sla_due_at"))
+    picked = conn.execute(
+        candidates(moment, pipeline_id=pipeline_id, exclude=excluded).limit(take)
     ).all()
-    if not claimed:
+    if not picked:
         return []
-    conn.execute(
-        insert(sla_breaches), [{"flow_item_id": r.id, "breached_at": moment} for r in claimed]
-    )
-    due = {r.id: r.sla_due_at for r in claimed}
+    due = {r.id: r.sla_due_at for r in picked}
     load = batch.sql["load"]
     rows = load.rows(load.run(batch.db, {"ids": json.dumps(list(due))}))
     return [_Claimed(row, due[row[0]], False, False) for row in rows]
@@ -404,15 +392,20 @@ def _claim_postgresql(
     take: int,
     quiet: Quiet,
 ) -> list[_Claimed]:
-    """Claim, load and log the quiet breaches in one statement."""
+    """Lock the due rows, then claim, load and log the quiet breaches in one statement."""
     cursor = db.run_sql(
-        _PG_CLAIM_PIPELINE if pipeline_id is not None else _PG_CLAIM,
+        _PG_PICK_PIPELINE if pipeline_id is not None else _PG_PICK,
+        {"moment": moment, "pipeline": pipeline_id, "excluded": list(excluded), "take": take},
+    )
+    picked = [row[0] for row in cursor.fetchall()]
+    if not picked:
+        return []
+    cursor = db.run_sql(
+        _PG_CLAIM,
         {
+            "ids": picked,
             "moment": moment,
             "now": now,
-            "pipeline": pipeline_id,
-            "excluded": list(excluded),
-            "take": take,
             "quiet": json.dumps({f"{c}:{v}:{s}": list(m) for (c, v, s), m in quiet.items()}),
             "user_id": SYSTEM.user_id,
             "is_system": SYSTEM.is_system,
@@ -431,56 +424,58 @@ _LOADED: Final = 14
 _MOMENTS: Final = (10, 11)
 """Indexes of the timestamps among them (deleted_at, last_stage_changed_at)."""
 
-# The due items in due order, locked (skipping those another scanner holds) and claimed:
-# their queue rows deleted and their breaches recorded; the claimed items loaded as the
-# runtime loads an item; the call log of the quiet ones (items nobody watches whose
-# "class:version:stage" the JSON object `quiet` maps to [method, action]) written with the
-# parameters a single execution gets: {"due_at": the due time in Python's isoformat}. The last
-# column says which were logged.
-_PG_CLAIM_ANY: Final = """
-WITH picked AS MATERIALIZED (
-    SELECT flow_item_id
-      FROM flow_sla_due
-     WHERE due_at <= %(moment)s AND flow_item_id <> ALL(%(excluded)s::bigint[]) {pipeline}
-     ORDER BY due_at, flow_item_id
-     LIMIT %(take)s
-       FOR UPDATE SKIP LOCKED
-), dequeued AS (
-    DELETE FROM flow_sla_due AS q
-     USING picked
-     WHERE q.flow_item_id = picked.flow_item_id
-    RETURNING q.flow_item_id, q.due_at
-), marked AS (
-    INSERT INTO flow_sla_breaches AS b (flow_item_id, breached_at)
-    SELECT flow_item_id, %(moment)s FROM dequeued ORDER BY flow_item_id
-        ON CONFLICT (flow_item_id) DO UPDATE SET breached_at = excluded.breached_at
-), claimed AS (
+# The due items in due order, locked (skipping those another scanner holds).
+_PG_PICK_ANY: Final = """
+SELECT flow_item_id
+  FROM flow_sla_due
+ WHERE due_at <= %(moment)s AND flow_item_id <> ALL(%(excluded)s::bigint[]) {pipeline}
+ ORDER BY due_at, flow_item_id
+ LIMIT %(take)s
+   FOR UPDATE SKIP LOCKED
+"""
+_PG_PICK_PIPELINE: Final = _PG_PICK_ANY.replace("{pipeline}", "AND flow_pipeline_id = %(pipeline)s")
+_PG_PICK: Final = _PG_PICK_ANY.replace("{pipeline}", "")
+
+# The locked items loaded as the runtime loads an item; the quiet ones (items nobody watches
+# whose "class:version:stage" the JSON object `quiet` maps to [method, action]) claimed (off
+# the queue, breach recorded) and their call log written with the parameters a single
+# execution gets: {"due_at": the due time in Python's isoformat}. The last column says which.
+_PG_CLAIM: Final = """
+WITH loaded AS (
     SELECT i.id, i.flow_pipeline_id, i.flow_stage_id, i.object_type, i.object_id,
            i.iam_account_id, i.assigned_iam_user_id, i.position, i.checklist_state,
-           i.version, i.deleted_at, i.last_stage_changed_at, d.due_at AS sla_due_at
-      FROM dequeued AS d JOIN flow_items AS i ON i.id = d.flow_item_id
-), loaded AS (
-    SELECT c.*, p.version AS class_version,
-           EXISTS (SELECT 1 FROM flow_item_watchers w WHERE w.flow_item_id = c.id) AS watched,
+           i.version, i.deleted_at, i.last_stage_changed_at, q.due_at AS sla_due_at,
+           p.version AS class_version,
+           EXISTS (SELECT 1 FROM flow_item_watchers w WHERE w.flow_item_id = i.id) AS watched,
            CAST(%(quiet)s AS jsonb)
-               -> (c.flow_pipeline_id || ':' || p.version || ':' || c.flow_stage_id) AS quiet
-      FROM claimed AS c JOIN flow_pipelines AS p ON p.id = c.flow_pipeline_id
+               -> (i.flow_pipeline_id || ':' || p.version || ':' || i.flow_stage_id) AS quiet
+      FROM flow_sla_due AS q
+      JOIN flow_items AS i ON i.id = q.flow_item_id
+      JOIN flow_pipelines AS p ON p.id = i.flow_pipeline_id
+     WHERE q.flow_item_id = ANY(%(ids)s::bigint[])
+), silent AS (
+    SELECT * FROM loaded WHERE quiet IS NOT NULL AND NOT watched
+), dequeued AS (
+    DELETE FROM flow_sla_due AS q USING silent WHERE q.flow_item_id = silent.id
+), marked AS (
+    INSERT INTO flow_sla_breaches AS b (flow_item_id, breached_at)
+    SELECT id, %(moment)s FROM silent ORDER BY id
+        ON CONFLICT (flow_item_id) DO UPDATE SET breached_at = excluded.breached_at
 ), logged AS (
     INSERT INTO fk_method_calls
            (flow_item_id, flow_pipeline_id, iam_account_id, method_code, action_code,
             from_stage_id, to_stage_id, actor_iam_user_id, is_system, params, called_at)
-    SELECT l.id, l.flow_pipeline_id, l.iam_account_id, l.quiet ->> 0, l.quiet ->> 1,
-           l.flow_stage_id, NULL, %(user_id)s, %(is_system)s,
+    SELECT s.id, s.flow_pipeline_id, s.iam_account_id, s.quiet ->> 0, s.quiet ->> 1,
+           s.flow_stage_id, NULL, %(user_id)s, %(is_system)s,
            jsonb_build_object(
                'due_at',
-               to_char(l.sla_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-               || CASE WHEN to_char(l.sla_due_at, 'US') = '000000' THEN ''
-                       ELSE to_char(l.sla_due_at AT TIME ZONE 'UTC', '.US') END
+               to_char(s.sla_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+               || CASE WHEN to_char(s.sla_due_at, 'US') = '000000' THEN ''
+                       ELSE to_char(s.sla_due_at AT TIME ZONE 'UTC', '.US') END
                || '+00:00'),
            %(now)s
-      FROM loaded AS l
-     WHERE l.quiet IS NOT NULL AND NOT l.watched
-     ORDER BY l.sla_due_at, l.id
+      FROM silent AS s
+     ORDER BY s.sla_due_at, s.id
 )
 SELECT id, flow_pipeline_id, flow_stage_id, object_type, object_id, iam_account_id,
        assigned_iam_user_id, position, checklist_state, version,
@@ -488,8 +483,3 @@ SELECT id, flow_pipeline_id, flow_stage_id, object_type, object_id, iam_account_
        watched, sla_due_at AT TIME ZONE 'UTC', quiet IS NOT NULL AND NOT watched
   FROM loaded
 """
-
-_PG_CLAIM_PIPELINE: Final = _PG_CLAIM_ANY.replace(
-    "{pipeline}", "AND flow_pipeline_id = %(pipeline)s"
-)
-_PG_CLAIM: Final = _PG_CLAIM_ANY.replace("{pipeline}", "")

@@ -553,11 +553,14 @@ def test_sla_days_change_recomputes_due_time_of_items_in_the_stage(fk: Flowkerne
     assert item_row(fk, first.id).sla_due_at is None
     fk.pipelines.edit_stage(p.id, "lead", ALICE, sla_days=2)
     assert item_row(fk, first.id).sla_due_at == entered + timedelta(days=2)
+    # Without a due time an item holds no breach: the SLA removed above cleared it.
+    assert item_row(fk, second.id).sla_breached_at is None
+    assert queued(fk, second.id) == item_row(fk, second.id).sla_due_at  # due again
     # Becoming the won stage ends the SLA of the items in it.
     fk.pipelines.edit_stage(p.id, "won", ALICE, is_won=False)
     fk.pipelines.edit_stage(p.id, "lead", ALICE, is_won=True)
     assert item_row(fk, first.id).sla_due_at is None
-    assert item_row(fk, second.id).sla_breached_at == breached
+    assert queued(fk, first.id) is None
 
 
 # --- removing stages ---------------------------------------------------------------------

@@ -469,3 +469,24 @@ def test_sqlite_candidate_query_walks_the_due_queue_index(fk: Flowkernel, backen
     for plan in (fk.sla.plan(), fk.sla.plan(pipeline_id=pid)):
         assert "USING INDEX ix_flow_sla_due_due_at" in plan, plan
         assert "TEMP B-TREE" not in plan, plan  # the index gives the due order
+
+
+def test_a_stage_losing_its_sla_clears_the_breach_and_a_new_sla_fires_again(
+    fk: Flowkernel,
+) -> None:
+    """An item without a due time holds no breach: removing the SLA clears it, so a later SLA
+    (on this stage or the next) fires again, on both databases alike."""
+    pid, _stage = make_pipeline(fk)
+    item = fk.place("sales", "crm_opportunity", 1, ALICE).id
+    later = datetime.now(UTC) + timedelta(days=60)
+    assert fk.sla.scan(now=later).fired == (item,)
+    assert sla_row(fk, item).sla_breached_at is not None
+    fk.pipelines.edit_stage(pid, "lead", ALICE, sla_days=None)
+    row = sla_row(fk, item)
+    assert (row.sla_due_at, row.sla_breached_at, row.queued) == (None, None, None)
+    fk.move(item, "proposal", ALICE)  # no SLA there either
+    fk.pipelines.edit_stage(pid, "proposal", ALICE, sla_days=1)
+    row = sla_row(fk, item)
+    assert row.sla_breached_at is None
+    assert row.queued == row.sla_due_at == row.last_stage_changed_at + timedelta(days=1)
+    assert fk.sla.scan(now=later, batch_size=10).fired == (item,)

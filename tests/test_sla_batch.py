@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from engine import Actor, Flowkernel, InvalidArgument, StageSpec, hookimpl
 from engine.tables import items, method_calls, outbox, sla_breaches, sla_due, stages
@@ -320,6 +321,22 @@ def test_a_breach_whose_item_a_mover_holds_stays_due(fk: Flowkernel, backend: st
     assert queue_and_breach(fk, held)[0] is None
 
 
+def wait_for_a_lock_wait(fk: Flowkernel) -> None:
+    """Return once a backend of this database waits on a lock (raise after a minute)."""
+    for _ in range(600):
+        with fk.engine.connect() as conn:  # activity is read once per transaction: a new one
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        if waiting:
+            return
+        time.sleep(0.1)
+    raise AssertionError("no backend waited on a lock")
+
+
 def test_a_move_waits_for_a_scan_holding_its_breach_then_clears_it(
     fk: Flowkernel, backend: str
 ) -> None:
@@ -348,9 +365,8 @@ def test_a_move_waits_for_a_scan_holding_its_breach_then_clears_it(
                 sla_breaches.insert().values(flow_item_id=item, breached_at=datetime.now(UTC))
             )
             mover.start()
-            mover.join(timeout=1)
-            assert mover.is_alive()  # waiting on the claimed queue row
-        mover.join(timeout=30)
+            wait_for_a_lock_wait(fk)  # the move waits on the claimed queue row
+        mover.join(timeout=60)
     finally:
         scanner.close()
     assert errors == [] and len(moved) == 1 and moved[0].changed
@@ -359,3 +375,32 @@ def test_a_move_waits_for_a_scan_holding_its_breach_then_clears_it(
     with fk.engine.connect() as conn:
         due = conn.execute(select(items.c.sla_due_at).where(items.c.id == item)).scalar()
     assert queued == due is not None
+
+
+def test_a_fresh_process_logs_quiet_breaches_it_has_not_learned(
+    fk: Flowkernel, database_url: str
+) -> None:
+    """A scan without a pipeline in a new process meets quiet classes it compiled only while
+    claiming: their call log is written after the claim, parameters as JSON."""
+    info = fk.pipelines.create_pipeline(
+        "Quiet", ALICE, code="quiet", stages=[StageSpec("Lead", sla_days=1)]
+    )
+    ids = [fk.place(info.id, "deal", n, ALICE).id for n in range(3)]
+    later = datetime.now(UTC) + LATER
+    fresh = Flowkernel(database_url)
+    try:
+        report = fresh.sla.scan(now=later, batch_size=10)
+    finally:
+        fresh.close()
+    assert sorted(report.fired) == ids
+    with fk.engine.connect() as conn:
+        logged = conn.execute(
+            select(method_calls.c.params, items.c.sla_due_at)
+            .join(items, items.c.id == method_calls.c.flow_item_id)
+            .where(method_calls.c.action_code == "sla_breach")
+        ).all()
+        assert len(logged) == 3
+        assert all(params == {"due_at": due.isoformat()} for params, due in logged)
+        queued = conn.execute(select(func.count()).select_from(sla_due)).scalar_one()
+        fired = conn.execute(select(func.count()).select_from(sla_breaches)).scalar_one()
+    assert (queued, fired) == (0, 3)

@@ -14,7 +14,10 @@ Triggers on `flow_items` keep both tables for every writer, the LEO seed's raw S
 placement queues the item; a stage change (or a new `last_stage_changed_at`) clears its breach
 and queues it again with the new due time; a soft delete takes it off the queue and a restore
 puts it back unless its breach fired; a changed due time (a stage's `sla_days` edited) moves
-its queue row. Dropping the item drops both rows.
+its queue row, and a due time gone (the SLA removed, the stage made won or lost) clears the
+breach too, so an item without a due time never holds one and a move out of it has nothing to
+clear. Dropping the item drops both rows. Breaches of items without a due time are not carried
+over from `sla_breached_at`.
 
 Neither table has a foreign key to `flow_items`: checking one takes a share lock on the item's
 row, which writes the item's page, the very write the queue saves a scan.
@@ -68,7 +71,8 @@ def upgrade() -> None:
     )
     op.execute(
         "INSERT INTO flow_sla_breaches (flow_item_id, breached_at) "
-        "SELECT id, sla_breached_at FROM flow_items WHERE sla_breached_at IS NOT NULL"
+        "SELECT id, sla_breached_at FROM flow_items "
+        "WHERE sla_breached_at IS NOT NULL AND sla_due_at IS NOT NULL"
     )
     if postgresql:
         op.execute("DROP TRIGGER flow_items_sla_due ON flow_items")
@@ -158,8 +162,8 @@ END $$
 """
 
 # After a change of due time, stage, stage entry or deletion: queue the item
-# while its breach is pending, else take it off the queue; a new stage entry clears the
-# breach (after the queue row, see the module's docstring).
+# while its breach is pending, else take it off the queue; a new stage entry, or a due time
+# gone, clears the breach (after the queue row, see the module's docstring).
 PG_QUEUE_FUNCTION = """
 CREATE FUNCTION fk_item_sla_queue() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -178,7 +182,7 @@ BEGIN
     ELSE
         DELETE FROM flow_sla_due WHERE flow_item_id = NEW.id;
     END IF;
-    IF entered THEN
+    IF entered OR NEW.sla_due_at IS NULL THEN
         DELETE FROM flow_sla_breaches WHERE flow_item_id = NEW.id;
     END IF;
     RETURN NULL;
@@ -276,6 +280,8 @@ SQLITE_UP = [
     "CREATE TRIGGER flow_items_sla_queue AFTER UPDATE OF sla_due_at, deleted_at, "
     "flow_pipeline_id ON flow_items BEGIN "
     "DELETE FROM flow_sla_due WHERE flow_item_id = NEW.id; "
+    "DELETE FROM flow_sla_breaches WHERE flow_item_id = NEW.id "
+    "AND (SELECT sla_due_at FROM flow_items WHERE id = NEW.id) IS NULL; "
     "INSERT INTO flow_sla_due (flow_item_id, flow_pipeline_id, flow_stage_id, due_at) "
     "SELECT id, flow_pipeline_id, flow_stage_id, sla_due_at FROM flow_items "
     "WHERE id = NEW.id AND sla_due_at IS NOT NULL AND deleted_at IS NULL "
