@@ -18,9 +18,8 @@ others (handlers to run, events or notifications to write) go through batch exec
 on PostgreSQL their items are locked first, and an item a mover holds is left on the queue,
 its queue row untouched, for the mover's trigger to update once the scan commits.
 
-On PostgreSQL the due rows are locked by one statement and claimed by the next: a statement
-that both locked them and read the items would read an item as its snapshot saw it while
-locking the queue row as a concurrent move had just rewritten it.
+On PostgreSQL a queue row that a concurrent move rewrote while the claim waited for it is left
+for the scan's next transaction (see `_PG_CLAIM_ANY`).
 """
 
 from __future__ import annotations
@@ -392,20 +391,15 @@ def _claim_postgresql(
     take: int,
     quiet: Quiet,
 ) -> list[_Claimed]:
-    """Lock the due rows, then claim, load and log the quiet breaches in one statement."""
+    """Lock the due rows, load their items, claim and log the quiet breaches: one statement."""
     cursor = db.run_sql(
-        _PG_PICK_PIPELINE if pipeline_id is not None else _PG_PICK,
-        {"moment": moment, "pipeline": pipeline_id, "excluded": list(excluded), "take": take},
-    )
-    picked = [row[0] for row in cursor.fetchall()]
-    if not picked:
-        return []
-    cursor = db.run_sql(
-        _PG_CLAIM,
+        _PG_CLAIM_PIPELINE if pipeline_id is not None else _PG_CLAIM,
         {
-            "ids": picked,
             "moment": moment,
             "now": now,
+            "pipeline": pipeline_id,
+            "excluded": list(excluded),
+            "take": take,
             "quiet": json.dumps({f"{c}:{v}:{s}": list(m) for (c, v, s), m in quiet.items()}),
             "user_id": SYSTEM.user_id,
             "is_system": SYSTEM.is_system,
@@ -424,24 +418,25 @@ _LOADED: Final = 14
 _MOMENTS: Final = (10, 11)
 """Indexes of the timestamps among them (deleted_at, last_stage_changed_at)."""
 
-# The due items in due order, locked (skipping those another scanner holds).
-_PG_PICK_ANY: Final = """
-SELECT flow_item_id
-  FROM flow_sla_due
- WHERE due_at <= %(moment)s AND flow_item_id <> ALL(%(excluded)s::bigint[]) {pipeline}
- ORDER BY due_at, flow_item_id
- LIMIT %(take)s
-   FOR UPDATE SKIP LOCKED
-"""
-_PG_PICK_PIPELINE: Final = _PG_PICK_ANY.replace("{pipeline}", "AND flow_pipeline_id = %(pipeline)s")
-_PG_PICK: Final = _PG_PICK_ANY.replace("{pipeline}", "")
-
-# The locked items loaded as the runtime loads an item; the quiet ones (items nobody watches
-# whose "class:version:stage" the JSON object `quiet` maps to [method, action]) claimed (off
-# the queue, breach recorded) and their call log written with the parameters a single
-# execution gets: {"due_at": the due time in Python's isoformat}. The last column says which.
-_PG_CLAIM: Final = """
-WITH loaded AS (
+# The due items in due order, locked (skipping those another scanner holds); their items
+# loaded as the runtime loads an item; the quiet ones (items nobody watches whose
+# "class:version:stage" the JSON object `quiet` maps to [method, action]) claimed (off the
+# queue, breach recorded) and their call log written with the parameters a single execution
+# gets: {"due_at": the due time in Python's isoformat}. The last column says which.
+#
+# A queue row rewritten by a move that committed while this statement waited for its lock is
+# locked as rewritten, while the item is read as the statement's snapshot saw it, before the
+# move: such a row (its stage or due time not the item's) is left alone, locked, and the scan's
+# next transaction sees both as they are.
+_PG_CLAIM_ANY: Final = """
+WITH picked AS MATERIALIZED (
+    SELECT flow_item_id, flow_stage_id, due_at
+      FROM flow_sla_due
+     WHERE due_at <= %(moment)s AND flow_item_id <> ALL(%(excluded)s::bigint[]) {pipeline}
+     ORDER BY due_at, flow_item_id
+     LIMIT %(take)s
+       FOR UPDATE SKIP LOCKED
+), loaded AS (
     SELECT i.id, i.flow_pipeline_id, i.flow_stage_id, i.object_type, i.object_id,
            i.iam_account_id, i.assigned_iam_user_id, i.position, i.checklist_state,
            i.version, i.deleted_at, i.last_stage_changed_at, q.due_at AS sla_due_at,
@@ -449,10 +444,11 @@ WITH loaded AS (
            EXISTS (SELECT 1 FROM flow_item_watchers w WHERE w.flow_item_id = i.id) AS watched,
            CAST(%(quiet)s AS jsonb)
                -> (i.flow_pipeline_id || ':' || p.version || ':' || i.flow_stage_id) AS quiet
-      FROM flow_sla_due AS q
-      JOIN flow_items AS i ON i.id = q.flow_item_id
+      FROM picked AS q
+      JOIN flow_items AS i
+        ON i.id = q.flow_item_id AND i.flow_stage_id = q.flow_stage_id
+       AND i.sla_due_at = q.due_at
       JOIN flow_pipelines AS p ON p.id = i.flow_pipeline_id
-     WHERE q.flow_item_id = ANY(%(ids)s::bigint[])
 ), silent AS (
     SELECT * FROM loaded WHERE quiet IS NOT NULL AND NOT watched
 ), dequeued AS (
@@ -483,3 +479,8 @@ SELECT id, flow_pipeline_id, flow_stage_id, object_type, object_id, iam_account_
        watched, sla_due_at AT TIME ZONE 'UTC', quiet IS NOT NULL AND NOT watched
   FROM loaded
 """
+
+_PG_CLAIM_PIPELINE: Final = _PG_CLAIM_ANY.replace(
+    "{pipeline}", "AND flow_pipeline_id = %(pipeline)s"
+)
+_PG_CLAIM: Final = _PG_CLAIM_ANY.replace("{pipeline}", "")
