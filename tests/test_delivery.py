@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rows import every_row
 from sqlalchemy import select, update
 
 from engine import (
@@ -31,7 +32,6 @@ from engine import (
 from engine.delivery import DEAD, DELIVERED, PENDING, DeadLetter, Delivery, DeliveryReport
 from engine.errors import EventNotFound
 from engine.pipelines import StageSpec
-from engine.schema import Base
 from engine.tables import outbox
 
 ACCOUNT = 10
@@ -122,17 +122,6 @@ def make_due(fk: Flowkernel) -> None:
     past = datetime.now(UTC) - timedelta(seconds=1)
     with fk.engine.begin() as conn:
         conn.execute(update(outbox).where(outbox.c.status == PENDING).values(available_at=past))
-
-
-def snapshot(fk: Flowkernel) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table, by primary key."""
-    with fk.engine.connect() as conn:
-        return {
-            t.name: [
-                dict(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns)).mappings()
-            ]
-            for t in Base.metadata.sorted_tables
-        }
 
 
 # --- after commit, stable ids, retries ---------------------------------------------------------
@@ -277,7 +266,7 @@ def test_dead_letter_calls_refuse_bad_callers_and_arguments_without_changes(
     ) as worker:
         assert worker.deliver_events() == DeliveryReport(dead=2)
         first, second = (r.event_id for r in rows(producer))
-        before = snapshot(producer)
+        before = every_row(producer)
         d = worker.delivery
         with pytest.raises(AccessDenied):
             d.dead_letters(ALICE)
@@ -297,7 +286,7 @@ def test_dead_letter_calls_refuse_bad_callers_and_arguments_without_changes(
         assert "no-such-event" in refused.value.message
         with pytest.raises(EventNotFound):
             d.retry_dead(Actor.system(OTHER), [first])  # another account's: as if missing
-        assert snapshot(producer) == before
+        assert every_row(producer) == before
         assert d.retry_dead(SYSTEM, []) == 0
         assert d.retry_dead(Actor.system(OTHER)) == 0
         assert d.retry_dead(SYSTEM, item_id=rows(producer)[1].flow_item_id) == 1
@@ -527,7 +516,7 @@ def test_a_timing_out_delivery_changes_nothing_but_its_outbox_row(
     x = place(producer, 1)
     producer.deliver_events()
     producer.move(x, "b", ALICE)
-    before = snapshot(producer)
+    before = every_row(producer)
     [pending] = [r for r in rows(producer) if r.status == PENDING]
 
     def time_out(_event_id: str) -> BaseException:
@@ -536,7 +525,7 @@ def test_a_timing_out_delivery_changes_nothing_but_its_outbox_row(
 
     with kernel(database_url, Recorder(time_out)) as worker:
         assert worker.deliver_events() == DeliveryReport(retried=1)
-    after = snapshot(producer)
+    after = every_row(producer)
     changed = {t for t in before if before[t] != after[t]}
     assert changed == {"fk_outbox"}
     old = {r["id"]: r for r in before["fk_outbox"]}

@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, text, update
+from rows import every_row
+from sqlalchemy import Engine, create_engine, text, update
 
 from engine import (
     Actor,
@@ -29,24 +30,12 @@ from engine import (
 )
 from engine.delivery import DELIVERED, PENDING, DeliveryReport
 from engine.hookspecs import EventHandler
-from engine.schema import Base
 from engine.tables import outbox
 from plugins.webhook import WebhookPlugin
 
 ACCOUNT = 10
 ALICE = Actor.user(1, ACCOUNT)
 WATCHER = 7
-
-
-def snapshot(fk: Flowkernel) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table, by primary key."""
-    with fk.engine.connect() as conn:
-        return {
-            t.name: [
-                dict(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns)).mappings()
-            ]
-            for t in Base.metadata.sorted_tables
-        }
 
 
 def make_deals(fk: Flowkernel, chain: tuple[str, ...] = ()) -> int:
@@ -109,13 +98,13 @@ def test_a_handler_raising_mid_chain_changes_nothing(fk: Flowkernel, key: str | 
     item = busy_item(fk, deals)
     chain.calls.clear()
     chain.armed = True
-    before = snapshot(fk)
+    before = every_row(fk)
     with pytest.raises(HandlerFailed) as failed:
         fk.move(item, "won", ALICE, idempotency_key=key)
     assert (failed.value.handler, failed.value.item_id) == ("boom", item)
     assert "the CRM rejected the deal" in failed.value.cause
     assert chain.calls == ["move_to_won", "move_to_won"]  # stopped at the failing handler
-    assert snapshot(fk) == before  # state, history, values, events, watchers, keys
+    assert every_row(fk) == before  # state, history, values, events, watchers, keys
     chain.armed = False
     assert fk.move(item, "won", ALICE, idempotency_key=key).to_state == "won"
 
@@ -173,7 +162,7 @@ def test_a_webhook_timing_out_changes_only_its_outbox_row(
 
 
 def webhook_times_out(fk: Flowkernel, database_url: str, receiver: SlowReceiver, item: int) -> None:
-    before = snapshot(fk)
+    before = every_row(fk)
     pending = [r for r in before["fk_outbox"] if r["status"] == PENDING]
     assert len(pending) == 2  # the move's automation event and its watcher notification
     hook = WebhookPlugin(url=receiver.url, secret="s", timeout=0.2, notifications=True)
@@ -182,7 +171,7 @@ def webhook_times_out(fk: Flowkernel, database_url: str, receiver: SlowReceiver,
     try:
         # the first pending event times out; its item's later event waits behind it
         assert worker.deliver_events() == DeliveryReport(retried=1, deferred=1)
-        after = snapshot(fk)
+        after = every_row(fk)
         assert {t for t in before if before[t] != after[t]} == {"fk_outbox"}
         old = {r["id"]: r for r in before["fk_outbox"]}
         retry = ("attempts", "last_error", "available_at")
@@ -205,7 +194,7 @@ def webhook_times_out(fk: Flowkernel, database_url: str, receiver: SlowReceiver,
         assert worker.deliver_events() == DeliveryReport(delivered=2)
     finally:
         worker.close()
-    rows = snapshot(fk)["fk_outbox"]
+    rows = every_row(fk)["fk_outbox"]
     assert {r["status"] for r in rows} == {DELIVERED}
     # at least once: the timed-out event was sent again under the same id, nothing lost
     assert receiver.event_ids == [pending[0]["event_id"], *(p["event_id"] for p in pending)]
@@ -276,7 +265,7 @@ def test_a_connection_cut_mid_execution_is_a_typed_error_and_changes_nothing(
             fk.move(item, "offer", ALICE)
             fk.move(item, "lead", ALICE)
         # else this process compiles the class in the execution's own transaction
-        before = snapshot(fk)
+        before = every_row(fk)
         cut.armed = True
         with pytest.raises(DatabaseConnectionLost) as lost:
             fk.move(item, "offer", ALICE, idempotency_key=key)
@@ -284,7 +273,7 @@ def test_a_connection_cut_mid_execution_is_a_typed_error_and_changes_nothing(
         assert len(cut.killed) == 1
         assert "terminating connection" in lost.value.cause or "closed" in lost.value.cause
         assert lost.value.url == fk.engine.url.render_as_string(hide_password=True)
-        assert snapshot(fk) == before
+        assert every_row(fk) == before
         # the pool recovers: the next calls on the same engine work
         assert fk.item(item, ALICE).state == "lead"
         result = fk.move(item, "offer", ALICE, idempotency_key=key)
@@ -343,9 +332,9 @@ def test_a_lost_connection_under_any_operation_is_a_typed_error_and_changes_noth
     with Flowkernel(database_url, deliver_events=False) as fk:
         deals = make_deals(fk)
         item = busy_item(fk, deals)
-        before = snapshot(fk)
+        before = every_row(fk)
         _cut_idle_connections(admin)  # the pool does not know yet: its next statement fails
         with pytest.raises(DatabaseConnectionLost):
             call(fk, deals, item)
-        assert snapshot(fk) == before
+        assert every_row(fk) == before
         call(fk, deals, item)  # the pool reconnects: a retry succeeds

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from rows import every_row
 from sqlalchemy import func, select, text
 
 from engine import (
@@ -28,7 +29,6 @@ from engine import (
 )
 from engine.hookspecs import EventHandler
 from engine.idempotency import result_from_json, result_to_json, scope_of
-from engine.schema import Base
 from engine.tables import idempotency_keys
 
 ACCOUNT = 10
@@ -103,17 +103,6 @@ def lamp(fk: Flowkernel, probe: Probe) -> Flowkernel:
     return fk
 
 
-def snapshot(fk: Flowkernel) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table, by primary key."""
-    with fk.engine.connect() as conn:
-        return {
-            t.name: [
-                dict(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns)).mappings()
-            ]
-            for t in Base.metadata.sorted_tables
-        }
-
-
 def key_rows(fk: Flowkernel) -> list[Any]:
     with fk.engine.connect() as conn:
         return list(conn.execute(select(idempotency_keys).order_by(idempotency_keys.c.id)))
@@ -129,12 +118,12 @@ def test_a_repeated_move_returns_the_first_result_and_changes_nothing(
     first = fk.move(item, "offer", ALICE, idempotency_key="move-1")
     assert (first.from_state, first.to_state, first.changed) == ("lead", "offer", True)
     fk.move(item, "won", ALICE)  # the item moves on without a key
-    before = snapshot(fk)
+    before = every_row(fk)
     calls, executed = list(probe.calls), list(probe.executed)
 
     again = fk.move(item, "offer", ALICE, idempotency_key="move-1")
     assert again == first  # the first result, not a move from won to offer
-    assert snapshot(fk) == before  # no history row, call log row, outbox event or key
+    assert every_row(fk) == before  # no history row, call log row, outbox event or key
     assert (probe.calls, probe.executed) == (calls, executed)  # no handler, no observer
     assert fk.item(item, ALICE).state == "won"
     assert [h.to_state for h in fk.history(item, ALICE)] == ["lead", "offer", "won"]
@@ -144,10 +133,10 @@ def test_a_repeated_execute_returns_the_first_result(lamp: Flowkernel, probe: Pr
     item = lamp.place("lamp", "device", 1, ALICE).id
     first = lamp.execute(item, "edit", ALICE, params={"note": "x"}, idempotency_key="k")
     assert first.changed is False
-    before = snapshot(lamp)
+    before = every_row(lamp)
     for _ in range(3):
         assert lamp.execute(item, "edit", ALICE, params={"note": "x"}, idempotency_key="k") == first
-    assert snapshot(lamp) == before
+    assert every_row(lamp) == before
     assert probe.calls == ["edit"]
     # params None and {} are the same request
     lamp.execute(item, "edit", ALICE, idempotency_key="empty")
@@ -199,7 +188,7 @@ def test_a_key_reused_for_another_request_is_refused(
     item = fk.place("lamp", "device", 1, ALICE).id
     other = fk.place("lamp", "device", 2, ALICE).id
     fk.execute(item, "edit", ALICE, params={"n": 1}, idempotency_key="k")
-    before = snapshot(fk)
+    before = every_row(fk)
     for call in (
         lambda: fk.execute(item, "edit", ALICE, params={"n": 2}, idempotency_key="k"),
         lambda: fk.execute(other, "edit", ALICE, params={"n": 1}, idempotency_key="k"),
@@ -213,7 +202,7 @@ def test_a_key_reused_for_another_request_is_refused(
         assert isinstance(error, ExecutionError)
         assert (error.key, error.item_id, error.method) == ("k", item, "edit")
         assert "'k'" in error.message and "new key" in error.message
-    assert snapshot(fk) == before
+    assert every_row(fk) == before
 
     # a move by stage code and one by stage id are different requests
     deal = fk.place(deals, "deal", 1, ALICE).id
@@ -228,7 +217,7 @@ def test_malformed_keys_are_refused_before_anything_runs(
     lamp: Flowkernel, probe: Probe, key: Any
 ) -> None:
     item = lamp.place("lamp", "device", 1, ALICE).id
-    before = snapshot(lamp)
+    before = every_row(lamp)
     for call in (
         lambda: lamp.execute(item, "switch_on", ALICE, idempotency_key=key),
         lambda: lamp.execute_action(item, "enable", ALICE, idempotency_key=key),
@@ -237,7 +226,7 @@ def test_malformed_keys_are_refused_before_anything_runs(
         with pytest.raises(InvalidArgument) as refused:
             call()
         assert "idempotency_key" in refused.value.message
-    assert snapshot(lamp) == before
+    assert every_row(lamp) == before
     assert probe.calls == []
     assert lamp.execute(item, "switch_on", ALICE, idempotency_key="k" * 255).to_state == "on"
 
@@ -261,11 +250,11 @@ def test_a_failed_execution_stores_nothing_and_may_be_retried_with_its_key(
     fk: Flowkernel, deals: int, probe: Probe
 ) -> None:
     item = fk.place(deals, "deal", 1, ALICE).id
-    before = snapshot(fk)
+    before = every_row(fk)
     probe.failing = True
     with pytest.raises(HandlerFailed):
         fk.move(item, "offer", ALICE, idempotency_key="retry-me")
-    assert snapshot(fk) == before
+    assert every_row(fk) == before
     probe.failing = False
     result = fk.move(item, "offer", ALICE, idempotency_key="retry-me")
     assert result.to_state == "offer"
@@ -274,10 +263,10 @@ def test_a_failed_execution_stores_nothing_and_may_be_retried_with_its_key(
 
 def test_a_refused_execution_stores_nothing(lamp: Flowkernel) -> None:
     item = lamp.place("lamp", "device", 1, ALICE).id
-    before = snapshot(lamp)
+    before = every_row(lamp)
     with pytest.raises(MethodNotAvailable):
         lamp.execute(item, "switch_off", ALICE, idempotency_key="off")  # the lamp is off
-    assert snapshot(lamp) == before
+    assert every_row(lamp) == before
     lamp.execute(item, "switch_on", ALICE)
     assert lamp.execute(item, "switch_off", ALICE, idempotency_key="off").to_state == "off"
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rows import BREACHED_AT
 from sqlalchemy import delete, func, insert, select, update
 
 from engine import (
@@ -133,10 +134,7 @@ def item_row(fk: Flowkernel, item_id: int) -> Any:
         return conn.execute(
             select(
                 items,
-                select(sla_breaches.c.breached_at)
-                .where(sla_breaches.c.flow_item_id == items.c.id)
-                .scalar_subquery()
-                .label("sla_breached_at"),
+                BREACHED_AT,
             ).where(items.c.id == item_id)
         ).one()
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from rows import BREACHED_AT
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import CursorResult
@@ -364,10 +365,7 @@ def item_row(engine: Engine, item_id: int) -> Any:
         return conn.execute(
             select(
                 items,
-                select(sla_breaches.c.breached_at)
-                .where(sla_breaches.c.flow_item_id == items.c.id)
-                .scalar_subquery()
-                .label("sla_breached_at"),
+                BREACHED_AT,
             ).where(items.c.id == item_id)
         ).one()
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from rows import BREACHED_AT, QUEUED_AT
 from sqlalchemy import delete, func, insert, select, text, update
 
 from engine import Actor, Flowkernel, InvalidArgument
@@ -72,14 +73,8 @@ def sla_row(fk: Flowkernel, item_id: int) -> Any:
             select(
                 items.c.last_stage_changed_at,
                 items.c.sla_due_at,
-                select(sla_breaches.c.breached_at)
-                .where(sla_breaches.c.flow_item_id == items.c.id)
-                .scalar_subquery()
-                .label("sla_breached_at"),
-                select(sla_due.c.due_at)
-                .where(sla_due.c.flow_item_id == items.c.id)
-                .scalar_subquery()
-                .label("queued"),
+                BREACHED_AT,
+                QUEUED_AT,
             ).where(items.c.id == item_id)
         ).one()
 

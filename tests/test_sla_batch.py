@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from rows import BREACHED_AT, QUEUED_AT
 from sqlalchemy import func, select, text, update
 
 from engine import Actor, Flowkernel, InvalidArgument, StageSpec, hookimpl
@@ -58,14 +59,8 @@ def state(fk: Flowkernel, pipeline_id: int) -> dict[str, Any]:
             select(
                 items.c.id,
                 items.c.object_id,
-                select(sla_breaches.c.breached_at)
-                .where(sla_breaches.c.flow_item_id == items.c.id)
-                .scalar_subquery()
-                .label("sla_breached_at"),
-                select(sla_due.c.due_at)
-                .where(sla_due.c.flow_item_id == items.c.id)
-                .scalar_subquery()
-                .label("queued"),
+                BREACHED_AT,
+                QUEUED_AT,
             ).where(items.c.flow_pipeline_id == pipeline_id)
         ).all()
         ids = {r.id: r.object_id for r in rows}
