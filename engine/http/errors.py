@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
+from engine.database import first_line
 from engine.errors import (
     AccessDenied,
     ChecklistIncomplete,
@@ -145,8 +146,7 @@ def install(app: FastAPI) -> None:
     async def data_error(request: Request, exc: DataError) -> JSONResponse:
         # The database refused a value the checks let through (a NUL character on
         # PostgreSQL, a number out of a column's range): the request's fault, nothing stored.
-        cause = str(exc.orig) if exc.orig is not None else str(exc)
-        first = (cause.strip().splitlines() or ["invalid value"])[0]
+        first = first_line(exc)
         return JSONResponse(
             body("invalid_argument", f"the database refused a value of the request: {first}"),
             422,
@@ -156,11 +156,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InterfaceError)
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
         log.error("database error on %s %s: %s", request.method, request.url.path, exc)
-        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["unknown"]
         return JSONResponse(
             body(
                 "database_error",
-                f"the database failed the operation: {cause[0]}; retry later (with the same "
+                f"the database failed the operation: {first_line(exc)}; retry later (with the same "
                 "idempotency key)",
             ),
             503,

@@ -145,21 +145,15 @@ BEGIN
 END $$
 """
 
-PG_SLA_FUNCTION_0001 = """
-CREATE FUNCTION fk_item_sla_due() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    days integer;
-BEGIN
-    SELECT CASE WHEN is_won OR is_lost THEN NULL ELSE sla_days END INTO days
-      FROM flow_stages WHERE id = NEW.flow_stage_id;
-    NEW.sla_due_at := NEW.last_stage_changed_at + make_interval(days => days);
-    IF TG_OP = 'UPDATE' AND (NEW.flow_stage_id IS DISTINCT FROM OLD.flow_stage_id
+# Migration 0001's function, which also cleared `sla_breached_at` on a new stage entry.
+PG_SLA_FUNCTION_0001 = PG_SLA_FUNCTION.replace(
+    "    RETURN NEW;",
+    """    IF TG_OP = 'UPDATE' AND (NEW.flow_stage_id IS DISTINCT FROM OLD.flow_stage_id
         OR NEW.last_stage_changed_at IS DISTINCT FROM OLD.last_stage_changed_at) THEN
         NEW.sla_breached_at := NULL;
     END IF;
-    RETURN NEW;
-END $$
-"""
+    RETURN NEW;""",
+)
 
 # After a change of due time, stage, stage entry or deletion: queue the item
 # while its breach is pending, else take it off the queue; a new stage entry, or a due time
