@@ -103,6 +103,43 @@ AND fs.deleted_at IS NULL
 ORDER BY fs.position, fi.position
 LIMIT {limit}"""
 
+# The writes of a batch of hidden-method calls, as set-based SQL written by hand: the state
+# changes, a history row per change, a call-log row per call.
+BATCH_WRITES_PG = """
+WITH u AS (
+    SELECT * FROM unnest(%(items)s::bigint[], %(methods)s::text[], %(sources)s::bigint[],
+                         %(targets)s::bigint[]) AS u(item, method, source, target)
+), moved AS (
+    UPDATE flow_items AS i
+       SET flow_stage_id = u.target, last_stage_changed_at = NOW(), checklist_state = NULL,
+           version = i.version + 1, updated_at = NOW()
+      FROM u
+     WHERE i.id = u.item AND u.target IS NOT NULL
+), history AS (
+    INSERT INTO flow_stage_history
+           (flow_item_id, flow_pipeline_id, from_stage_id, to_stage_id, method_code, is_system)
+    SELECT u.item, %(pipeline)s, u.source, u.target, u.method, true FROM u
+     WHERE u.target IS NOT NULL
+)
+INSERT INTO fk_method_calls
+       (flow_item_id, flow_pipeline_id, method_code, action_code, from_stage_id, to_stage_id,
+        is_system, params, called_at)
+SELECT u.item, %(pipeline)s, u.method, u.method, u.source, u.target, true,
+       %(params)s::jsonb, NOW()
+  FROM u"""
+
+BATCH_MOVE_SQLITE = """
+UPDATE flow_items SET flow_stage_id = ?, last_stage_changed_at = NOW(), checklist_state = NULL,
+version = version + 1, updated_at = NOW() WHERE id = ?"""
+
+BATCH_HISTORY_SQLITE = """
+INSERT INTO flow_stage_history (flow_item_id, flow_pipeline_id, from_stage_id, to_stage_id,
+method_code, is_system) VALUES (?, ?, ?, ?, ?, 1)"""
+
+BATCH_CALLS_SQLITE = """
+INSERT INTO fk_method_calls (flow_item_id, flow_pipeline_id, method_code, action_code,
+from_stage_id, to_stage_id, is_system, params, called_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?, NOW())"""
+
 
 def _placeholders(kind: str, sql: str, names: Sequence[str]) -> str:
     """The seed's `:name` parameters in the driver's own style."""
@@ -188,6 +225,42 @@ class Raw:
         else:
             marks = ", ".join("?" * len(ids))
             cur.execute(f"UPDATE flow_items SET updated_at = NOW() WHERE id IN ({marks})", ids)
+        self.conn.commit()
+
+    def batch_writes(
+        self, pipeline: int, calls: Sequence[tuple[int, str, int, int | None]]
+    ) -> None:
+        """The writes a batch makes, without reading, locking or handlers: one state change and
+        one history row per `(item, method, stage, new stage)` with a new stage, one call-log
+        row per call; commit. One statement over arrays on PostgreSQL, executemany on SQLite."""
+        cur = self.conn.cursor()
+        if self.kind == "postgresql":
+            items, methods, sources, targets = (list(column) for column in zip(*calls, strict=True))
+            cur.execute(
+                BATCH_WRITES_PG,
+                {
+                    "pipeline": pipeline,
+                    "items": items,
+                    "methods": methods,
+                    "sources": sources,
+                    "targets": targets,
+                    "params": '{"status": "ok"}',
+                },
+            )
+        else:
+            moves = [(new, item) for item, _m, _old, new in calls if new is not None]
+            cur.executemany(BATCH_MOVE_SQLITE, moves)
+            cur.executemany(
+                BATCH_HISTORY_SQLITE,
+                [(item, pipeline, old, new, m) for item, m, old, new in calls if new is not None],
+            )
+            cur.executemany(
+                BATCH_CALLS_SQLITE,
+                [
+                    (item, pipeline, m, m, old, new, '{"status": "ok"}')
+                    for item, m, old, new in calls
+                ],
+            )
         self.conn.commit()
 
     def sla_query(self, pipeline: int) -> int:

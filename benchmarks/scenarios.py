@@ -277,58 +277,75 @@ def heartbeat(ctx: Context, station: tuple[int, dict[str, int]]) -> list[Measure
 
 def batch(ctx: Context, station: tuple[int, dict[str, int]]) -> list[Measure]:
     """A hidden method on `batch_size` stations per call: half heartbeats (no transition), half
-    availability reports that change state, every item's handlers run; items per second."""
+    availability reports that change state, every item's handlers run; items per second.
+
+    Two baselines: a batched UPDATE of one timestamp on as many rows, and the batch's own
+    writes (state changes, history, call log) as hand-written set-based SQL."""
     fk, scale = ctx.fk, ctx.scale
     class_id, state = station
     size = scale.batch_size
     with fk.engine.begin() as conn:
-        mine = place_rows(
-            conn,
-            class_id,
-            [state["unavailable"]],
-            "charging_station",
-            range(5_000_001, 5_000_001 + size),
-            account_id=None,
-        )
-        theirs = place_rows(
-            conn,
-            class_id,
-            [state["unavailable"]],
-            "charging_station",
-            range(6_000_001, 6_000_001 + size),
-            account_id=None,
+        mine, touched, written = (
+            place_rows(
+                conn,
+                class_id,
+                [state["unavailable"]],
+                "charging_station",
+                range(first, first + size),
+                account_id=None,
+            )
+            for first in (5_000_001, 6_000_001, 8_000_001)  # object ids no other scenario uses
         )
     raw = Raw(ctx.scratch)
-    available = [False] * size
     params = {"status": "ok"}
+    # each side's stations: odd ones report a change of availability, even ones a heartbeat
+    flips = {"engine": [False] * size, "raw": [False] * size}
+
+    def reports(side: str) -> list[tuple[str, int, int | None]]:
+        """(method, stage, new stage or None) per station; flips the odd ones' availability."""
+        available = flips[side]
+        out: list[tuple[str, int, int | None]] = []
+        for k in range(size):
+            if k % 2 == 0:
+                out.append(("heartbeat", state["unavailable"], None))
+                continue
+            was = "available" if available[k] else "unavailable"
+            now = "unavailable" if available[k] else "available"
+            out.append((now, state[was], state[now]))
+            available[k] = not available[k]
+        return out
 
     def engine_op(_i: int) -> None:
-        reports = [
-            "heartbeat" if k % 2 == 0 else ("unavailable" if available[k] else "available")
-            for k in range(size)
-        ]
-        result = fk.execute_batch(mine, reports, SYSTEM, params=params)
-        assert result.ok
-        for k in range(1, size, 2):
-            available[k] = not available[k]
+        methods = [method for method, _old, _new in reports("engine")]
+        assert fk.execute_batch(mine, methods, SYSTEM, params=params).ok
 
-    def raw_op(_i: int) -> None:
-        raw.batch_update(theirs)
+    def writes_op(_i: int) -> None:
+        calls = [(item, *report) for item, report in zip(written, reports("raw"), strict=True)]
+        raw.batch_writes(class_id, calls)
+
+    def update_op(_i: int) -> None:
+        raw.batch_update(touched)
 
     try:
         rates = _interleave(
-            ctx, [("engine", engine_op, scale.batches), ("raw", raw_op, scale.batches)], warmup=1
+            ctx,
+            [
+                ("engine", engine_op, scale.batches),
+                ("update", update_op, scale.batches),
+                ("writes", writes_op, scale.batches),
+            ],
+            warmup=1,
         )
     finally:
         raw.close()
+    engine = [r * size for r in rates["engine"]]
     return [
         Measure(
-            "batch",
-            "raw batched UPDATE",
-            [r * size for r in rates["engine"]],
-            [r * size for r in rates["raw"]],
-            unit="items/s",
-        )
+            "batch", "raw batched UPDATE", engine, [r * size for r in rates["update"]], "items/s"
+        ),
+        Measure(
+            "batch", "raw batched writes", engine, [r * size for r in rates["writes"]], "items/s"
+        ),
     ]
 
 

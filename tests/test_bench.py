@@ -12,9 +12,16 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
+from engine import SYSTEM, Flowkernel
+from engine.benchmarks.baselines import Raw
 from engine.benchmarks.runner import KEYS
+from engine.benchmarks.scratch import Scratch, place_rows
 from engine.cli import main
+from engine.examples.charging_station import build_station_class
+from engine.tables import history, items, method_calls
 
 
 def test_smoke_run_writes_the_documented_json(
@@ -40,6 +47,7 @@ def test_smoke_run_writes_the_documented_json(
         ("heartbeat", "raw"),
         ("heartbeat", "hand-rolled"),
         ("batch", "raw batched UPDATE"),
+        ("batch", "raw batched writes"),
         ("http_heartbeat_batch", "execute_batch in process"),
         ("compile_100_states_1000_transitions", "transitions Machine alone"),
         ("memory_growth", None),
@@ -80,3 +88,78 @@ def test_progress_is_a_bar_on_a_terminal_and_silent_when_piped(
     assert main(["bench", "--smoke", "--database-url", url]) == 0
     assert "- move ..." in drawn.getvalue() and "bench [" in drawn.getvalue()
     assert "6/6 100%" in drawn.getvalue()
+
+
+def test_the_batch_baseline_writes_what_the_engine_writes(
+    fk: Flowkernel, database_url: str
+) -> None:
+    """`raw batched writes` leaves the same stages, history and call log as `execute_batch`."""
+    build_station_class(fk, "bench_station")
+    compiled = fk.compiled("bench_station")
+    state = {s.code: s.id for s in compiled.ordered_states}
+    with fk.engine.begin() as conn:
+        mine, theirs = (
+            place_rows(
+                conn,
+                compiled.id,
+                [state["unavailable"]],
+                "charging_station",
+                range(first, first + 4),
+                account_id=None,
+            )
+            for first in (1, 101)
+        )
+    methods = ["heartbeat", "available", "heartbeat", "available"]
+    assert fk.execute_batch(mine, methods, SYSTEM, params={"status": "ok"}).ok
+    url = make_url(database_url)
+    kind = url.get_backend_name()
+    scratch = Scratch(database_url, kind, path=url.database, schema="public")
+    raw = Raw(scratch)
+    try:
+        unavailable = state["unavailable"]
+        raw.batch_writes(
+            compiled.id,
+            [
+                (item, method, unavailable, None if method == "heartbeat" else state[method])
+                for item, method in zip(theirs, methods, strict=True)
+            ],
+        )
+    finally:
+        raw.close()
+
+    def written(ids: list[int]) -> list[tuple[object, ...]]:
+        rank = {item: n for n, item in enumerate(ids)}
+        with fk.engine.connect() as conn:
+            moved = conn.execute(
+                select(items.c.id, items.c.flow_stage_id, items.c.version).where(
+                    items.c.id.in_(ids)
+                )
+            )
+            logged = conn.execute(
+                select(
+                    history.c.flow_item_id,
+                    history.c.from_stage_id,
+                    history.c.to_stage_id,
+                    history.c.method_code,
+                    history.c.is_system,
+                ).where(history.c.flow_item_id.in_(ids))
+            )
+            calls = conn.execute(
+                select(
+                    method_calls.c.flow_item_id,
+                    method_calls.c.method_code,
+                    method_calls.c.action_code,
+                    method_calls.c.from_stage_id,
+                    method_calls.c.to_stage_id,
+                    method_calls.c.is_system,
+                    method_calls.c.params,
+                ).where(method_calls.c.flow_item_id.in_(ids))
+            )
+            return sorted(
+                (kind, rank[row[0]], *row[1:])
+                for kind, rows in (("item", moved), ("history", logged), ("call", calls))
+                for row in rows
+            )
+
+    assert written(mine) == written(theirs)
+    assert len(written(mine)) == 4 + 2 + 4
