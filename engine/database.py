@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from sqlalchemy.exc import (
 from engine.errors import (
     DatabaseConnectionLost,
     DatabaseError,
+    DatabaseNotMigrated,
     DatabaseUnreachable,
     InvalidArgument,
 )
@@ -97,7 +99,8 @@ def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
 
 
 def _typed_connection_errors(engine: Engine) -> None:
-    """Raise `connection_error`'s typed error wherever SQLAlchemy meets a failed connection.
+    """Raise `database_error`'s typed error wherever SQLAlchemy meets a failed connection or
+    a missing table of the schema.
 
     This covers every session and connection of the engine; the hot path, which talks to
     the driver directly, converts its own errors in `Runtime.transact`.
@@ -107,7 +110,7 @@ def _typed_connection_errors(engine: Engine) -> None:
         if context.is_pre_ping:  # the pool reconnects on its own
             return
         error = context.sqlalchemy_exception or context.original_exception
-        typed = connection_error(error, engine)
+        typed = database_error(error, engine)
         if typed is not None:
             raise typed from context.original_exception
 
@@ -142,12 +145,13 @@ def _ping_when_idle(engine: Engine) -> None:
     event.listen(engine, "checkout", checkout)
 
 
-def connection_error(exc: BaseException, engine: Engine) -> DatabaseError | None:
-    """The typed error for a failure of the database connection itself, else None.
+def database_error(exc: BaseException, engine: Engine) -> DatabaseError | None:
+    """The typed error for a database that cannot be used as it is, else None.
 
     A connection that broke in use (the pool invalidated it and opens new ones) gives
-    `DatabaseConnectionLost`; one that could not be opened, `DatabaseUnreachable`. Other
-    errors (a constraint, a lock timeout, a statement the database refused) give None.
+    `DatabaseConnectionLost`; one that could not be opened, `DatabaseUnreachable`; a missing
+    table of Flowkernel's schema, `DatabaseNotMigrated`. Other errors (a constraint, a lock
+    timeout, a statement the database refused) give None.
     """
     if isinstance(exc, DBAPIError):
         cause = first_line(exc)
@@ -155,10 +159,38 @@ def connection_error(exc: BaseException, engine: Engine) -> DatabaseError | None
             return DatabaseConnectionLost(shown_url(engine), cause)
         if isinstance(exc, OperationalError | InterfaceError) and exc.statement is None:
             return DatabaseUnreachable(shown_url(engine), cause)  # wrapped by `Engine.connect`
+        if _MISSING_TABLE.search(cause):
+            return DatabaseNotMigrated(
+                shown_url(engine), _revision_if_known(engine), head_revision()
+            )
         return None
     if isinstance(exc, engine.dialect.loaded_dbapi.Error):  # raised by the pool at checkout
         return DatabaseUnreachable(shown_url(engine), first_line(exc))
     return None
+
+
+_MISSING_TABLE: Final = re.compile(r'^(?:no such table: |relation ")(?:\w+\.)?(?:flow|fk)_\w+')
+"""A driver's message for a missing table of the schema (SQLite's, then PostgreSQL's)."""
+
+
+def _revision_if_known(engine: Engine) -> str | None:
+    """The database's revision, or None when it cannot be read (then it is reported as never
+    migrated, which the advice to upgrade covers as well).
+
+    Read on a bare driver connection: the failed transaction may still hold SQLite's write
+    lock, which an engine connection's `BEGIN IMMEDIATE` would wait for.
+    """
+    try:
+        conn = engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute("SELECT version_num FROM alembic_version")
+            row = cursor.fetchone()
+        finally:
+            conn.close()
+    except Exception:  # the error being reported matters more than this detail
+        return None
+    return None if row is None else str(row[0])
 
 
 def shown_url(engine: Engine) -> str:

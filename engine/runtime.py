@@ -42,7 +42,7 @@ from engine.compiler import (
     CompiledState,
     Run,
 )
-from engine.database import connection_error
+from engine.database import database_error
 from engine.errors import (
     AbstractClassError,
     AccessDenied,
@@ -451,8 +451,8 @@ class Runtime:
                 Session(bind=conn, autoflush=False) as session,
             ):
                 return work(Db.of(conn), session)
-        except Exception as exc:  # only a failed connection is turned into another error
-            typed = connection_error(exc, self._engine)
+        except Exception as exc:  # only a database unusable as it is gets a typed error
+            typed = database_error(exc, self._engine)
             if typed is None:
                 raise
             raise typed from exc

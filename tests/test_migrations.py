@@ -36,9 +36,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from engine import schema
+from engine import SYSTEM, DatabaseNotMigrated, Flowkernel, schema
 from engine.database import (
     DEFAULT_URL,
     ENV_VAR,
@@ -331,6 +331,29 @@ def test_upgrade_to_head_twice_changes_nothing(fresh: Engine) -> None:
     upgrade(fresh)
     with fresh.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM fk_actions")).scalar_one() == actions
+
+
+def test_a_database_behind_the_schema_is_a_typed_error(fresh_url: str) -> None:
+    """Using a database never migrated, or migrated to an older revision, raises
+    `DatabaseNotMigrated` naming its revision; a missing table of one's own does not."""
+    with Flowkernel(fresh_url) as fk:
+        for call in (
+            lambda: fk.execute(1, "heartbeat", SYSTEM),
+            lambda: fk.execute_batch([1, 2], "heartbeat", SYSTEM),
+            lambda: fk.pipelines.list_pipelines(SYSTEM),
+        ):
+            with pytest.raises(DatabaseNotMigrated) as never:
+                call()
+            assert (never.value.current, never.value.head) == (None, head_revision())
+            assert "flowkernel db upgrade" in never.value.message
+        with pytest.raises(DBAPIError) as own, fk.engine.connect() as conn:
+            conn.execute(text("SELECT * FROM my_own_table"))
+        assert not isinstance(own.value, DatabaseNotMigrated)
+        upgrade(fk.engine, "0003")  # before the SLA due queue
+        with pytest.raises(DatabaseNotMigrated) as behind:
+            fk.sla.scan()
+        assert behind.value.current == "0003"
+        assert "at revision '0003'" in behind.value.message
 
 
 def test_models_match_the_migrated_schema(fresh: Engine) -> None:
