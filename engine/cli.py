@@ -1239,6 +1239,13 @@ def _add_worker_commands(commands: _Commands) -> None:
     scan.add_argument(
         "--limit", type=_positive_int, default=1000, metavar="N", help="items per scan"
     )
+    scan.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="breaches fired per transaction, through batch execution (default 1)",
+    )
     scan.add_argument("--max-runs", type=_positive_int, metavar="N", help="stop after N scans")
     scan.add_argument(
         "--no-deliver",
@@ -1294,7 +1301,9 @@ def _sla_scan(args: argparse.Namespace) -> int:
         if args.every is None:
             runs = 0
             while True:  # a full scan means more items may be due: scan again
-                report = fk.sla.scan(pipeline_id=pipeline, limit=args.limit)
+                report = fk.sla.scan(
+                    pipeline_id=pipeline, limit=args.limit, batch_size=args.batch_size
+                )
                 show(report, always=runs == 0)
                 runs += 1
                 if not (report.limit_reached and report.breaches):
@@ -1308,6 +1317,7 @@ def _sla_scan(args: argparse.Namespace) -> int:
                     stop=stop,
                     pipeline_id=pipeline,
                     limit=args.limit,
+                    batch_size=args.batch_size,
                     max_runs=args.max_runs,
                     on_report=show,
                 )

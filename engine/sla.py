@@ -214,13 +214,15 @@ class SlaScanner:
         stop: Stop | None = None,
         pipeline_id: int | None = None,
         limit: int = 1000,
+        batch_size: int = 1,
         max_runs: int | None = None,
         on_report: Callable[[SlaReport], None] | None = None,
     ) -> int:
         """Scan every `every_seconds` until `stop` is set (or returns True) or `max_runs` ran.
 
         A scan that hit `limit` with progress is followed at once by the next (a backlog).
-        Returns the number of scans; each report goes to `on_report`.
+        `batch_size` is passed to `scan`. Returns the number of scans; each report goes to
+        `on_report`.
         """
         if (
             isinstance(every_seconds, bool)
@@ -239,7 +241,7 @@ class SlaScanner:
             )
         runs = 0
         while not _stopped(stop):
-            report = self.scan(pipeline_id=pipeline_id, limit=limit)
+            report = self.scan(pipeline_id=pipeline_id, limit=limit, batch_size=batch_size)
             runs += 1
             if on_report is not None:
                 on_report(report)

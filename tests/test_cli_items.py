@@ -343,6 +343,26 @@ def test_sla_scan_once_and_on_a_schedule(cli: Cli, sales: PipelineInfo) -> None:
     assert status == 2 and "expected a number of seconds > 0" in err
 
 
+@pytest.mark.parametrize("every", [None, "0.01"])
+def test_sla_scan_fires_in_batches(cli: Cli, sales: PipelineInfo, every: str | None) -> None:
+    for n in range(1, 6):
+        assert cli("item", "place", "sales", "deal", str(n), *AS_REP)[0] == 0
+    with Flowkernel(cli.url) as fk, fk.engine.begin() as conn:
+        conn.execute(
+            update(items)
+            .where(items.c.id <= 4)
+            .values(last_stage_changed_at=datetime.now(UTC) - timedelta(days=8))
+        )
+    schedule = [] if every is None else ["--every", every, "--max-runs", "1"]
+    status, out, _ = cli("sla", "scan", "--batch-size", "3", "--limit", "10", "--json", *schedule)
+    assert status == 0
+    assert json.loads(out)["fired"] == [1, 2, 3, 4]
+    status, _, err = cli("sla", "scan", "--batch-size", "0")
+    assert status == 2 and "--batch-size" in err
+    status, _, err = cli("sla", "scan", "--batch-size", "10001")
+    assert status == 4 and "batch_size must be an integer from 1 to 10000" in err
+
+
 def test_events_deliver_once_and_on_a_schedule(cli: Cli, sales: PipelineInfo) -> None:
     with Flowkernel(cli.url, deliver_events=False) as fk:  # the events wait in the outbox
         for n in (1, 2):
