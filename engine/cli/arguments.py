@@ -1,0 +1,138 @@
+"""Arguments the commands share: the acting actor, class and pipeline references, numbers,
+COLUMN=VALUE pairs and input files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeAlias
+
+from engine.actors import Actor
+from engine.cli.output import cell
+from engine.cli.refusals import UsageError
+from engine.errors import UnknownDefinition
+from engine.flowkernel import Flowkernel
+
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""The `commands` of `build_parser`, which each command family adds its commands to."""
+
+
+def add_actor_options(parser: argparse.ArgumentParser) -> None:
+    """Add `--account`, `--as` and `--group`, which `actor_of` reads."""
+    parser.add_argument(
+        "--account",
+        type=int,
+        metavar="ID",
+        help="the tenant account of the actor (default: none, the platform)",
+    )
+    parser.add_argument(
+        "--as",
+        dest="actor",
+        type=_actor_arg,
+        default="system",
+        metavar="ACTOR",
+        help="who acts: a user id, or system (the default) for the system actor",
+    )
+    parser.add_argument(
+        "--group",
+        dest="groups",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a group of the acting user, for access rules (repeatable)",
+    )
+
+
+def add_json_option(parser: argparse.ArgumentParser, text: str = "print JSON") -> None:
+    """Add `--json`."""
+    parser.add_argument("--json", action="store_true", help=text)
+
+
+def _actor_arg(text: str) -> str | int:
+    if text == "system":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a user id or 'system', not {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An argument type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, not {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argument type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {text!r}")
+    return value
+
+
+def actor_of(args: argparse.Namespace) -> Actor:
+    """The actor of `--as` and `--account`: the system actor unless a user id is given."""
+    if args.actor == "system":
+        if args.groups:
+            raise UsageError("--group applies to a user: pass --as USER_ID with it")
+        return Actor.system(args.account)
+    return Actor.user(args.actor, args.account, tuple(args.groups))
+
+
+def code_or_id(text: str) -> str | int:
+    """A code, or an id when the text is a number."""
+    return int(text) if text.isascii() and text.isdigit() else text
+
+
+def pipeline_id(fk: Flowkernel, text: str, actor: Actor) -> int:
+    """The id of the pipeline named by id or code among those the actor reads."""
+    ref = code_or_id(text)
+    if isinstance(ref, int):
+        return ref
+    readable = fk.pipelines.list_pipelines(actor)
+    found = [p for p in readable if p.code == ref]
+    own = [p for p in found if p.account_id == actor.account_id]
+    if len(own) == 1 or len(found) == 1:  # the account's own wins over a platform pipeline
+        return (own or found)[0].id
+    if not found:
+        raise UnknownDefinition(
+            "pipeline", ref, "", sorted({p.code for p in readable if p.code is not None})
+        )
+    listed = ", ".join(f"{p.id} (account {cell(p.account_id)})" for p in found)
+    raise UsageError(
+        f"pipeline code {ref!r} names several pipelines: {listed}; pass the id or --account"
+    )
+
+
+def assignments(texts: Sequence[str], option: str = "COLUMN=VALUE") -> dict[str, object]:
+    """The values of NAME=VALUE texts, by name; `option` names the form in the error."""
+    values: dict[str, object] = {}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise UsageError(f"expected {option}, not {text!r}")
+        values[name] = value
+    return values
+
+
+def read(path: str) -> str:
+    """The text of the file `path`; `-` reads standard input."""
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read {path}: not UTF-8 text ({exc.reason})") from exc

@@ -1,0 +1,63 @@
+"""The `board` command: a pipeline's stages as columns with their items."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+from engine.board_view import render_board
+from engine.cli.arguments import (
+    Commands,
+    actor_of,
+    add_actor_options,
+    add_json_option,
+    pipeline_id,
+    positive_int,
+)
+from engine.cli.connection import kernel
+from engine.cli.output import print_json
+from engine.cli.refusals import EPILOG, EXIT_OK
+
+
+def add_commands(commands: Commands) -> None:
+    """Add `board`."""
+    board = commands.add_parser(
+        "board",
+        help="print a pipeline's board: its stages as columns with their items",
+        epilog=EPILOG,
+    )
+    board.add_argument("pipeline", metavar="PIPELINE", help="pipeline id or code")
+    board.add_argument(
+        "--value-column",
+        metavar="COLUMN",
+        help="the number column to sum (default: the pipeline's first one; '' for none)",
+    )
+    board.add_argument(
+        "--per-stage", type=positive_int, default=20, metavar="N", help="items per stage"
+    )
+    board.add_argument(
+        "--width", type=positive_int, metavar="N", help="default: the terminal's width"
+    )
+    add_actor_options(board)
+    add_json_option(board)
+    board.set_defaults(command=_board)
+
+
+def _board(args: argparse.Namespace) -> int:
+    actor = actor_of(args)
+    with kernel(args) as fk:
+        pipeline = pipeline_id(fk, args.pipeline, actor)
+        column = args.value_column
+        if column is None:
+            info = fk.pipelines.get_pipeline(pipeline, actor)
+            column = next(
+                (c.name for c in info.columns if c.field_type == "number" and c.is_active), None
+            )
+        board = fk.queries.board(
+            pipeline, actor, per_stage=args.per_stage, value_column=column or None
+        )
+    if args.json:
+        print_json(board)
+    else:
+        print(render_board(board, args.width or shutil.get_terminal_size().columns))
+    return EXIT_OK

@@ -1,0 +1,73 @@
+"""Opening the database a command works on: its URL, an engine on it, a `Flowkernel`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
+from engine import database
+from engine.cli.refusals import UsageError
+from engine.errors import DatabaseNotMigrated, DatabaseUnreachable, InvalidArgument
+from engine.flowkernel import Flowkernel
+
+
+def database_url(args: argparse.Namespace) -> str:
+    """The URL of `--database-url`, else of the environment, else the default file."""
+    try:
+        return database.resolve_url(args.database_url)
+    except InvalidArgument as exc:
+        raise UsageError(f"{exc.message}; see `flowkernel --help`") from exc
+
+
+def missing_sqlite_file(url: str) -> bool:
+    """Whether `url` names a SQLite file that does not exist."""
+    parsed = make_url(url)
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:":
+        return False
+    return not name.startswith("file:") and not Path(name).exists()
+
+
+def connect(args: argparse.Namespace, *, migrated: bool = True, create: bool = False) -> Engine:
+    """An engine on the chosen database, refused when unreachable or (`migrated`) not at head.
+
+    A missing SQLite file is created only when `create` is set, so a mistyped URL does not
+    leave empty database files behind.
+    """
+    url = database_url(args)
+    shown = make_url(url).render_as_string(hide_password=True)
+    if not create and missing_sqlite_file(url):
+        raise DatabaseNotMigrated(shown, None, database.head_revision())
+    try:
+        engine = database.open_engine(url)
+    except ArgumentError as exc:  # an unknown dialect or driver
+        raise UsageError(f"cannot open {shown}: {exc}") from exc
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:  # untyped by `database`: a non-SQLite file, a bad URL option
+        engine.dispose()
+        raise DatabaseUnreachable(shown, database.first_line(exc)) from exc
+    if migrated:
+        current = database.current_revision(engine)
+        head = database.head_revision()
+        if current != head:
+            engine.dispose()
+            raise DatabaseNotMigrated(shown, current, head)
+    return engine
+
+
+@contextmanager
+def kernel(args: argparse.Namespace, *, deliver_events: bool = True) -> Iterator[Flowkernel]:
+    """A `Flowkernel` on the chosen, migrated database, closed after the block."""
+    fk = Flowkernel(engine=connect(args), deliver_events=deliver_events)
+    try:
+        yield fk
+    finally:
+        fk.close()

@@ -1,0 +1,66 @@
+"""The `db` commands: migrate the database schema up and down, print its revision."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine import database
+from engine.cli.arguments import Commands
+from engine.cli.connection import connect, database_url, missing_sqlite_file
+from engine.cli.refusals import EPILOG, EXIT_OK
+
+
+def add_commands(commands: Commands) -> None:
+    """Add `db upgrade`, `db downgrade` and `db current`."""
+    db = commands.add_parser("db", help="migrate the database schema", epilog=EPILOG)
+    db_commands = db.add_subparsers(title="db commands", required=True, metavar="COMMAND")
+    upgrade = db_commands.add_parser("upgrade", help="migrate up to REV (default: head)")
+    upgrade.add_argument("revision", nargs="?", default="head", metavar="REV")
+    upgrade.set_defaults(command=_db_upgrade)
+    downgrade = db_commands.add_parser("downgrade", help="migrate down to REV (base: empty)")
+    downgrade.add_argument("revision", metavar="REV")
+    downgrade.set_defaults(command=_db_downgrade)
+    current = db_commands.add_parser("current", help="print the revision of the database")
+    current.set_defaults(command=_db_current)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    engine = connect(args, migrated=False, create=True)
+    try:
+        database.upgrade(engine, args.revision)
+        revision = database.current_revision(engine)
+        print(f"{database.shown_url(engine)}: at revision {_describe(revision)}")
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
+def _db_downgrade(args: argparse.Namespace) -> int:
+    engine = connect(args, migrated=False)
+    try:
+        database.downgrade(engine, args.revision)
+        revision = database.current_revision(engine)
+        print(f"{database.shown_url(engine)}: at revision {_describe(revision)}")
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    url = database_url(args)
+    if missing_sqlite_file(url):
+        print(_describe(None))
+        return EXIT_OK
+    engine = connect(args, migrated=False)
+    try:
+        print(_describe(database.current_revision(engine)))
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
+def _describe(revision: str | None) -> str:
+    head = database.head_revision()
+    if revision is None:
+        return f"none (not migrated; head is {head})"
+    return f"{revision} (head)" if revision == head else f"{revision} (head is {head})"

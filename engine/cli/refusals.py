@@ -1,0 +1,79 @@
+"""Exit statuses of the `flowkernel` command, and the user errors each one stands for."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy.exc import OperationalError
+
+from engine import database
+from engine.errors import (
+    DatabaseError,
+    DefinitionError,
+    ExecutionError,
+    FlowkernelError,
+    ItemNotFound,
+    MethodNotAvailable,
+    UnknownDefinition,
+)
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_DEFINITION: Final = 3
+EXIT_EXECUTION: Final = 4
+EXIT_DATABASE: Final = 5
+EXIT_INTERRUPTED: Final = 130
+
+EPILOG: Final = f"""\
+database:
+  --database-url, else ${database.ENV_VAR}, else the SQLite file flowkernel.db in the
+  current folder. PostgreSQL: postgresql://user@host:5432/name (driver psycopg).
+
+exit status:
+  {EXIT_OK}  success
+  {EXIT_ERROR}  another Flowkernel error
+  {EXIT_USAGE}  usage error: bad arguments, unreadable file, invalid database URL
+  {EXIT_DEFINITION}  definition error: invalid class document, unknown class, state or method
+  {EXIT_EXECUTION}  execution error: an operation on items was refused
+  {EXIT_DATABASE}  database unreachable, or not migrated (run `flowkernel db upgrade`)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+"""
+"""The closing text of `flowkernel --help` and of each command family's help."""
+
+
+class UsageError(Exception):
+    """A mistake on the command line; the command exits with status 2."""
+
+
+def refusal_of(exc: BaseException, item: int | None = None) -> tuple[str, str, int] | None:
+    """A user error as (kind, message naming the next step, exit status); None for a bug.
+
+    `item` is the item the command was about, named in hints.
+    """
+    if isinstance(exc, UsageError):
+        return "usage error", str(exc), EXIT_USAGE
+    if isinstance(exc, UnknownDefinition):
+        listing = {"class": "class", "pipeline": "pipeline"}.get(exc.kind)
+        hint = f"; `flowkernel {listing} list` shows them" if listing else ""
+        return "definition error", exc.message + hint, EXIT_DEFINITION
+    if isinstance(exc, DefinitionError):
+        return "definition error", exc.message, EXIT_DEFINITION
+    if isinstance(exc, MethodNotAvailable):
+        hint = f"; `flowkernel item explain {item or 'ITEM'} {exc.method}` tells why"
+        return "execution error", exc.message + hint, EXIT_EXECUTION
+    if isinstance(exc, ItemNotFound):
+        return "execution error", exc.message + " (`--account ID` sets it)", EXIT_EXECUTION
+    if isinstance(exc, ExecutionError):
+        return "execution error", exc.message, EXIT_EXECUTION
+    if isinstance(exc, DatabaseError):
+        return "database error", exc.message, EXIT_DATABASE
+    if isinstance(exc, FlowkernelError):
+        return "error", exc.message, EXIT_ERROR
+    if isinstance(exc, OperationalError):  # a statement failed: database locked, read-only
+        return (
+            "database error",
+            f"{database.first_line(exc)}; check that the database is reachable",
+            EXIT_DATABASE,
+        )
+    return None

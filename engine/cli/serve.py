@@ -1,0 +1,162 @@
+"""The `serve` command, which serves the HTTP API, and the `token` commands for its tokens."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from engine.cli.arguments import Commands, add_json_option, positive_int
+from engine.cli.connection import connect, kernel
+from engine.cli.output import cell, jsonable_dict, print_json, table
+from engine.cli.refusals import EPILOG, EXIT_OK, UsageError
+from engine.cli.workers import stop_on_signals
+
+
+def add_commands(commands: Commands) -> None:
+    """Add `serve` and the `token` commands."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve the HTTP API (OpenAPI at /docs) until interrupted",
+        description=(
+            "Serve the HTTP API on HOST:PORT until interrupted (Ctrl-C or SIGTERM end it "
+            "cleanly). Requests authenticate with tokens from `flowkernel token create`; "
+            "docs/http.md lists the endpoints."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on")
+    serve.set_defaults(command=_serve)
+
+    token = commands.add_parser("token", help="create, list and revoke API tokens", epilog=EPILOG)
+    sub = token.add_subparsers(title="token commands", required=True, metavar="COMMAND")
+    create = sub.add_parser(
+        "create",
+        help="create a token for a user of an account, or for the system actor; printed once",
+    )
+    create.add_argument("--name", required=True, help="what the token is for, shown in lists")
+    create.add_argument("--account", type=int, metavar="ID", help="the account it is bound to")
+    create.add_argument("--user", type=int, metavar="ID", help="the user it acts as")
+    create.add_argument(
+        "--group",
+        dest="groups",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a group of the user, for access rules (repeatable)",
+    )
+    create.add_argument(
+        "--system",
+        action="store_true",
+        help="act as the system actor (may fire hidden methods); with --account, only there",
+    )
+    add_json_option(create)
+    create.set_defaults(command=_token_create)
+    listing = sub.add_parser("list", help="the tokens, never their secrets")
+    listing.add_argument("--account", type=int, metavar="ID", help="only tokens of this account")
+    listing.add_argument("--all", action="store_true", help="revoked tokens too")
+    add_json_option(listing)
+    listing.set_defaults(command=_token_list)
+    revoke = sub.add_parser("revoke", help="revoke a token by id; servers refuse it within 5 s")
+    revoke.add_argument("id", type=positive_int, metavar="ID")
+    revoke.set_defaults(command=_token_revoke)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, not {text!r}")
+    return value
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # imported here: only this command needs the web stack
+    uvicorn = importlib.import_module("uvicorn")
+    create_app = importlib.import_module("engine.http").create_app
+    # uvicorn stops on SIGINT and SIGTERM, then raises the signal again to its previous
+    # handler: ours, so that a requested stop ends with status 0 like the workers do
+    with kernel(args) as fk, stop_on_signals():
+        uvicorn.run(create_app(fk), host=args.host, port=args.port, log_level="info")
+    return EXIT_OK
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from engine.http.tokens import ApiTokens
+
+    if not args.system and (args.account is None or args.user is None):
+        raise UsageError("a user token needs --account ID and --user ID (or pass --system)")
+    if args.system and (args.user is not None or args.groups):
+        raise UsageError("a --system token acts as the system actor: drop --user and --group")
+    engine = connect(args)
+    try:
+        issued = ApiTokens(engine).issue(
+            args.name,
+            account_id=args.account,
+            user_id=args.user,
+            groups=args.groups,
+            system=args.system,
+        )
+    finally:
+        engine.dispose()
+    if args.json:
+        print_json({"token": issued.token, **jsonable_dict(issued.info)})
+        return EXIT_OK
+    info = issued.info
+    who = "system actor" if info.is_system else f"user {info.user_id}"
+    print(issued.token)
+    print(
+        f"token {info.id} ({info.prefix}) {info.name!r}: {who}, account "
+        f"{cell(info.account_id) if info.account_id is not None else 'every account'}; "
+        "shown only now: store it",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from engine.http.tokens import ApiTokens
+
+    engine = connect(args)
+    try:
+        found = ApiTokens(engine).list(account_id=args.account, include_revoked=args.all)
+    finally:
+        engine.dispose()
+    if args.json:
+        print_json(found)
+        return EXIT_OK
+    print(
+        table(
+            ("id", "prefix", "name", "account", "acts as", "groups", "last used", "revoked"),
+            [
+                (
+                    t.id,
+                    t.prefix,
+                    t.name,
+                    t.account_id,
+                    "system" if t.is_system else f"user {t.user_id}",
+                    ", ".join(t.groups) or None,
+                    f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else None,
+                    f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else None,
+                )
+                for t in found
+            ],
+        )
+    )
+    return EXIT_OK
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from engine.http.tokens import ApiTokens
+
+    engine = connect(args)
+    try:
+        info = ApiTokens(engine).revoke(args.id)
+    finally:
+        engine.dispose()
+    print(f"revoked token {info.id} ({info.prefix}) {info.name!r}")
+    return EXIT_OK
