@@ -293,9 +293,12 @@ class _Definition:
                 .order_by(MethodRow.sequence, MethodRow.id)
             ).all()
         )
-        self.transitions = list(
-            conn.execute(select(TransitionRow).where(TransitionRow.class_id == row.id)).scalars()
-        )
+        # plain rows, not ORM objects: a big class has a thousand transitions
+        self.transitions = conn.execute(
+            select(
+                TransitionRow.state_id, TransitionRow.method_id, TransitionRow.new_state_id
+            ).where(TransitionRow.class_id == row.id)
+        ).all()
         self.events = list(
             conn.execute(
                 select(EventRow, ActionRow.code)
