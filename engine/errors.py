@@ -302,6 +302,19 @@ class InvalidValue(ExecutionError):
         super().__init__(f"column {column!r} refuses {value!r}: expected {expected}")
 
 
+class InvalidValues(InvalidValue):
+    """Several custom column values refused at once; `column`, `value` and `expected` are
+    the first's, `refused` lists them all in the order given."""
+
+    def __init__(self, refused: Sequence[InvalidValue]) -> None:
+        first = refused[0]
+        self.column, self.value, self.expected = first.column, first.value, first.expected
+        self.refused = tuple(
+            {"column": e.column, "value": e.value, "expected": e.expected} for e in refused
+        )
+        FlowkernelError.__init__(self, "; ".join(e.message for e in refused))
+
+
 class RequirementMissing(ExecutionError):
     """Required columns have no value for the target stage."""
 

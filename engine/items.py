@@ -40,6 +40,7 @@ from engine.errors import (
     InvalidArgument,
     InvalidDefinition,
     InvalidValue,
+    InvalidValues,
     ItemDeleted,
     ItemNotFound,
     UnknownDefinition,
@@ -149,7 +150,8 @@ class ItemOps:
     def set_values(
         self, item_id: int, values: Mapping[str, object], actor: Actor
     ) -> list[ItemValue]:
-        """Store several values at once: all are validated before any is written."""
+        """Store several values at once: all are validated before any is written, and every
+        refused value is reported (`InvalidValues` when there are several)."""
         if not isinstance(values, Mapping):
             raise InvalidArgument(
                 f"values must be a mapping of column name to value, not {values!r}",
@@ -159,11 +161,16 @@ class ItemOps:
             row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
             _refuse_deleted(row)
             compiled = self._runtime.compiled(session, row.flow_pipeline_id)
-            prepared = [
-                (column, normalize(column, value))
-                for name, value in values.items()
-                for column in (_writable(compiled, name),)
-            ]
+            prepared: list[tuple[CompiledColumn, str]] = []
+            refused: list[InvalidValue] = []
+            for name, value in values.items():
+                column = _writable(compiled, name)
+                try:
+                    prepared.append((column, normalize(column, value)))
+                except InvalidValue as exc:
+                    refused.append(exc)
+            if refused:
+                raise refused[0] if len(refused) == 1 else InvalidValues(refused)
             if not prepared:
                 return []
             now = datetime.now(UTC)

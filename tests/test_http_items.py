@@ -212,6 +212,16 @@ def test_values_checklist_and_history(world: World) -> None:
     )
     assert error(bad, 422, "invalid_value")["details"]["column"] == "priority"
     assert {v.name: v.value for v in fk.items.values(deal, REP)}["contract_value"] == "1250.5"
+    several = world.user.patch(
+        f"/v1/items/{deal}/values", json={"values": {"priority": "Urgent", "contract_value": "x"}}
+    )
+    refused = error(several, 422, "invalid_value")["details"]["refused"]
+    assert [(r["column"], r["value"]) for r in refused] == [
+        ("priority", "Urgent"),
+        ("contract_value", "x"),
+    ]
+    assert all(r["expected"] for r in refused)
+    assert {v.name: v.value for v in fk.items.values(deal, REP)}["priority"] == "High"
     unknown = world.user.patch(f"/v1/items/{deal}/values", json={"values": {"nope": 1}})
     error(unknown, 404, "unknown_definition")
 

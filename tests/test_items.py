@@ -19,6 +19,7 @@ from engine import (
     Flowkernel,
     InvalidArgument,
     InvalidValue,
+    InvalidValues,
     ItemNotDeleted,
     ItemNotFound,
     RequirementMissing,
@@ -284,6 +285,18 @@ def test_set_values_is_all_or_nothing(fk: Flowkernel) -> None:
         )
     assert refused.value.column == "close_date"
     assert "ISO 8601" in refused.value.expected
+    assert db_state(fk, item_id) == before
+    with pytest.raises(InvalidValues) as several:
+        fk.items.set_values(
+            item_id,
+            {"contract_value": "ten", "decision_maker": "Grace", "close_date": "next week"},
+            ALICE,
+        )
+    assert [r["column"] for r in several.value.refused] == ["contract_value", "close_date"]
+    assert [r["value"] for r in several.value.refused] == ["ten", "next week"]
+    assert (several.value.column, several.value.code) == ("contract_value", "invalid_value")
+    assert "'contract_value' refuses 'ten'" in several.value.message
+    assert "'close_date' refuses 'next week'" in several.value.message
     assert db_state(fk, item_id) == before
     with pytest.raises(UnknownDefinition):
         fk.items.set_values(item_id, {"decision_maker": "Grace", "budget": 1}, ALICE)
