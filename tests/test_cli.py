@@ -190,6 +190,7 @@ def test_driver_errors_that_are_not_lost_connections_exit_5(
     assert main([*read_only, "class", "load", str(STATION_YAML)]) == 5
     err = capsys.readouterr().err
     one_line_error(err, "database error: attempt to write a readonly database")
+    assert "is read-only; check its permissions" in err
 
 
 def test_execution_errors_exit_4(

@@ -71,9 +71,15 @@ def refusal_of(exc: BaseException, item: int | None = None) -> tuple[str, str, i
     if isinstance(exc, FlowkernelError):
         return "error", exc.message, EXIT_ERROR
     if isinstance(exc, OperationalError):  # a statement failed: database locked, read-only
-        return (
-            "database error",
-            f"{database.first_line(exc)}; check that the database is reachable",
-            EXIT_DATABASE,
-        )
+        cause = database.first_line(exc)
+        return "database error", f"{cause}; {_next_step(cause)}", EXIT_DATABASE
     return None
+
+
+def _next_step(cause: str) -> str:
+    """What to do about a statement the database refused, from the driver's message."""
+    if "locked" in cause or "lock timeout" in cause:
+        return "another process holds a lock on it; retry when that process is done"
+    if "readonly" in cause or "read-only" in cause:
+        return "it (for SQLite, its file or folder) is read-only; check its permissions"
+    return "check that the database is reachable and writable"
