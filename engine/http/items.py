@@ -3,10 +3,12 @@ history, custom values, checklist, watchers and time in stage."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, status
 
+from engine.actors import Actor
 from engine.errors import InvalidArgument
 from engine.http.auth import CurrentActor, Kernel
 from engine.http.bodies import (
@@ -28,6 +30,7 @@ from engine.http.bodies import (
     WatchOut,
     ref,
 )
+from engine.snapshots import ExecutionResult
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
@@ -91,15 +94,7 @@ def execute(
     idempotency_key: KeyHeader = None,
     body: Annotated[ExecuteIn | None, Body()] = None,
 ) -> ExecutionOut:
-    given = body or ExecuteIn()
-    result = fk.execute(
-        item_id,
-        method,
-        actor,
-        params=given.params,
-        idempotency_key=_key(idempotency_key, given.idempotency_key),
-    )
-    return ExecutionOut.of(result)
+    return _executed(fk.execute, item_id, method, actor, idempotency_key, body)
 
 
 @router.post(
@@ -113,13 +108,26 @@ def execute_action(
     idempotency_key: KeyHeader = None,
     body: Annotated[ExecuteIn | None, Body()] = None,
 ) -> ExecutionOut:
+    return _executed(fk.execute_action, item_id, action, actor, idempotency_key, body)
+
+
+def _executed(
+    run: Callable[..., ExecutionResult],
+    item_id: int,
+    code: str,
+    actor: Actor,
+    header_key: str | None,
+    body: ExecuteIn | None,
+) -> ExecutionOut:
+    """`run` (execute a method, or an action's first method) with the body's parameters and
+    the idempotency key of the header or the body."""
     given = body or ExecuteIn()
-    result = fk.execute_action(
+    result = run(
         item_id,
-        action,
+        code,
         actor,
         params=given.params,
-        idempotency_key=_key(idempotency_key, given.idempotency_key),
+        idempotency_key=_key(header_key, given.idempotency_key),
     )
     return ExecutionOut.of(result)
 
