@@ -234,6 +234,8 @@ def expected_triggers(dialect: str) -> set[str]:
                 "flow_items_sla_queue_insert",
                 "flow_items_sla_queue_update",
                 "flow_items_sla_queue_delete",
+                "flow_items_truncate",
+                "flow_item_values_truncate",
             }
             | TOTALS_TRIGGERS
         )
@@ -273,7 +275,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
     dialect = fresh.dialect.name
     empty = database_objects(fresh)
     assert current_revision(fresh) is None
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"
 
     upgrade(fresh)
     assert current_revision(fresh) == head_revision()
@@ -293,6 +295,8 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
             "fk_stage_totals_deleted",
             "fk_stage_totals_value",
             "fk_stage_totals_column",
+            "fk_items_truncated",
+            "fk_item_values_truncated",
         }
     model_indexes = {
         index.name for table in schema.metadata.tables.values() for index in table.indexes
@@ -704,6 +708,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "engine/migrations/versions/0002_idempotency_and_api_tokens.py",
         "engine/migrations/versions/0003_stage_totals.py",
         "engine/migrations/versions/0004_sla_queue.py",
+        "engine/migrations/versions/0005_truncate_triggers.py",
         "engine/schema.py",
     } <= names
     assert not any(name.startswith(("migrations/", "tests/")) for name in names)
@@ -734,7 +739,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.split() == ["0004", "0004"]
+    assert run.stdout.split() == ["0005", "0005"]
     check = create_engine(f"sqlite:///{tmp_path / 'fk.db'}")
     with check.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -361,3 +362,39 @@ def test_concurrent_moves_between_two_stages_keep_the_totals(
     assert errors == []
     assert_totals_match(fk)
     assert sum(s.count for s in fk.queries.board(info.id, ADMIN).stages) == len(placed)
+
+
+def test_truncating_items_or_values_empties_what_their_triggers_keep(fk: Flowkernel) -> None:
+    """`TRUNCATE` fires no row trigger; statement triggers empty the totals, the value totals
+    and the SLA due queue and breaches (SQLite has no TRUNCATE: its DELETE runs the row ones)."""
+    info = fk.pipelines.create_pipeline(
+        "Cleared",
+        ADMIN,
+        stages=[StageSpec("Open", sla_days=1)],
+        columns=[ColumnSpec("amount", "Amount", "number")],
+    )
+    for n in range(3):
+        item = fk.place(info.id, "deal", next(object_ids), ADMIN)
+        fk.items.set_value(item.id, "amount", n + 1, ADMIN)
+    postgresql = fk.engine.dialect.name == "postgresql"
+    truncate = "TRUNCATE {}" if postgresql else "DELETE FROM {}"
+    assert len(fk.sla.scan(now=datetime.now(UTC) + timedelta(days=2), limit=2).fired) == 2
+    with fk.engine.begin() as conn:  # two breaches fired, one still queued
+        conn.execute(text(truncate.format("flow_item_values")))
+    assert_totals_match(fk)
+    assert fk.queries.board(info.id, ADMIN, value_column="amount").stages[0].value_sum == 0
+    with fk.engine.begin() as conn:
+        conn.execute(text(truncate.format("flow_items CASCADE" if postgresql else "flow_items")))
+        left = [
+            conn.execute(text(sql)).scalar_one()
+            for sql in (
+                "SELECT coalesce(sum(item_count), 0) FROM flow_stage_totals",
+                "SELECT coalesce(sum(value_count), 0) FROM flow_stage_value_totals",
+                "SELECT count(*) FROM flow_sla_due",
+                "SELECT count(*) FROM flow_sla_breaches",
+            )
+        ]
+    assert left == [0, 0, 0, 0]
+    assert_totals_match(fk)
+    assert fk.queries.board(info.id, ADMIN).stages[0].count == 0
+    assert fk.sla.scan(now=datetime.now(UTC) + timedelta(days=2)).fired == ()
