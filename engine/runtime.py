@@ -575,6 +575,16 @@ class Runtime:
                     "clone it into the account and place items into the clone",
                     class_code=compiled.code,
                 )
+            if compiled.account_id is not None:  # an account's class holds that account's items
+                if account is None:
+                    account = compiled.account_id
+                elif account != compiled.account_id:
+                    raise InvalidArgument(
+                        f"class {compiled.code!r} belongs to account {compiled.account_id}; "
+                        f"its items cannot belong to account {account}",
+                        class_code=compiled.code,
+                        account_id=account,
+                    )
             create = compiled.create
             if create is None or create.target is None:
                 raise InvalidDefinition(

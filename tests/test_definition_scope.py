@@ -11,11 +11,12 @@ from engine import (
     Actor,
     DuplicateCode,
     Flowkernel,
+    InvalidArgument,
     InvalidDefinition,
     MethodNotAvailable,
     UnknownDefinition,
 )
-from engine.tables import events, methods, pipelines, stages, transitions
+from engine.tables import events, items, methods, pipelines, stages, transitions
 
 OWNER = Actor.user(1, 10)
 STRANGER = Actor.user(2, 20)
@@ -79,6 +80,15 @@ def test_the_platform_system_actor_places_into_any_account_by_id(
 ) -> None:
     item = fk.place(secret, "doc", 1, Actor.system(), account_id=10)
     assert (item.account_id, item.state) == (10, "created")
+    # without an account the item takes the class's; another account's is refused
+    assert fk.place(secret, "doc", 2, Actor.system()).account_id == 10
+    with fk.engine.connect() as conn:
+        before = conn.execute(select(items).order_by(items.c.id)).all()
+    with pytest.raises(InvalidArgument, match="belongs to account 10") as refused:
+        fk.place(secret, "doc", 3, Actor.system(), account_id=20)
+    assert refused.value.details()["account_id"] == 20
+    with fk.engine.connect() as conn:
+        assert conn.execute(select(items).order_by(items.c.id)).all() == before
 
 
 @pytest.mark.parametrize("code", ["state", "guard", "trigger", "machine", "_hidden", "9lives"])
