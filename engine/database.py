@@ -243,6 +243,12 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def revisions() -> list[str]:
+    """The revisions shipped with this version of Flowkernel, oldest first."""
+    script = ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://")))
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
 def head_revision() -> str | None:
     """The newest revision shipped with this version of Flowkernel."""
     return ScriptDirectory.from_config(

@@ -52,6 +52,33 @@ def test_db_upgrade_current_downgrade_on_the_default_sqlite_file(
     assert capsys.readouterr().out.startswith("none")
 
 
+def test_unknown_revisions_and_the_wrong_direction_are_usage_errors(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["db", "upgrade", "0003"]) == 0
+    capsys.readouterr()
+    for command, message in [
+        (["upgrade", "9999"], "unknown revision '9999'; this version knows 0001, "),
+        (["downgrade", "nosuch"], "unknown revision 'nosuch'; this version knows 0001, "),
+        (
+            ["upgrade", "0002"],
+            "the database is at revision 0003, past 0002; `flowkernel db downgrade 0002`",
+        ),
+        (
+            ["downgrade", "0004"],
+            "the database is at revision 0003, before 0004; `flowkernel db upgrade 0004`",
+        ),
+        (
+            ["downgrade", "head"],
+            "the database is at revision 0003, before head; `flowkernel db upgrade head`",
+        ),
+    ]:
+        assert main(["db", *command]) == 2, command
+        one_line_error(capsys.readouterr().err, f"usage error: {message}")
+    assert main(["db", "current"]) == 0
+    assert capsys.readouterr().out.startswith("0003 (head is ")
+
+
 def test_environment_variable_picks_the_database(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,7 +7,7 @@ import argparse
 from engine import database
 from engine.cli.arguments import Commands
 from engine.cli.connection import connect, database_url, missing_sqlite_file
-from engine.cli.refusals import EPILOG, EXIT_OK
+from engine.cli.refusals import EPILOG, EXIT_OK, UsageError
 
 
 def add_commands(commands: Commands) -> None:
@@ -25,8 +25,10 @@ def add_commands(commands: Commands) -> None:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
+    _check_revision(args.revision, "base")
     engine = connect(args, migrated=False, create=True)
     try:
+        _refuse_wrong_way(args.revision, database.current_revision(engine), up=True)
         database.upgrade(engine, args.revision)
         revision = database.current_revision(engine)
         print(f"{database.shown_url(engine)}: at revision {_describe(revision)}")
@@ -36,8 +38,10 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _db_downgrade(args: argparse.Namespace) -> int:
+    _check_revision(args.revision, "base")
     engine = connect(args, migrated=False)
     try:
+        _refuse_wrong_way(args.revision, database.current_revision(engine), up=False)
         database.downgrade(engine, args.revision)
         revision = database.current_revision(engine)
         print(f"{database.shown_url(engine)}: at revision {_describe(revision)}")
@@ -64,3 +68,32 @@ def _describe(revision: str | None) -> str:
     if revision is None:
         return f"none (not migrated; head is {head})"
     return f"{revision} (head)" if revision == head else f"{revision} (head is {head})"
+
+
+def _check_revision(revision: str, *also: str) -> None:
+    """Refuse a revision this version does not ship (`head`, and the names in `also`, pass)."""
+    known = database.revisions()
+    if revision not in (*known, "head", *also):
+        raise UsageError(
+            f"unknown revision {revision!r}; this version knows {', '.join(known)} (and head, base)"
+        )
+
+
+def _refuse_wrong_way(target: str, current: str | None, *, up: bool) -> None:
+    """Refuse an upgrade to a revision older than the database's, and the reverse."""
+    known = database.revisions()
+    order = {"base": -1, "head": len(known) - 1, **{rev: n for n, rev in enumerate(known)}}
+    at = order.get(current or "base")
+    goal = order.get(target)
+    if at is None or goal is None:
+        return
+    if up and goal < at:
+        raise UsageError(
+            f"the database is at revision {current}, past {target}; "
+            f"`flowkernel db downgrade {target}` goes back"
+        )
+    if not up and goal > at:
+        raise UsageError(
+            f"the database is at revision {current or 'none'}, before {target}; "
+            f"`flowkernel db upgrade {target}` goes forward"
+        )
