@@ -175,6 +175,15 @@ def test_usage_errors_exit_2(workdir: Path, capsys: pytest.CaptureFixture[str]) 
     help_text = capsys.readouterr().out
     for status in ("2  usage error", "3  definition error", "4  execution error", "5  database"):
         assert status in help_text
+    for family in ("db", "item", "sla"):  # each family's help keeps the list's lines
+        assert main([family, "--help"]) == 0
+        assert "\nexit status:\n  0  success\n  1  another" in capsys.readouterr().out
+    assert main(["item", "move", "abc", "won"]) == 2
+    one_line_error(
+        capsys.readouterr().err,
+        "usage error: flowkernel item move: argument ITEM: invalid int value: 'abc'; "
+        "`flowkernel item move --help` shows the usage",
+    )
 
 
 def test_database_problems_exit_5(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

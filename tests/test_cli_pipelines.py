@@ -200,6 +200,11 @@ def test_usage_errors_of_pipeline_commands(cli: Cli, tmp_path: Path) -> None:
         (("pipeline", "create", "nope.yaml", "--account", "1"), "cannot read nope.yaml"),
         (("pipeline", "clone-template", "1"), "pass --account ID"),
         (("pipeline", "show", "sales", "--group", "ops"), "--group applies to a user"),
+        (
+            ("pipeline", "create", "--account", "1", "--name", "X", "--stage", "A:maybe"),
+            "--stage 'A:maybe': the mark after ':' is won or lost, not 'maybe'",
+        ),
+        (("pipeline", "show", "sales", "--account", "x"), "flowkernel pipeline show: argument"),
     ]:
         status, _, err = cli(*args)
         assert status == 2, (args, err)

@@ -11,11 +11,12 @@ from typing import TypeAlias
 
 from engine.actors import Actor
 from engine.cli.output import cell
+from engine.cli.parser import Parser
 from engine.cli.refusals import UsageError
 from engine.errors import UnknownDefinition
 from engine.flowkernel import Flowkernel
 
-Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
 """The `commands` of `build_parser`, which each command family adds its commands to."""
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from engine import database
 from engine.cli import board, classes, db, demo, diagram, items, pipelines, serve, workers
+from engine.cli.parser import Parser
 from engine.cli.refusals import EPILOG, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, refusal_of
 
 Command = Callable[[argparse.Namespace], int]
@@ -40,11 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `flowkernel` and its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="flowkernel",
         description="A persistent state-machine and pipeline engine.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--database-url",

@@ -149,6 +149,10 @@ def _pipeline_document(args: argparse.Namespace) -> dict[str, object]:
         name, _, outcome = text.rpartition(":")
         if name and outcome in ("won", "lost"):
             stages.append({"name": name, f"is_{outcome}": True})
+        elif name and outcome.isalpha() and outcome.islower():  # a mistyped mark
+            raise UsageError(
+                f"--stage {text!r}: the mark after ':' is won or lost, not {outcome!r}"
+            )
         else:
             stages.append({"name": text})
     columns: list[dict[str, object]] = []

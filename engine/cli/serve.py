@@ -24,10 +24,11 @@ def add_commands(commands: Commands) -> None:
             "docs/http.md lists the endpoints."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=_port, default=8000, help="port to listen on")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (default: 8000)")
     serve.set_defaults(command=_serve)
 
     token = commands.add_parser("token", help="create, list and revoke API tokens", epilog=EPILOG)
