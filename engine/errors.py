@@ -388,8 +388,14 @@ class DatabaseUnreachable(DatabaseError):
     def __init__(self, url: str, cause: str) -> None:
         self.url = url
         self.cause = cause
+        if url.startswith("sqlite"):
+            step = "check the file's path and its folder"
+        elif "does not exist" in cause and "database" in cause:
+            step = f"create the database (createdb {url.rsplit('/', 1)[-1].split('?')[0]})"
+        else:
+            step = "start the server"
         super().__init__(
-            f"cannot connect to {url}: {cause}; start the server or pass another "
+            f"cannot connect to {url}: {cause}; {step}, or pass another "
             "--database-url / FLOWKERNEL_DATABASE_URL"
         )
 

@@ -286,10 +286,17 @@ def test_a_connection_cut_mid_execution_is_a_typed_error_and_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    "url",
-    ["postgresql://postgres@127.0.0.1:1/nowhere", "sqlite:////nonexistent-folder/flowkernel.db"],
+    ("url", "step"),
+    [
+        ("postgresql://postgres@127.0.0.1:1/nowhere", "start the server"),
+        (
+            "postgresql://postgres@127.0.0.1:5432/fk_no_such_database",
+            "create the database (createdb fk_no_such_database)",
+        ),
+        ("sqlite:////nonexistent-folder/flowkernel.db", "check the file's path and its folder"),
+    ],
 )
-def test_a_database_out_of_reach_is_a_typed_error(url: str) -> None:
+def test_a_database_out_of_reach_is_a_typed_error(url: str, step: str) -> None:
     with Flowkernel(url) as fk:
         for call in (
             lambda: fk.execute(1, "edit", ALICE),
@@ -299,7 +306,7 @@ def test_a_database_out_of_reach_is_a_typed_error(url: str) -> None:
             with pytest.raises(DatabaseUnreachable) as unreachable:
                 call()
             assert unreachable.value.url.endswith(url.rsplit("/", 1)[1])
-            assert "start the server" in unreachable.value.message
+            assert f"; {step}, or pass another --database-url" in unreachable.value.message
 
 
 def _cut_idle_connections(admin: Engine) -> None:
