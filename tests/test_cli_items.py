@@ -174,7 +174,7 @@ def test_a_refused_place_or_move_changes_nothing(cli: Cli, sales: PipelineInfo) 
     status, _, err = cli("item", "exec", "1", "sla_breach", *AS_REP)
     assert status == 4
     one_line_error(err, "execution error: method 'sla_breach' is not available in state 'lead'")
-    assert "`flowkernel item explain 1 sla_breach` tells why" in err
+    assert "`flowkernel item explain 1 sla_breach --account 1 --as 7` tells why" in err
     status, _, err = cli("item", "move", "1", "won", "--account", "2")
     assert status == 4
     one_line_error(err, "execution error: no item 1; check the id and the account")

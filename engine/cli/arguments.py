@@ -91,6 +91,16 @@ def actor_of(args: argparse.Namespace) -> Actor:
     return Actor.user(args.actor, args.account, tuple(args.groups))
 
 
+def acting_options(args: argparse.Namespace) -> str:
+    """The actor options the command was given (`--account 1 --as 7 --group ops`), to repeat
+    in a suggested command."""
+    parts = [] if getattr(args, "account", None) is None else [f"--account {args.account}"]
+    if getattr(args, "actor", "system") != "system":
+        parts.append(f"--as {args.actor}")
+    parts.extend(f"--group {group}" for group in getattr(args, "groups", None) or ())
+    return " ".join(parts)
+
+
 def code_or_id(text: str) -> str | int:
     """A code, or an id when the text is a number."""
     return int(text) if text.isascii() and text.isdigit() else text

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from engine import database
 from engine.cli import board, classes, db, demo, diagram, items, pipelines, serve, workers
+from engine.cli.arguments import acting_options
 from engine.cli.parser import Parser
 from engine.cli.refusals import EPILOG, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, refusal_of
 
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("flowkernel: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        refusal = refusal_of(exc, item=getattr(args, "item", None))
+        refusal = refusal_of(exc, getattr(args, "item", None), acting_options(args))
         if refusal is None:
             raise  # a bug: the traceback is what a report needs
         return _fail(*refusal)

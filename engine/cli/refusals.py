@@ -46,10 +46,13 @@ class UsageError(Exception):
     """A mistake on the command line; the command exits with status 2."""
 
 
-def refusal_of(exc: BaseException, item: int | None = None) -> tuple[str, str, int] | None:
+def refusal_of(
+    exc: BaseException, item: int | None = None, acting: str = ""
+) -> tuple[str, str, int] | None:
     """A user error as (kind, message naming the next step, exit status); None for a bug.
 
-    `item` is the item the command was about, named in hints.
+    `item` is the item the command was about and `acting` its actor options (`--account 1
+    --as 7`), both repeated in hints.
     """
     if isinstance(exc, UsageError):
         return "usage error", str(exc), EXIT_USAGE
@@ -60,7 +63,8 @@ def refusal_of(exc: BaseException, item: int | None = None) -> tuple[str, str, i
     if isinstance(exc, DefinitionError):
         return "definition error", exc.message, EXIT_DEFINITION
     if isinstance(exc, MethodNotAvailable):
-        hint = f"; `flowkernel item explain {item or 'ITEM'} {exc.method}` tells why"
+        command = " ".join(("flowkernel item explain", str(item or "ITEM"), exc.method, acting))
+        hint = f"; `{command.strip()}` tells why"
         return "execution error", exc.message + hint, EXIT_EXECUTION
     if isinstance(exc, ItemNotFound):
         return "execution error", exc.message + " (`--account ID` sets it)", EXIT_EXECUTION
