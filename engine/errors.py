@@ -447,8 +447,8 @@ class StageNotEmpty(DefinitionInUse):
         # The message differs from DefinitionInUse's: the next step is a target, not a removal.
         FlowkernelError.__init__(
             self,
-            f"stage {stage!r} holds {count} item(s); pass target=<stage> to move them there "
-            "while removing it (dry_run=True lists them)",
+            f"stage {stage!r} holds {count} item(s); name a target stage to move them to "
+            "while removing it (a dry run lists them)",
         )
 
 

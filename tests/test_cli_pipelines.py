@@ -273,7 +273,15 @@ def test_remove_a_stage_after_a_dry_run(cli: Cli, tmp_path: Path) -> None:
 
     status, _, err = cli("pipeline", "remove-stage", "sales", "qualified", "--account", "1")
     assert status == 3
-    one_line_error(err, "definition error: stage 'qualified' holds 3 item(s)")
+    one_line_error(
+        err,
+        "definition error: stage 'qualified' holds 3 item(s); --target STAGE moves them there "
+        "while removing it (--dry-run lists them)",
+    )
+    status, out, _ = cli("pipeline", "remove-stage", "sales", "qualified", "--dry-run",
+                         "--account", "1")  # fmt: skip
+    assert (status, out) == (0, "stage 'qualified' holds 3 item(s): 1, 2, 3; removing it needs "
+                                "--target STAGE\n")  # fmt: skip
 
     status, out, err = cli("pipeline", "remove-stage", "1", "qualified", "--target", "lead",
                            "--account", "1", "--json")  # fmt: skip

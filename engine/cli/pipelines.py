@@ -333,7 +333,15 @@ def _pipeline_remove_stage(args: argparse.Namespace) -> int:
         shown = ", ".join(map(str, report.item_ids[:20]))
         more = f" and {report.count - 20} more" if report.count > 20 else ""
         items = f": {shown}{more}" if report.item_ids else ""
-        print(f"would remove stage {report.stage!r} and move {report.count} item(s){where}{items}")
+        if report.count and report.target is None:
+            print(
+                f"stage {report.stage!r} holds {report.count} item(s){items}; removing it needs "
+                "--target STAGE"
+            )
+        else:
+            print(
+                f"would remove stage {report.stage!r} and move {report.count} item(s){where}{items}"
+            )
     else:
         print(f"removed stage {report.stage!r}; moved {report.count} item(s){where}")
     return EXIT_OK

@@ -14,6 +14,7 @@ from engine.errors import (
     FlowkernelError,
     ItemNotFound,
     MethodNotAvailable,
+    StageNotEmpty,
     UnknownDefinition,
 )
 
@@ -60,6 +61,12 @@ def refusal_of(
         listing = {"class": "class", "pipeline": "pipeline"}.get(exc.kind)
         hint = f"; `flowkernel {listing} list` shows them" if listing else ""
         return "definition error", exc.message + hint, EXIT_DEFINITION
+    if isinstance(exc, StageNotEmpty):
+        message = (
+            f"stage {exc.stage!r} holds {exc.count} item(s); --target STAGE moves them there "
+            "while removing it (--dry-run lists them)"
+        )
+        return "definition error", message, EXIT_DEFINITION
     if isinstance(exc, DefinitionError):
         return "definition error", exc.message, EXIT_DEFINITION
     if isinstance(exc, MethodNotAvailable):
