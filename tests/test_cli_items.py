@@ -295,6 +295,18 @@ def test_place_items_from_a_csv_file_reporting_refused_rows(
         assert conn.execute(select(func.count()).select_from(items)).scalar_one() == 4
 
 
+def test_a_csv_summary_names_the_first_refused_lines(
+    cli: Cli, sales: PipelineInfo, tmp_path: Path
+) -> None:
+    data = tmp_path / "deals.csv"
+    data.write_text("object_type,object_id\n" + "deal,x\n" * 25)
+    status, out, err = cli("item", "place", "sales", "--csv", str(data), *AS_REP)
+    assert status == 2
+    lines = ", ".join(str(n) for n in range(2, 22))
+    assert out == f"placed 0 of 25 row(s) into 'sales'; refused: line(s) {lines} and 5 more\n"
+    assert len(err.splitlines()) == 25
+
+
 def test_a_csv_file_with_a_bad_header_places_nothing(
     cli: Cli, sales: PipelineInfo, tmp_path: Path
 ) -> None:

@@ -23,6 +23,9 @@ from engine.snapshots import ItemSnapshot
 CSV_FIELDS: Final = ("object_type", "object_id", "stage", "assigned_user_id")
 """Columns of a placement CSV file; any other column is a custom value of the item."""
 
+SHOWN: Final = 20
+"""The most refused line numbers the summary names; each refusal is reported on its own line."""
+
 
 def item_place(args: argparse.Namespace) -> int:
     """Run `item place`: one object from the arguments, or one per row of `--csv FILE`."""
@@ -99,8 +102,9 @@ def _item_place_csv(args: argparse.Namespace) -> int:
     else:
         summary = f"placed {len(placed)} of {len(rows)} row(s) into {compiled.code!r}"
         if failed:
-            lines = ", ".join(str(f["line"]) for f in failed)
-            summary += f"; refused: line(s) {lines}"
+            lines = ", ".join(str(f["line"]) for f in failed[:SHOWN])
+            more = f" and {len(failed) - SHOWN} more" if len(failed) > SHOWN else ""
+            summary += f"; refused: line(s) {lines}{more}"
         if stopped:
             summary += f"; stopped at line {failed[0]['line']}"
         print(summary)
