@@ -212,7 +212,10 @@ def test_usage_errors_of_pipeline_commands(cli: Cli, tmp_path: Path) -> None:
     status, _, err = cli("pipeline", "show", "nope", "--account", "1")
     assert status == 3
     one_line_error(err, "definition error: unknown pipeline 'nope'")
-    assert "`flowkernel pipeline list` shows them" in err
+    assert "`flowkernel pipeline list --account 1` shows them" in err
+    status, _, err = cli("pipeline", "show", "sales")  # the code is account 1's
+    assert status == 3
+    assert "`flowkernel pipeline list` shows them (an account's own need --account ID)" in err
     status, _, err = cli("pipeline", "show", "1", "--as", "nobody")
     assert status == 2 and "expected a user id or 'system'" in err
 

@@ -59,7 +59,12 @@ def refusal_of(
         return "usage error", str(exc), EXIT_USAGE
     if isinstance(exc, UnknownDefinition):
         listing = {"class": "class", "pipeline": "pipeline"}.get(exc.kind)
-        hint = f"; `flowkernel {listing} list` shows them" if listing else ""
+        hint = ""
+        if listing:
+            shown = " ".join(("flowkernel", listing, "list", acting)).strip()
+            hint = f"; `{shown}` shows them"
+            if "--account" not in acting:
+                hint += f" (an account's own need --account ID)"
         return "definition error", exc.message + hint, EXIT_DEFINITION
     if isinstance(exc, StageNotEmpty):
         message = (
