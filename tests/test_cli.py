@@ -171,6 +171,8 @@ def test_usage_errors_exit_2(workdir: Path, capsys: pytest.CaptureFixture[str]) 
     one_line_error(capsys.readouterr().err, "usage error: invalid database URL")
     assert main(["--database-url", "mysql+nodriver://h/db", "class", "list"]) == 2
     one_line_error(capsys.readouterr().err, "usage error: cannot open")
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("flowkernel ")
     assert main(["--help"]) == 0
     help_text = capsys.readouterr().out
     for status in ("2  usage error", "3  definition error", "4  execution error", "5  database"):

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 
 from engine import database
 from engine.cli import board, classes, db, demo, diagram, items, pipelines, serve, workers
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A persistent state-machine and pipeline engine.",
         epilog=EPILOG,
     )
+    parser.add_argument("--version", action="version", version=f"flowkernel {_version()}")
     parser.add_argument(
         "--database-url",
         metavar="URL",
@@ -94,3 +96,11 @@ def _fail(family: str, message: str, status: int) -> int:
     line = " ".join(message.split())
     print(f"flowkernel: {family}: {line}", file=sys.stderr)
     return status
+
+
+def _version() -> str:
+    """The installed distribution's version."""
+    try:
+        return metadata.version("flowkernel")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"

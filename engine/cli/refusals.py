@@ -64,7 +64,7 @@ def refusal_of(
             shown = " ".join(("flowkernel", listing, "list", acting)).strip()
             hint = f"; `{shown}` shows them"
             if "--account" not in acting:
-                hint += f" (an account's own need --account ID)"
+                hint += " (an account's own need --account ID)"
         return "definition error", exc.message + hint, EXIT_DEFINITION
     if isinstance(exc, StageNotEmpty):
         message = (
