@@ -150,6 +150,30 @@ def test_place_move_execute_and_read_an_item(cli: Cli, sales: PipelineInfo) -> N
     assert [e["to_state"] for e in json.loads(out)] == ["lead", "qualified", "proposal"]
 
 
+def test_complete_and_reopen_a_checklist_entry(cli: Cli, sales: PipelineInfo) -> None:
+    assert cli("item", "place", "sales", "deal", "1", *AS_REP)[0] == 0
+    assert cli("item", "set", "1", "close_date=2030-01-31", *AS_REP)[0] == 0
+    assert cli("item", "move", "1", "proposal", *AS_REP)[0] == 0
+    status, _, err = cli("item", "move", "1", "won", *AS_REP)
+    assert status == 4 and "complete sent" in err
+    status, out, _ = cli("item", "checklist", "1", "--json", *AS_REP)
+    assert status == 0
+    assert [(e["key"], e["required"], e["completed"]) for e in json.loads(out)] == [
+        ("sent", True, False)
+    ]
+    status, out, _ = cli("item", "checklist", "1", "sent", *AS_REP)
+    assert status == 0
+    assert out.splitlines()[-1].split()[:5] == ["sent", "sent", "yes", "yes", "7"]  # by user 7
+    status, out, _ = cli("item", "checklist", "1", "sent", "--reopen", "--json", *AS_REP)
+    assert status == 0 and json.loads(out)[0]["completed"] is False
+    status, _, err = cli("item", "checklist", "1", "--reopen", *AS_REP)
+    assert status == 2 and "--reopen needs the KEY" in err
+    status, _, err = cli("item", "checklist", "1", "nope", *AS_REP)
+    assert status == 3 and "nope" in err
+    assert cli("item", "checklist", "1", "sent", *AS_REP)[0] == 0
+    assert cli("item", "move", "1", "won", *AS_REP)[0] == 0
+
+
 def test_a_refused_place_or_move_changes_nothing(cli: Cli, sales: PipelineInfo) -> None:
     before = rows(cli.url)
     for args, status, message in [

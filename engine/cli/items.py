@@ -117,7 +117,16 @@ def add_commands(commands: Commands) -> None:
     )
     set_values.set_defaults(command=_item_set)
 
-    for parser in (place, move, execute, methods, explain, history, values, set_values):
+    checklist = sub.add_parser(
+        "checklist",
+        help="an item's checklist in its current stage; with KEY, complete (or reopen) an entry",
+    )
+    checklist.add_argument("item", type=int, metavar="ITEM")
+    checklist.add_argument("key", nargs="?", metavar="KEY", help="the entry to complete")
+    checklist.add_argument("--reopen", action="store_true", help="mark KEY open again")
+    checklist.set_defaults(command=_item_checklist)
+
+    for parser in (place, move, execute, methods, explain, history, values, set_values, checklist):
         add_actor_options(parser)
         add_json_option(parser)
 
@@ -230,6 +239,32 @@ def _item_values(args: argparse.Namespace) -> int:
                         v.value if v.valid else f"{v.value} (does not fit the column)",
                     )
                     for v in values
+                ],
+            )
+        )
+    return EXIT_OK
+
+
+def _item_checklist(args: argparse.Namespace) -> int:
+    actor = actor_of(args)
+    if args.reopen and args.key is None:
+        raise UsageError("--reopen needs the KEY of the entry to reopen")
+    with kernel(args) as fk:
+        if args.key is not None:
+            mark = (
+                fk.items.reopen_checklist_item if args.reopen else fk.items.complete_checklist_item
+            )
+            mark(args.item, args.key, actor)
+        entries = fk.items.checklist(args.item, actor)
+    if args.json:
+        print_json(entries)
+    else:
+        print(
+            table(
+                ("key", "label", "required", "completed", "by", "at"),
+                [
+                    (e.key, e.label, e.required, e.completed, e.completed_by, e.completed_at)
+                    for e in entries
                 ],
             )
         )
