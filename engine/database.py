@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -99,8 +100,7 @@ def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
 
 
 def _typed_connection_errors(engine: Engine) -> None:
-    """Raise `database_error`'s typed error wherever SQLAlchemy meets a failed connection or
-    a missing table of the schema.
+    """Raise `database_error`'s typed error wherever SQLAlchemy meets a failed connection.
 
     This covers every session and connection of the engine; the hot path, which talks to
     the driver directly, converts its own errors in `Runtime.transact`.
@@ -146,12 +146,11 @@ def _ping_when_idle(engine: Engine) -> None:
 
 
 def database_error(exc: BaseException, engine: Engine) -> DatabaseError | None:
-    """The typed error for a database that cannot be used as it is, else None.
+    """The typed error for a database connection that failed, else None.
 
     A connection that broke in use (the pool invalidated it and opens new ones) gives
-    `DatabaseConnectionLost`; one that could not be opened, `DatabaseUnreachable`; a missing
-    table of Flowkernel's schema, `DatabaseNotMigrated`. Other errors (a constraint, a lock
-    timeout, a statement the database refused) give None.
+    `DatabaseConnectionLost`; one that could not be opened, `DatabaseUnreachable`. Other
+    errors (a constraint, a lock timeout, a statement the database refused) give None.
     """
     if isinstance(exc, DBAPIError):
         cause = first_line(exc)
@@ -159,38 +158,10 @@ def database_error(exc: BaseException, engine: Engine) -> DatabaseError | None:
             return DatabaseConnectionLost(shown_url(engine), cause)
         if isinstance(exc, OperationalError | InterfaceError) and exc.statement is None:
             return DatabaseUnreachable(shown_url(engine), cause)  # wrapped by `Engine.connect`
-        if _MISSING_TABLE.search(cause):
-            return DatabaseNotMigrated(
-                shown_url(engine), _revision_if_known(engine), head_revision()
-            )
         return None
     if isinstance(exc, engine.dialect.loaded_dbapi.Error):  # raised by the pool at checkout
         return DatabaseUnreachable(shown_url(engine), first_line(exc))
     return None
-
-
-_MISSING_TABLE: Final = re.compile(r'^(?:no such table: |relation ")(?:\w+\.)?(?:flow|fk)_\w+')
-"""A driver's message for a missing table of the schema (SQLite's, then PostgreSQL's)."""
-
-
-def _revision_if_known(engine: Engine) -> str | None:
-    """The database's revision, or None when it cannot be read (then it is reported as never
-    migrated, which the advice to upgrade covers as well).
-
-    Read on a bare driver connection: the failed transaction may still hold SQLite's write
-    lock, which an engine connection's `BEGIN IMMEDIATE` would wait for.
-    """
-    try:
-        conn = engine.raw_connection()
-        try:
-            cursor = conn.cursor()
-            cursor.execute("SELECT version_num FROM alembic_version")
-            row = cursor.fetchone()
-        finally:
-            conn.close()
-    except Exception:  # the error being reported matters more than this detail
-        return None
-    return None if row is None else str(row[0])
 
 
 def shown_url(engine: Engine) -> str:
@@ -235,6 +206,48 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the database down to `revision` (`base` empties it)."""
     command.downgrade(_alembic_config(engine), revision)
+
+
+class SchemaGuard:
+    """Refuses the engine's connections while its database is not at this version's head.
+
+    Until a connection has found the head revision, each checkout reads `alembic_version`
+    and raises `DatabaseNotMigrated` when it differs; once found, checkouts cost nothing
+    more. Migrating through `migrating()` lifts the guard for its duration.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.head = head_revision()
+        self.ok = False
+        self.lifted = False
+        event.listen(engine, "checkout", self._check)
+
+    def _check(self, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if self.ok or self.lifted:
+            return
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("SELECT version_num FROM alembic_version")
+            row = cursor.fetchone()
+        except self.engine.dialect.loaded_dbapi.Error:  # no version table: never migrated
+            row = None
+        finally:
+            cursor.close()
+            dbapi_conn.rollback()  # the connection goes out as it came: outside a transaction
+        current = None if row is None else str(row[0])
+        if current != self.head:
+            raise DatabaseNotMigrated(shown_url(self.engine), current, self.head)
+        self.ok = True
+
+    @contextmanager
+    def migrating(self) -> Iterator[None]:
+        """Let connections through while the schema is migrated; checked again afterwards."""
+        self.lifted, self.ok = True, False
+        try:
+            yield
+        finally:
+            self.lifted = False
 
 
 def current_revision(engine: Engine) -> str | None:

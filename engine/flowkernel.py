@@ -55,6 +55,7 @@ class Flowkernel:
         engine: Engine | None = None,
     ) -> None:
         self.engine = engine if engine is not None else database.open_engine(database_url)
+        self._schema = database.SchemaGuard(self.engine)
         self.sessions: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False, autoflush=False
         )
@@ -85,8 +86,13 @@ class Flowkernel:
     # --- setup ---------------------------------------------------------------------------
 
     def upgrade(self, revision: str = "head") -> None:
-        """Migrate the database to `revision` (the newest by default)."""
-        database.upgrade(self.engine, revision)
+        """Migrate the database to `revision` (the newest by default).
+
+        Until the database is at the newest revision, every other call raises
+        `DatabaseNotMigrated`.
+        """
+        with self._schema.migrating():
+            database.upgrade(self.engine, revision)
 
     def register_plugin(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin after start-up; its handlers become usable at once."""

@@ -451,7 +451,7 @@ class Runtime:
                 Session(bind=conn, autoflush=False) as session,
             ):
                 return work(Db.of(conn), session)
-        except Exception as exc:  # only a database unusable as it is gets a typed error
+        except Exception as exc:  # only a failed connection is turned into another error
             typed = database_error(exc, self._engine)
             if typed is None:
                 raise

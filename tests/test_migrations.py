@@ -339,7 +339,7 @@ def test_upgrade_to_head_twice_changes_nothing(fresh: Engine) -> None:
 
 def test_a_database_behind_the_schema_is_a_typed_error(fresh_url: str) -> None:
     """Using a database never migrated, or migrated to an older revision, raises
-    `DatabaseNotMigrated` naming its revision; a missing table of one's own does not."""
+    `DatabaseNotMigrated` naming its revision, until it is migrated to the head."""
     with Flowkernel(fresh_url) as fk:
         for call in (
             lambda: fk.execute(1, "heartbeat", SYSTEM),
@@ -350,14 +350,21 @@ def test_a_database_behind_the_schema_is_a_typed_error(fresh_url: str) -> None:
                 call()
             assert (never.value.current, never.value.head) == (None, head_revision())
             assert "flowkernel db upgrade" in never.value.message
+        fk.upgrade("0003")  # a revision behind: refused before any statement runs
+        for call in (
+            lambda: fk.execute(1, "heartbeat", SYSTEM),
+            lambda: fk.pipelines.list_pipelines(SYSTEM),
+            lambda: fk.sla.scan(),
+        ):
+            with pytest.raises(DatabaseNotMigrated) as behind:
+                call()
+            assert behind.value.current == "0003"
+            assert "at revision '0003'" in behind.value.message
+        fk.upgrade()
+        assert fk.pipelines.list_pipelines(SYSTEM) == []
         with pytest.raises(DBAPIError) as own, fk.engine.connect() as conn:
-            conn.execute(text("SELECT * FROM my_own_table"))
+            conn.execute(text("SELECT * FROM my_own_table"))  # one's own mistake stays as it is
         assert not isinstance(own.value, DatabaseNotMigrated)
-        upgrade(fk.engine, "0003")  # before the SLA due queue
-        with pytest.raises(DatabaseNotMigrated) as behind:
-            fk.sla.scan()
-        assert behind.value.current == "0003"
-        assert "at revision '0003'" in behind.value.message
 
 
 def test_models_match_the_migrated_schema(fresh: Engine) -> None:
