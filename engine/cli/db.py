@@ -25,24 +25,20 @@ def add_commands(commands: Commands) -> None:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    _check_revision(args.revision, "base")
-    engine = connect(args, migrated=False, create=True)
-    try:
-        _refuse_wrong_way(args.revision, database.current_revision(engine), up=True)
-        database.upgrade(engine, args.revision)
-        revision = database.current_revision(engine)
-        print(f"{database.shown_url(engine)}: at revision {_describe(revision)}")
-    finally:
-        engine.dispose()
-    return EXIT_OK
+    return _migrate(args, up=True)
 
 
 def _db_downgrade(args: argparse.Namespace) -> int:
+    return _migrate(args, up=False)
+
+
+def _migrate(args: argparse.Namespace, *, up: bool) -> int:
+    """Migrate up (creating a missing SQLite file) or down to `args.revision`; print where."""
     _check_revision(args.revision, "base")
-    engine = connect(args, migrated=False)
+    engine = connect(args, migrated=False, create=up)
     try:
-        _refuse_wrong_way(args.revision, database.current_revision(engine), up=False)
-        database.downgrade(engine, args.revision)
+        _refuse_wrong_way(args.revision, database.current_revision(engine), up=up)
+        (database.upgrade if up else database.downgrade)(engine, args.revision)
         revision = database.current_revision(engine)
         print(f"{database.shown_url(engine)}: at revision {_describe(revision)}")
     finally:
