@@ -16,6 +16,7 @@ from engine.tables import history, items, pipelines
 
 ADMIN = Actor.user(42, 1)
 
+STATION_YAML = Path(__file__).resolve().parents[1] / "examples" / "station.yaml"
 SALES_YAML = """\
 name: Sales
 code: sales
@@ -205,6 +206,11 @@ def test_usage_errors_of_pipeline_commands(cli: Cli, tmp_path: Path) -> None:
             "--stage 'A:maybe': the mark after ':' is won or lost, not 'maybe'",
         ),
         (("pipeline", "show", "sales", "--account", "x"), "flowkernel pipeline show: argument"),
+        (("class", "load", str(document)), f"{document} is a pipeline document (stages, not"),
+        (
+            ("pipeline", "create", str(STATION_YAML), "--account", "1"),
+            f"{STATION_YAML} is a class document (states, not stages): `flowkernel class load",
+        ),
     ]:
         status, _, err = cli(*args)
         assert status == 2, (args, err)

@@ -9,7 +9,7 @@ from pathlib import Path
 from engine.cli.arguments import Commands, read
 from engine.cli.connection import kernel
 from engine.cli.output import cell, section, table
-from engine.cli.refusals import EPILOG, EXIT_OK
+from engine.cli.refusals import EPILOG, EXIT_OK, UsageError
 from engine.documents import FORMATS, dump_class, dumps, load_class, loads
 
 
@@ -50,6 +50,11 @@ def _class_load(args: argparse.Namespace) -> int:
     if fmt is None and args.file != "-":
         fmt = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}.get(Path(args.file).suffix)
     document = loads(text, fmt)
+    if "stages" in document and "states" not in document:
+        raise UsageError(
+            f"{args.file} is a pipeline document (stages, not states): "
+            f"`flowkernel pipeline create {args.file} --account ID` creates it"
+        )
     with kernel(args) as fk:
         info = load_class(fk, document, args.account_id)
         counts = {

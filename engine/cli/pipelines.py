@@ -123,6 +123,11 @@ def _pipeline_create(args: argparse.Namespace) -> int:
                 "pass a pipeline document FILE or --name with --stage and --column, not both"
             )
         document = parse_pipeline_text(read(args.file), args.format or _format_of(args.file))
+        if "states" in document and "stages" not in document:
+            raise UsageError(
+                f"{args.file} is a class document (states, not stages): "
+                f"`flowkernel class load {args.file}` loads it"
+            )
     elif args.name is None:
         raise UsageError(
             "pass a pipeline document FILE, or --name with --stage and --column; "
