@@ -180,10 +180,12 @@ def test_usage_errors_exit_2(workdir: Path, capsys: pytest.CaptureFixture[str]) 
     for family in ("db", "item", "sla"):  # each family's help keeps the list's lines
         assert main([family, "--help"]) == 0
         assert "\nexit status:\n  0  success\n  1  another" in capsys.readouterr().out
+    assert main(["token", "create", "--name", "x", "--account", "0", "--user", "1"]) == 2
+    assert "argument --account: expected an integer >= 1, not '0'" in capsys.readouterr().err
     assert main(["item", "move", "abc", "won"]) == 2
     one_line_error(
         capsys.readouterr().err,
-        "usage error: flowkernel item move: argument ITEM: invalid int value: 'abc'; "
+        "usage error: flowkernel item move: argument ITEM: expected an integer >= 1, not 'abc'; "
         "`flowkernel item move --help` shows the usage",
     )
 

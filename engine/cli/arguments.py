@@ -24,7 +24,7 @@ def add_actor_options(parser: argparse.ArgumentParser) -> None:
     """Add `--account`, `--as` and `--group`, which `actor_of` reads."""
     parser.add_argument(
         "--account",
-        type=int,
+        type=positive_int,
         metavar="ID",
         help="the tenant account of the actor (default: none, the platform)",
     )

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli.arguments import Commands, read
+from engine.cli.arguments import Commands, positive_int, read
 from engine.cli.connection import kernel
 from engine.cli.output import cell, section, table
 from engine.cli.refusals import EPILOG, EXIT_OK, UsageError
@@ -38,7 +38,7 @@ def add_commands(commands: Commands) -> None:
         sub.add_argument(
             "--account-id",
             "--account",
-            type=int,
+            type=positive_int,
             metavar="ID",
             help="the tenant account (default: platform-wide classes only)",
         )

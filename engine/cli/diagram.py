@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from engine.actors import Actor
-from engine.cli.arguments import Commands
+from engine.cli.arguments import Commands, positive_int
 from engine.cli.connection import kernel
 from engine.cli.refusals import EPILOG, EXIT_OK, UsageError
 from engine.diagram import FORMATS as DIAGRAM_FORMATS
@@ -26,7 +26,7 @@ def add_commands(commands: Commands) -> None:
     diagram.add_argument("--counts", action="store_true", help="show item counts per state")
     diagram.add_argument(
         "--account",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="the tenant account (default: platform-wide classes, items of every account)",
     )

@@ -13,6 +13,7 @@ from engine.cli.arguments import (
     add_json_option,
     assignments,
     code_or_id,
+    positive_int,
 )
 from engine.cli.connection import kernel
 from engine.cli.output import jsonable_dict, print_json, table
@@ -42,9 +43,9 @@ def add_commands(commands: Commands) -> None:
     )
     place.add_argument("cls", metavar="CLASS", help="class or pipeline code, or its id")
     place.add_argument("object_type", nargs="?", metavar="OBJECT_TYPE")
-    place.add_argument("object_id", nargs="?", type=int, metavar="OBJECT_ID")
+    place.add_argument("object_id", nargs="?", type=positive_int, metavar="OBJECT_ID")
     place.add_argument("--stage", metavar="STATE", help="the state to place into")
-    place.add_argument("--assign", type=int, metavar="USER_ID", help="assign the item")
+    place.add_argument("--assign", type=positive_int, metavar="USER_ID", help="assign the item")
     place.add_argument(
         "--set",
         dest="values",
@@ -60,12 +61,12 @@ def add_commands(commands: Commands) -> None:
     place.set_defaults(command=item_place)
 
     move = sub.add_parser("move", help="move an item to a stage (its move_to_<stage> method)")
-    move.add_argument("item", type=int, metavar="ITEM")
+    move.add_argument("item", type=positive_int, metavar="ITEM")
     move.add_argument("stage", metavar="STAGE", help="stage code or id")
     move.set_defaults(command=_item_move)
 
     execute = sub.add_parser("exec", help="execute a method on an item")
-    execute.add_argument("item", type=int, metavar="ITEM")
+    execute.add_argument("item", type=positive_int, metavar="ITEM")
     execute.add_argument("method", metavar="METHOD", help="method code (an action with --action)")
     execute.add_argument(
         "--param",
@@ -84,7 +85,7 @@ def add_commands(commands: Commands) -> None:
     execute.set_defaults(command=_item_exec)
 
     methods = sub.add_parser("methods", help="the methods the actor may run on an item now")
-    methods.add_argument("item", type=int, metavar="ITEM")
+    methods.add_argument("item", type=positive_int, metavar="ITEM")
     methods.set_defaults(command=_item_methods)
 
     explain = sub.add_parser(
@@ -97,20 +98,20 @@ def add_commands(commands: Commands) -> None:
             "it fires. Changes nothing; exits 0 either way."
         ),
     )
-    explain.add_argument("item", type=int, metavar="ITEM")
+    explain.add_argument("item", type=positive_int, metavar="ITEM")
     explain.add_argument("what", metavar="METHOD_OR_STAGE", help="method code, state code or id")
     explain.set_defaults(command=_item_explain)
 
     history = sub.add_parser("history", help="an item's state history, oldest first")
-    history.add_argument("item", type=int, metavar="ITEM")
+    history.add_argument("item", type=positive_int, metavar="ITEM")
     history.set_defaults(command=_item_history)
 
     values = sub.add_parser("values", help="an item's custom values")
-    values.add_argument("item", type=int, metavar="ITEM")
+    values.add_argument("item", type=positive_int, metavar="ITEM")
     values.set_defaults(command=_item_values)
 
     set_values = sub.add_parser("set", help="set or clear an item's custom values")
-    set_values.add_argument("item", type=int, metavar="ITEM")
+    set_values.add_argument("item", type=positive_int, metavar="ITEM")
     set_values.add_argument("assignments", nargs="*", metavar="COLUMN=VALUE")
     set_values.add_argument(
         "--clear", action="append", default=[], metavar="COLUMN", help="remove a value"
@@ -121,7 +122,7 @@ def add_commands(commands: Commands) -> None:
         "checklist",
         help="an item's checklist in its current stage; with KEY, complete (or reopen) an entry",
     )
-    checklist.add_argument("item", type=int, metavar="ITEM")
+    checklist.add_argument("item", type=positive_int, metavar="ITEM")
     checklist.add_argument("key", nargs="?", metavar="KEY", help="the entry to complete")
     checklist.add_argument("--reopen", action="store_true", help="mark KEY open again")
     checklist.set_defaults(command=_item_checklist)

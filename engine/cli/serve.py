@@ -38,8 +38,10 @@ def add_commands(commands: Commands) -> None:
         help="create a token for a user of an account, or for the system actor; printed once",
     )
     create.add_argument("--name", required=True, help="what the token is for, shown in lists")
-    create.add_argument("--account", type=int, metavar="ID", help="the account it is bound to")
-    create.add_argument("--user", type=int, metavar="ID", help="the user it acts as")
+    create.add_argument(
+        "--account", type=positive_int, metavar="ID", help="the account it is bound to"
+    )
+    create.add_argument("--user", type=positive_int, metavar="ID", help="the user it acts as")
     create.add_argument(
         "--group",
         dest="groups",
@@ -56,7 +58,9 @@ def add_commands(commands: Commands) -> None:
     add_json_option(create)
     create.set_defaults(command=_token_create)
     listing = sub.add_parser("list", help="the tokens, never their secrets")
-    listing.add_argument("--account", type=int, metavar="ID", help="only tokens of this account")
+    listing.add_argument(
+        "--account", type=positive_int, metavar="ID", help="only tokens of this account"
+    )
     listing.add_argument("--all", action="store_true", help="revoked tokens too")
     add_json_option(listing)
     listing.set_defaults(command=_token_list)
