@@ -82,7 +82,7 @@ class Report:
             "targets": [t.row() for t in self.targets],
             "machine": self.machine,
             "scale": self.scale.name,
-            "notes": list(self.scale.notes),
+            "notes": [text for _group, text in self.scale.notes],
             "seconds": round(self.seconds, 1),
         }
 
@@ -122,8 +122,9 @@ def run(
                 f"flowkernel bench: {place.kind} ({machine['database_version']}), {scale.name} run,"
                 f" {scale.rounds} round(s) per scenario, medians"
             )
-            for note in scale.notes:
-                if _concerns(note, STEPS if only is None else only):
+            requested = STEPS if only is None else only
+            for group, note in scale.notes:
+                if group is None or group in requested:
                     say(f"  note: {note}")
             # Progress goes to a bar on a terminal's standard error, and nowhere when piped.
             bar = Progress(len(chosen), "bench")
@@ -237,12 +238,6 @@ def _targets(database: str, measures: list[Measure]) -> list[Target]:
         name = f"memory growth over {executions:,} executions < 50 MB"
         targets.append(Target(name, database, mem.extra["mb"], "MB", mem.extra["mb"] < 50))
     return targets
-
-
-def _concerns(note: str, chosen: Collection[str]) -> bool:
-    """Whether a scale's note is about a scenario group that runs."""
-    about = "memory" if "memory growth" in note else "million" if "million" in note else None
-    return about is None or about in chosen
 
 
 def _baseline(scenario: str) -> str:

@@ -43,11 +43,14 @@ class Scale:
     million: int | None  # items of the SLA and board scenarios; None skips them
     compiles: int
     memory: int  # executions of the memory scenario
-    notes: tuple[str, ...] = ()
+    # what to tell about the scale: (the scenario group a note is about, or None, its text)
+    notes: tuple[tuple[str | None, str], ...] = ()
     memory_postgresql: int | None = None  # fewer on PostgreSQL, where each costs a commit
 
 
-SMOKE = Scale("smoke", 1, 40, 10, 2, 50, None, 2, 300, ("smoke: tiny figures, schema check only",))
+SMOKE = Scale(
+    "smoke", 1, 40, 10, 2, 50, None, 2, 300, ((None, "smoke: tiny figures, schema check only"),)
+)
 QUICK = Scale(
     "quick",
     5,
@@ -59,8 +62,8 @@ QUICK = Scale(
     5,
     10_000,
     (
-        "quick: no million-item scenarios",
-        "quick: memory growth over 10,000 executions, not 1,000,000",
+        ("million", "quick: no million-item scenarios"),
+        ("memory", "quick: memory growth over 10,000 executions, not 1,000,000"),
     ),
 )
 FULL = Scale(
@@ -73,7 +76,12 @@ FULL = Scale(
     1_000_000,
     20,
     1_000_000,
-    ("full: on PostgreSQL memory growth over 100,000 executions (1,000,000 on SQLite)",),
+    (
+        (
+            "memory",
+            "full: on PostgreSQL memory growth over 100,000 executions (1,000,000 on SQLite)",
+        ),
+    ),
     memory_postgresql=100_000,
 )
 
