@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import time
@@ -258,12 +259,18 @@ def current_revision(engine: Engine) -> str | None:
 
 def revisions() -> list[str]:
     """The revisions shipped with this version of Flowkernel, oldest first."""
-    script = ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://")))
-    return [r.revision for r in reversed(list(script.walk_revisions()))]
+    return list(_shipped())
 
 
 def head_revision() -> str | None:
     """The newest revision shipped with this version of Flowkernel."""
-    return ScriptDirectory.from_config(
-        _alembic_config(create_engine("sqlite://"))
-    ).get_current_head()
+    shipped = _shipped()
+    return shipped[-1] if shipped else None
+
+
+@functools.cache
+def _shipped() -> tuple[str, ...]:
+    """The shipped revisions, read once per process: the scripts do not change under it, and
+    reading them costs more than opening a `Flowkernel` otherwise does."""
+    script = ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://")))
+    return tuple(r.revision for r in reversed(list(script.walk_revisions())))
