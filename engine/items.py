@@ -331,8 +331,8 @@ class ItemOps:
                 stmt = stmt.with_for_update()
             stage_rows = conn.execute(stmt).all()
             row = self._load(session, item_id, actor, lock=False, permission=EXECUTE)
-            # moved away, or moved away and back after the stage's rows were locked
-            if row.flow_stage_id != first.flow_stage_id or row.id not in {r.id for r in stage_rows}:
+            # not among the stage's locked rows: moved away (and maybe back) in between
+            if row.id not in {r.id for r in stage_rows}:
                 raise ConcurrentUpdate(row.id)
             _refuse_deleted(row)
             ordered = sorted(stage_rows, key=lambda r: (r.position, r.id))
