@@ -34,7 +34,7 @@ def _db_downgrade(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace, *, up: bool) -> int:
     """Migrate up (creating a missing SQLite file) or down to `args.revision`; print where."""
-    _check_revision(args.revision, "base")
+    _check_revision(args.revision)
     engine = connect(args, migrated=False, create=up)
     try:
         _refuse_wrong_way(args.revision, database.current_revision(engine), up=up)
@@ -66,23 +66,28 @@ def _describe(revision: str | None) -> str:
     return f"{revision} (head)" if revision == head else f"{revision} (head is {head})"
 
 
-def _check_revision(revision: str, *also: str) -> None:
-    """Refuse a revision this version does not ship (`head`, and the names in `also`, pass)."""
+def _positions() -> dict[str, int]:
+    """Where each revision name this version knows stands, `base` (-1) and `head` included."""
     known = database.revisions()
-    if revision not in (*known, "head", *also):
+    return {"base": -1, **{rev: n for n, rev in enumerate(known)}, "head": len(known) - 1}
+
+
+def _check_revision(revision: str) -> None:
+    """Refuse a revision this version does not ship."""
+    if revision not in _positions():
+        known = ", ".join(database.revisions())
         raise UsageError(
-            f"unknown revision {revision!r}; this version knows {', '.join(known)} (and head, base)"
+            f"unknown revision {revision!r}; this version knows {known} (and head, base)"
         )
 
 
 def _refuse_wrong_way(target: str, current: str | None, *, up: bool) -> None:
     """Refuse an upgrade to a revision older than the database's, and the reverse."""
-    known = database.revisions()
-    order = {"base": -1, "head": len(known) - 1, **{rev: n for n, rev in enumerate(known)}}
-    at = order.get(current or "base")
-    goal = order.get(target)
-    if at is None or goal is None:
+    positions = _positions()
+    at = positions.get(current or "base")
+    if at is None:  # a revision this version does not ship: Alembic says what it can
         return
+    goal = positions[target]
     if up and goal < at:
         raise UsageError(
             f"the database is at revision {current}, past {target}; "
