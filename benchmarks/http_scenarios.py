@@ -12,9 +12,9 @@ import http.client
 import json
 from urllib.parse import urlsplit
 
-from engine import SYSTEM
-from engine.http import create_app
-from engine.http.server import background
+from flowkernel import SYSTEM
+from flowkernel.http import create_app
+from flowkernel.http.server import background
 
 from .scenarios import Context, Measure, _interleave
 from .scratch import place_rows

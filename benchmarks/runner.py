@@ -16,8 +16,8 @@ from typing import Any, Final
 
 from sqlalchemy import text
 
-from engine import Flowkernel
-from engine.progress import Progress
+from flowkernel import Flowkernel
+from flowkernel.progress import Progress
 
 from . import http_scenarios, scenarios
 from .scenarios import FULL, QUICK, SMOKE, Context, Measure, Scale
@@ -123,9 +123,9 @@ def run(
                 f" {scale.rounds} round(s) per scenario, medians"
             )
             requested = STEPS if only is None else only
-            for group, note in scale.notes:
+            for group, text in scale.notes:
                 if group is None or group in requested:
-                    say(f"  note: {note}")
+                    say(f"  note: {text}")
             # Progress goes to a bar on a terminal's standard error, and nowhere when piped.
             bar = Progress(len(chosen), "bench")
             stack.callback(bar.close)

@@ -18,11 +18,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, insert, select
 from transitions import Machine
 
-from engine import SYSTEM, Actor, Flowkernel, StageSpec
-from engine.compiler import compile_class
-from engine.examples.charging_station import TRANSITIONS, build_station_class
-from engine.sla import candidates
-from engine.tables import actions, items, methods, sla_breaches, sla_due, stages, transitions
+from flowkernel import SYSTEM, Actor, Flowkernel, StageSpec
+from flowkernel.compiler import compile_class
+from flowkernel.examples.charging_station import TRANSITIONS, build_station_class
+from flowkernel.sla import candidates
+from flowkernel.tables import actions, items, methods, sla_breaches, sla_due, stages, transitions
 
 from .baselines import HandRolled, Raw, handrolled_engine
 from .scratch import Scratch, load_million, place_rows

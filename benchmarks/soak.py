@@ -1,6 +1,6 @@
 """A bounded soak run: a mixed workload in several processes, then the invariants checked.
 
-    python -m engine.benchmarks.soak --database-url URL --minutes N --workers W
+    python -m flowkernel.benchmarks.soak --database-url URL --minutes N --workers W
 
 The run works in a scratch area beside the given database (a schema on PostgreSQL, a file on
 SQLite), removed afterwards. It builds a pipeline (four stages, the last with an SLA, an
@@ -43,7 +43,7 @@ from typing import IO, Any, Final
 
 from sqlalchemy import Engine, func, select
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     Actor,
     ColumnSpec,
@@ -56,9 +56,9 @@ from engine import (
     StageSpec,
     hookimpl,
 )
-from engine.idempotency import scope_of
-from engine.snapshots import OutgoingEvent, WatcherNotification
-from engine.tables import (
+from flowkernel.idempotency import scope_of
+from flowkernel.snapshots import OutgoingEvent, WatcherNotification
+from flowkernel.tables import (
     columns,
     event_log,
     history,
@@ -359,7 +359,7 @@ def run_workers(plan: Plan, *, timeout: float | None = None) -> list[int]:
     folder = Path(plan.folder)
     plan_file = folder / "plan.json"
     plan.save(plan_file)
-    command = [sys.executable, "-m", "engine.benchmarks.soak", "--worker", str(plan_file)]
+    command = [sys.executable, "-m", "flowkernel.benchmarks.soak", "--worker", str(plan_file)]
     procs = [subprocess.Popen([*command, "--index", str(index)]) for index in range(plan.workers)]
     limit = timeout if timeout is not None else plan.seconds + 120
     try:
@@ -773,7 +773,7 @@ def _summary(found: Findings) -> Iterator[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The soak command; 0 when every invariant held, 1 on a violation."""
     parser = argparse.ArgumentParser(
-        prog="python -m engine.benchmarks.soak",
+        prog="python -m flowkernel.benchmarks.soak",
         description="Run a mixed workload in several processes, then check the invariants.",
     )
     parser.add_argument("--database-url", help="default: FLOWKERNEL_DATABASE_URL")

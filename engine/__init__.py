@@ -4,9 +4,9 @@ A pipeline compiles into a class; a `transitions` machine drives the class; plug
 handle its events; SQLAlchemy persists everything (SQLite by default, PostgreSQL in production).
 """
 
-from engine.actors import SYSTEM, Actor
-from engine.batch import BatchFailure, BatchResult
-from engine.errors import (
+from flowkernel.actors import SYSTEM, Actor
+from flowkernel.batch import BatchFailure, BatchResult
+from flowkernel.errors import (
     AbstractClassError,
     AccessDenied,
     ChecklistIncomplete,
@@ -43,11 +43,11 @@ from engine.errors import (
     UnknownDefinition,
     UnknownHandler,
 )
-from engine.explain import Explanation, Reason
-from engine.flowkernel import Flowkernel
-from engine.hookspecs import hookimpl
-from engine.pipelines import ColumnSpec, StageSpec
-from engine.snapshots import (
+from flowkernel.explain import Explanation, Reason
+from flowkernel.flowkernel import Flowkernel
+from flowkernel.hookspecs import hookimpl
+from flowkernel.pipelines import ColumnSpec, StageSpec
+from flowkernel.snapshots import (
     ChangeState,
     DropItem,
     EventContext,

@@ -23,10 +23,10 @@ from typing import Final
 
 from sqlalchemy import Connection, select
 
-from engine.actors import Actor
-from engine.compiler import AccessRule
-from engine.errors import AccessDenied
-from engine.tables import access_rules, pipelines
+from flowkernel.actors import Actor
+from flowkernel.compiler import AccessRule
+from flowkernel.errors import AccessDenied
+from flowkernel.tables import access_rules, pipelines
 
 EXECUTE: Final = "execute"
 VISIBLE: Final = "visible"

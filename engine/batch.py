@@ -51,9 +51,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
-from engine.actors import Actor
-from engine.compiler import SLA_BREACH, CompiledClass, CompiledMethod, CompiledState, Run
-from engine.errors import (
+from flowkernel.actors import Actor
+from flowkernel.compiler import SLA_BREACH, CompiledClass, CompiledMethod, CompiledState, Run
+from flowkernel.errors import (
     ChecklistIncomplete,
     ConcurrentUpdate,
     FlowkernelError,
@@ -61,9 +61,9 @@ from engine.errors import (
     ItemNotFound,
     RequirementMissing,
 )
-from engine.prepared import Db, Statements
-from engine.runtime import _LOAD, Runtime, _Item, open_checklist_items, write_outbox
-from engine.snapshots import (
+from flowkernel.prepared import Db, Statements
+from flowkernel.runtime import _LOAD, Runtime, _Item, open_checklist_items, write_outbox
+from flowkernel.snapshots import (
     ChangeState,
     DropItem,
     EventContext,
@@ -73,8 +73,8 @@ from engine.snapshots import (
     Restore,
     SoftDelete,
 )
-from engine.tables import item_values, items, method_calls, stages, watchers
-from engine.validation import check_item_id, check_params
+from flowkernel.tables import item_values, items, method_calls, stages, watchers
+from flowkernel.validation import check_item_id, check_params
 
 ABORT: Final = "abort"
 SKIP: Final = "skip"
@@ -664,7 +664,7 @@ def _in_ids(column: Any, dialect: str) -> ColumnElement[bool]:
 
 
 def _statement(dialect: str, key: str) -> ClauseElement:
-    """The batch's statements, by key; compiled once per dialect (see `engine.prepared`)."""
+    """The batch's statements, by key; compiled once per dialect (see `flowkernel.prepared`)."""
     if key == "load":
         stmt = _LOAD.where(_in_ids(items.c.id, dialect)).order_by(items.c.id)
         if dialect == "postgresql":

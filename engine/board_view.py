@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Final
 
-from engine.queries import Board, BoardItem, BoardStage
+from flowkernel.queries import Board, BoardItem, BoardStage
 
 SEPARATOR: Final = " | "
 MIN_COLUMN: Final = 16

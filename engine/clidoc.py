@@ -1,6 +1,6 @@
 """The CLI reference as Markdown, generated from the `flowkernel` argument parser itself.
 
-Regenerate the checked-in page with `python -m engine.clidoc > docs/cli-reference.md`; a test
+Regenerate the checked-in page with `python -m flowkernel.clidoc > docs/cli-reference.md`; a test
 fails when the page and the parser disagree.
 """
 
@@ -14,7 +14,7 @@ from typing import Final
 WIDTH: Final = 100
 """Usage lines are wrapped at this width, whatever the terminal, so the output is stable."""
 
-REGENERATE: Final = "python -m engine.clidoc > docs/cli-reference.md"
+REGENERATE: Final = "python -m flowkernel.clidoc > docs/cli-reference.md"
 
 
 def render(parser: argparse.ArgumentParser) -> str:
@@ -128,7 +128,7 @@ def _anchor(name: str) -> str:
 
 def main() -> int:
     """Print the reference of the `flowkernel` command."""
-    from engine.cli import build_parser  # the command's module imports the whole engine
+    from flowkernel.cli import build_parser  # the command's module imports the whole engine
 
     sys.stdout.write(render(build_parser()))
     return 0

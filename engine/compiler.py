@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from transitions import Machine
 from transitions.core import MachineError
 
-from engine.actors import Actor
-from engine.errors import InvalidDefinition, UnknownDefinition
-from engine.schema import (
+from flowkernel.actors import Actor
+from flowkernel.errors import InvalidDefinition, UnknownDefinition
+from flowkernel.schema import (
     AccessRuleRow,
     ActionRow,
     AutomationRow,
@@ -27,7 +27,7 @@ from engine.schema import (
     StageRow,
     TransitionRow,
 )
-from engine.snapshots import MethodInfo
+from flowkernel.snapshots import MethodInfo
 
 FREE: Final = "free"
 EXPLICIT: Final = "explicit"

@@ -26,14 +26,14 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 
-from engine.errors import (
+from flowkernel.errors import (
     DatabaseConnectionLost,
     DatabaseError,
     DatabaseNotMigrated,
     DatabaseUnreachable,
     InvalidArgument,
 )
-from engine.prepared import run_sql
+from flowkernel.prepared import run_sql
 
 ENV_VAR: Final = "FLOWKERNEL_DATABASE_URL"
 DEFAULT_URL: Final = "sqlite:///flowkernel.db"
@@ -41,8 +41,8 @@ SUPPORTED_DRIVERS: Final = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 
 
 def _migrations_dir() -> Path:
-    """The Alembic scripts: `engine/migrations` when installed, `migrations/` in a checkout."""
-    spec = importlib.util.find_spec("engine.migrations")
+    """The Alembic scripts: the `flowkernel.migrations` package (`migrations/` in a checkout)."""
+    spec = importlib.util.find_spec("flowkernel.migrations")
     if spec is not None and spec.submodule_search_locations:
         return Path(next(iter(spec.submodule_search_locations)))
     return Path(__file__).resolve().parent.parent / "migrations"

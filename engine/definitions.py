@@ -14,8 +14,8 @@ from typing import Final, TypeVar
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.compiler import EXPLICIT, MOVEMENTS, STATE_TYPES, Run, state_code
-from engine.errors import (
+from flowkernel.compiler import EXPLICIT, MOVEMENTS, STATE_TYPES, Run, state_code
+from flowkernel.errors import (
     AbstractClassError,
     DefinitionInUse,
     DuplicateCode,
@@ -26,7 +26,7 @@ from engine.errors import (
     UnknownDefinition,
     UnknownHandler,
 )
-from engine.schema import (
+from flowkernel.schema import (
     AccessRuleRow,
     ActionRow,
     EventRow,
@@ -37,7 +37,7 @@ from engine.schema import (
     StageRow,
     TransitionRow,
 )
-from engine.validation import (
+from flowkernel.validation import (
     MAX_ACTION_CODE,
     MAX_CODE,
     MAX_STATE_CODE,

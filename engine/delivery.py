@@ -25,12 +25,12 @@ import pluggy
 from sqlalchemy import Connection, Engine, exists, func, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from engine.actors import Actor
-from engine.errors import AccessDenied, DatabaseError, EventNotFound, InvalidArgument
-from engine.outbox import AUTOMATION
-from engine.snapshots import OutgoingEvent, WatcherNotification
-from engine.tables import outbox
-from engine.validation import MAX_ID, MIN_ID, check_int, check_text, storable
+from flowkernel.actors import Actor
+from flowkernel.errors import AccessDenied, DatabaseError, EventNotFound, InvalidArgument
+from flowkernel.outbox import AUTOMATION
+from flowkernel.snapshots import OutgoingEvent, WatcherNotification
+from flowkernel.tables import outbox
+from flowkernel.validation import MAX_ID, MIN_ID, check_int, check_text, storable
 
 PENDING: Final = "pending"
 DELIVERED: Final = "delivered"

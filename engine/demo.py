@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Final
 
-from engine.database import resolve_url
+from flowkernel.database import resolve_url
 
 EXAMPLES: Final = ("charging_station", "sales_pipeline", "support_ticket")
 
@@ -14,6 +14,6 @@ def run(database_url: str | None = None) -> None:
     """Run every example on `database_url` (default: the embedded SQLite file)."""
     url = resolve_url(database_url)
     for name in EXAMPLES:
-        module = importlib.import_module(f"engine.examples.{name}")
+        module = importlib.import_module(f"flowkernel.examples.{name}")
         print(f"\n=== {name.replace('_', ' ')} ===")
         module.main(url)

@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import func, or_, select
 
-from engine.actors import Actor
-from engine.compiler import STATE_TYPES, CompiledClass, CompiledMethod, CompiledState
-from engine.definitions import Definitions
-from engine.errors import GraphvizUnavailable, InvalidArgument, UnknownDefinition
-from engine.tables import items
+from flowkernel.actors import Actor
+from flowkernel.compiler import STATE_TYPES, CompiledClass, CompiledMethod, CompiledState
+from flowkernel.definitions import Definitions
+from flowkernel.errors import GraphvizUnavailable, InvalidArgument, UnknownDefinition
+from flowkernel.tables import items
 
 if TYPE_CHECKING:
-    from engine.flowkernel import Flowkernel
+    from flowkernel.flowkernel import Flowkernel
 
 FORMATS: Final = ("mermaid", "dot", "svg")
 START: Final = "fk_start"

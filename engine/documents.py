@@ -19,14 +19,14 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.compiler import EXPLICIT, MOVEMENTS, STATE_TYPES, compile_class
-from engine.definitions import ClassInfo, Definitions
-from engine.errors import DefinitionError, DuplicateCode, InvalidDocument, UnknownDefinition
-from engine.schema import ActionRow
-from engine.validation import check_document_text, check_optional_id
+from flowkernel.compiler import EXPLICIT, MOVEMENTS, STATE_TYPES, compile_class
+from flowkernel.definitions import ClassInfo, Definitions
+from flowkernel.errors import DefinitionError, DuplicateCode, InvalidDocument, UnknownDefinition
+from flowkernel.schema import ActionRow
+from flowkernel.validation import check_document_text, check_optional_id
 
 if TYPE_CHECKING:
-    from engine.flowkernel import Flowkernel
+    from flowkernel.flowkernel import Flowkernel
 
 FORMATS: Final = ("yaml", "json")
 

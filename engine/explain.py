@@ -14,19 +14,19 @@ from typing import Any, Final
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.access import VISIBLE, check_class
-from engine.actors import Actor
-from engine.compiler import (
+from flowkernel.access import VISIBLE, check_class
+from flowkernel.actors import Actor
+from flowkernel.compiler import (
     MOVE_PREFIX,
     SLA_BREACH,
     CompiledClass,
     CompiledMethod,
     CompiledState,
 )
-from engine.errors import InvalidArgument, ItemNotFound, UnknownDefinition
-from engine.runtime import Runtime, missing_required, open_checklist_items
-from engine.tables import items, pipelines
-from engine.validation import check_item_id
+from flowkernel.errors import InvalidArgument, ItemNotFound, UnknownDefinition
+from flowkernel.runtime import Runtime, missing_required, open_checklist_items
+from flowkernel.tables import items, pipelines
+from flowkernel.validation import check_item_id
 
 ITEM_DELETED: Final = "item_deleted"
 """The item is soft-deleted: only restore and drop run on it."""

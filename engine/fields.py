@@ -34,7 +34,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Protocol
 
-from engine.errors import InvalidValue, UnknownDefinition
+from flowkernel.errors import InvalidValue, UnknownDefinition
 
 TEXT: Final = "text"
 NUMBER: Final = "number"

@@ -11,22 +11,22 @@ import pluggy
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import database
-from engine.actors import Actor
-from engine.batch import BatchResult, execute_batch
-from engine.compiler import ClassCache, CompiledClass
-from engine.definitions import Definitions
-from engine.delivery import Delivery, DeliveryReport
-from engine.explain import Explainer, Explanation
-from engine.hookspecs import EventHandler
-from engine.items import ItemOps
-from engine.outbox import OutboxWriter
-from engine.pipelines import PipelineAdmin
-from engine.plugin_manager import collect_handlers, get_plugin_manager
-from engine.queries import Queries
-from engine.runtime import Runtime
-from engine.sla import SlaScanner
-from engine.snapshots import ExecutionResult, HistoryEntry, ItemSnapshot, MethodInfo
+from flowkernel import database
+from flowkernel.actors import Actor
+from flowkernel.batch import BatchResult, execute_batch
+from flowkernel.compiler import ClassCache, CompiledClass
+from flowkernel.definitions import Definitions
+from flowkernel.delivery import Delivery, DeliveryReport
+from flowkernel.explain import Explainer, Explanation
+from flowkernel.hookspecs import EventHandler
+from flowkernel.items import ItemOps
+from flowkernel.outbox import OutboxWriter
+from flowkernel.pipelines import PipelineAdmin
+from flowkernel.plugin_manager import collect_handlers, get_plugin_manager, load_plugin
+from flowkernel.queries import Queries
+from flowkernel.runtime import Runtime
+from flowkernel.sla import SlaScanner
+from flowkernel.snapshots import ExecutionResult, HistoryEntry, ItemSnapshot, MethodInfo
 
 log = logging.getLogger("flowkernel")
 
@@ -35,7 +35,8 @@ class Flowkernel:
     """The engine: open it on a database URL, migrate, define classes, run methods.
 
     `database_url` defaults to `FLOWKERNEL_DATABASE_URL`, else the SQLite file `flowkernel.db`.
-    Extra `plugins` are registered after the built-in ones and the installed entry points.
+    Extra `plugins` (objects, or module paths as `"package.module"` or `"module:attribute"`)
+    are registered after the built-in ones and the installed entry points.
     With `deliver_events` (the default) outgoing events are delivered right after each commit;
     otherwise they wait for `deliver_events()` or the `flowkernel events deliver` worker.
     A failed delivery is retried after `delivery_backoff * 2 ** (attempt - 1)` and is dead after
@@ -46,7 +47,7 @@ class Flowkernel:
         self,
         database_url: str | None = None,
         *,
-        plugins: Sequence[object] = (),
+        plugins: Sequence[object | str] = (),
         entry_points: bool = True,
         deliver_events: bool = True,
         delivery_attempts: int = 8,
@@ -63,7 +64,10 @@ class Flowkernel:
             self.engine, entry_points=entry_points
         )
         for plugin in plugins:
-            self.plugin_manager.register(plugin)
+            if isinstance(plugin, str):
+                self.plugin_manager.register(load_plugin(plugin), name=plugin)
+            else:
+                self.plugin_manager.register(plugin)
         self._handlers = collect_handlers(self.plugin_manager)
         self.cache = ClassCache()
         self.definitions = Definitions(self.sessions, lambda: self._handlers.keys())
@@ -197,7 +201,7 @@ class Flowkernel:
         """Execute a method (or one per item) on many items in one transaction.
 
         `on_error="abort"` raises the first refusal and changes nothing; `"skip"` reports
-        refused items as `BatchFailure` outcomes and commits the others (see `engine.batch`).
+        refused items as `BatchFailure` outcomes and commits the others (see `flowkernel.batch`).
         """
         return execute_batch(
             self.runtime,

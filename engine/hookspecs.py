@@ -1,20 +1,22 @@
 """Hook specifications: everything a Flowkernel plugin can implement.
 
-Plugin authors import `hookimpl` from here (or from `engine`) and decorate functions or
+Plugin authors import `hookimpl` from here (or from `flowkernel`) and decorate functions or
 methods named like the specs below. Hooks take frozen values, never ORM rows or Sessions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import Final, Protocol, runtime_checkable
 
 import pluggy
 
-from engine.snapshots import (
+from flowkernel.snapshots import (
     Effect,
     EventContext,
     ExecutionResult,
+    InboxEntry,
+    LoggedEvent,
     OutgoingEvent,
     WatcherNotification,
 )
@@ -60,3 +62,37 @@ def flowkernel_notify_watcher(notification: WatcherNotification) -> None:
 @hookspec
 def flowkernel_method_executed(result: ExecutionResult) -> None:
     """Observe a method execution after its transaction committed. Must not raise."""
+
+
+# --- the stores of the built-in plugins ---------------------------------------------------------
+
+
+@runtime_checkable
+class InboxStore(Protocol):
+    """What the plugin registered as `inbox` offers: the watchers' stored notifications."""
+
+    def entries(
+        self, user_id: int, *, unread_only: bool = False, limit: int = 100
+    ) -> list[InboxEntry]:
+        """The user's notifications, newest first."""
+        ...
+
+    def mark_read(self, user_id: int, entry_ids: list[int] | None = None) -> int:
+        """Mark the user's entries (all when `entry_ids` is None) read; how many changed."""
+        ...
+
+
+@runtime_checkable
+class EventLogStore(Protocol):
+    """What the plugin registered as `event_log` offers: the delivered automation events."""
+
+    def events(
+        self,
+        account_id: int | None,
+        *,
+        event_name: str | None = None,
+        item_id: int | None = None,
+        limit: int = 100,
+    ) -> list[LoggedEvent]:
+        """Logged events of an account (None: the platform's), oldest first."""
+        ...

@@ -30,12 +30,12 @@ from sqlalchemy import ClauseElement, Dialect, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from engine.actors import Actor
-from engine.errors import ConcurrentUpdate, IdempotencyKeyReused, InvalidArgument
-from engine.prepared import Db, Statements
-from engine.snapshots import ExecutionResult
-from engine.tables import idempotency_keys as keys
-from engine.validation import storable
+from flowkernel.actors import Actor
+from flowkernel.errors import ConcurrentUpdate, IdempotencyKeyReused, InvalidArgument
+from flowkernel.prepared import Db, Statements
+from flowkernel.snapshots import ExecutionResult
+from flowkernel.tables import idempotency_keys as keys
+from flowkernel.validation import storable
 
 MAX_KEY_LENGTH: Final = 255
 """The longest idempotency key (the column's length)."""

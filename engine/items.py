@@ -1,7 +1,7 @@
 """Item operations of pipelines: custom values, checklists, assignment, ordering, watchers.
 
 Decisions:
-- Values are validated and normalised by `engine.fields` and written with the seed's upsert
+- Values are validated and normalised by `flowkernel.fields` and written with the seed's upsert
   (insert, or update `value` and `updated_at`). Writing a value changes nothing else: not the
   item's `updated_at` or `version`, not the class version.
 - Clearing a value deletes its `flow_item_values` row. The seed's requirement check treats a
@@ -30,10 +30,10 @@ from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.access import EXECUTE, VISIBLE, check_class, class_rules
-from engine.actors import Actor
-from engine.compiler import ChecklistItem, CompiledClass, CompiledColumn, CompiledState
-from engine.errors import (
+from flowkernel.access import EXECUTE, VISIBLE, check_class, class_rules
+from flowkernel.actors import Actor
+from flowkernel.compiler import ChecklistItem, CompiledClass, CompiledColumn, CompiledState
+from flowkernel.errors import (
     AccessDenied,
     ColumnInactive,
     ConcurrentUpdate,
@@ -45,13 +45,13 @@ from engine.errors import (
     ItemNotFound,
     UnknownDefinition,
 )
-from engine.fields import FieldSpec, normalize, parse
-from engine.runtime import Runtime
-from engine.snapshots import ExecutionResult, ItemSnapshot
-from engine.tables import columns, item_values, items, watchers
-from engine.tables import inbox as inbox_table
-from engine.validation import check_bool, check_id, check_int, check_item_id, check_key
-from plugins.inbox import InboxEntry, InboxPlugin
+from flowkernel.fields import FieldSpec, normalize, parse
+from flowkernel.hookspecs import InboxStore
+from flowkernel.runtime import Runtime
+from flowkernel.snapshots import ExecutionResult, InboxEntry, ItemSnapshot
+from flowkernel.tables import columns, item_values, items, watchers
+from flowkernel.tables import inbox as inbox_table
+from flowkernel.validation import check_bool, check_id, check_int, check_item_id, check_key
 
 MAX_INBOX = 10_000
 """The most inbox entries one call hands out."""
@@ -94,7 +94,7 @@ class _Loaded:
 class ItemValue:
     """One active custom column of an item's pipeline with the item's value (None: no value).
 
-    `parsed` is the value as `engine.fields.parse` reads it; `valid` is False when stored text
+    `parsed` is the value as `flowkernel.fields.parse` reads it; `valid` is False when stored text
     no longer fits the column (written by other means, or the column changed), and then
     `parsed` is None.
     """
@@ -466,14 +466,14 @@ class ItemOps:
             ids = [i for i in ids if reachable is None or i in reachable]
         return plugin.mark_read(user_id, ids)
 
-    def _inbox_for(self, user_id: int, actor: Actor) -> InboxPlugin:
+    def _inbox_for(self, user_id: int, actor: Actor) -> InboxStore:
         if not actor.is_system and actor.user_id != user_id:
             raise AccessDenied(
                 f"user {actor.user_id} may read only their own inbox, not user {user_id}'s",
                 user_id=user_id,
             )
         plugin = self._pm.get_plugin("inbox") if self._pm is not None else None
-        if not isinstance(plugin, InboxPlugin):
+        if not isinstance(plugin, InboxStore):
             known = [name for name, _ in self._pm.list_name_plugin()] if self._pm else []
             raise UnknownDefinition("plugin", "inbox", "the plugin manager", known)
         return plugin

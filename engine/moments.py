@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from engine.errors import InvalidArgument
+from flowkernel.errors import InvalidArgument
 
 
 def utc_moment(value: datetime | None, name: str = "now") -> datetime:

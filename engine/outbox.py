@@ -1,7 +1,7 @@
 """Writing outgoing events in the transaction of the change that fires them (an outbox).
 
 Matching automations become event rows, and every watcher of the item gets a notification
-row; delivery plugins send them after commit (see `engine.delivery`).
+row; delivery plugins send them after commit (see `flowkernel.delivery`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, insert, select
 
-from engine.actors import Actor
-from engine.compiler import CompiledAutomation, CompiledClass, CompiledState
-from engine.snapshots import ItemSnapshot
-from engine.tables import outbox, watchers
+from flowkernel.actors import Actor
+from flowkernel.compiler import CompiledAutomation, CompiledClass, CompiledState
+from flowkernel.snapshots import ItemSnapshot
+from flowkernel.tables import outbox, watchers
 
 TRIGGERS: Final = ("stage_entered", "stage_exited", "item_created", "sla_breached")
 AUTOMATION: Final = "automation"

@@ -9,15 +9,21 @@ from typing import Any
 from sqlalchemy import insert, null, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.actors import Actor
-from engine.errors import InvalidDefinition, UnknownDefinition
-from engine.outbox import TRIGGERS
-from engine.pipeline_info import AutomationInfo, StageRef, read_pipeline
-from engine.pipeline_rows import find_stage, pipeline_row, utc_now
-from engine.pipeline_specs import UNSET, _Unset
-from engine.schema import AutomationRow, PipelineRow
-from engine.tables import automations as automation_table
-from engine.validation import check_bool, check_id, check_optional_text, check_params, check_text
+from flowkernel.actors import Actor
+from flowkernel.errors import InvalidDefinition, UnknownDefinition
+from flowkernel.outbox import TRIGGERS
+from flowkernel.pipeline_info import AutomationInfo, StageRef, read_pipeline
+from flowkernel.pipeline_rows import find_stage, pipeline_row, utc_now
+from flowkernel.pipeline_specs import UNSET, _Unset
+from flowkernel.schema import AutomationRow, PipelineRow
+from flowkernel.tables import automations as automation_table
+from flowkernel.validation import (
+    check_bool,
+    check_id,
+    check_optional_text,
+    check_params,
+    check_text,
+)
 
 
 class AutomationAdmin:

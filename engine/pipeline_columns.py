@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.actors import Actor
-from engine.compiler import state_code
-from engine.errors import DefinitionInUse, DuplicateCode, InvalidDefinition
-from engine.pipeline_info import ColumnInfo, ColumnRef, StageInfo, StageRef, read_pipeline
-from engine.pipeline_rows import (
+from flowkernel.actors import Actor
+from flowkernel.compiler import state_code
+from flowkernel.errors import DefinitionInUse, DuplicateCode, InvalidDefinition
+from flowkernel.pipeline_info import ColumnInfo, ColumnRef, StageInfo, StageRef, read_pipeline
+from flowkernel.pipeline_rows import (
     find_column,
     find_stage,
     insert_column,
@@ -20,11 +20,11 @@ from engine.pipeline_rows import (
     pipeline_row,
     utc_now,
 )
-from engine.pipeline_specs import ColumnSpec, check_options, column_spec
-from engine.schema import StageRequiredColumnRow, StageRow
-from engine.tables import columns as column_table
-from engine.tables import required_columns as required_table
-from engine.validation import MAX_POSITION, check_bool, check_int, check_text
+from flowkernel.pipeline_specs import ColumnSpec, check_options, column_spec
+from flowkernel.schema import StageRequiredColumnRow, StageRow
+from flowkernel.tables import columns as column_table
+from flowkernel.tables import required_columns as required_table
+from flowkernel.validation import MAX_POSITION, check_bool, check_int, check_text
 
 
 class ColumnAdmin:

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Final
 import yaml
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.actors import Actor
-from engine.errors import DefinitionError, InvalidArgument, InvalidDocument
-from engine.pipelines import ColumnSpec, PipelineAdmin, PipelineInfo, StageSpec
-from engine.validation import check_document_text
+from flowkernel.actors import Actor
+from flowkernel.errors import DefinitionError, InvalidArgument, InvalidDocument
+from flowkernel.pipelines import ColumnSpec, PipelineAdmin, PipelineInfo, StageSpec
+from flowkernel.validation import check_document_text
 
 if TYPE_CHECKING:
-    from engine.flowkernel import Flowkernel
+    from flowkernel.flowkernel import Flowkernel
 
 PIPELINE_KEYS: Final = (
     "name", "code", "description", "object_type", "is_template", "is_system",

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.compiler import ChecklistItem, state_code
-from engine.errors import UnknownDefinition
-from engine.schema import (
+from flowkernel.compiler import ChecklistItem, state_code
+from flowkernel.errors import UnknownDefinition
+from flowkernel.schema import (
     AutomationRow,
     ColumnRow,
     PipelineRow,

@@ -13,16 +13,16 @@ from typing import Any
 from sqlalchemy import Select, Table, insert, null, select, update
 from sqlalchemy.orm import Session
 
-from engine.access import EXECUTE, VISIBLE, check_class, class_rules
-from engine.actors import Actor
-from engine.compiler import FREE, state_code
-from engine.errors import AccessDenied, DuplicateCode, InvalidDefinition, UnknownDefinition
-from engine.pipeline_specs import ColumnSpec, StageSpec, checklist_json, parse_checklist
-from engine.schema import ColumnRow, PipelineRow, StageRow
-from engine.tables import columns as column_table
-from engine.tables import pipelines as pipeline_table
-from engine.tables import stages as stage_table
-from engine.validation import MAX_ID, MIN_ID, check_id, storable
+from flowkernel.access import EXECUTE, VISIBLE, check_class, class_rules
+from flowkernel.actors import Actor
+from flowkernel.compiler import FREE, state_code
+from flowkernel.errors import AccessDenied, DuplicateCode, InvalidDefinition, UnknownDefinition
+from flowkernel.pipeline_specs import ColumnSpec, StageSpec, checklist_json, parse_checklist
+from flowkernel.schema import ColumnRow, PipelineRow, StageRow
+from flowkernel.tables import columns as column_table
+from flowkernel.tables import pipelines as pipeline_table
+from flowkernel.tables import stages as stage_table
+from flowkernel.validation import MAX_ID, MIN_ID, check_id, storable
 
 # --- reading -----------------------------------------------------------------------------
 

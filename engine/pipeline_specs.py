@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final, TypeVar
 
-from engine.compiler import ChecklistItem
-from engine.errors import DuplicateCode, InvalidDefinition
-from engine.fields import FIELD_TYPES, MULTI_SELECT, SELECT
-from engine.validation import (
+from flowkernel.compiler import ChecklistItem
+from flowkernel.errors import DuplicateCode, InvalidDefinition
+from flowkernel.fields import FIELD_TYPES, MULTI_SELECT, SELECT
+from flowkernel.validation import (
     MAX_NAME,
     MAX_POSITION,
     MAX_STATE_CODE,

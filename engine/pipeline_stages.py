@@ -11,11 +11,11 @@ from typing import Any, Final
 from sqlalchemy import delete, func, insert, null, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.actors import Actor
-from engine.compiler import ChecklistItem, state_code
-from engine.errors import DuplicateCode, InvalidDefinition, StageNotEmpty
-from engine.pipeline_info import StageInfo, StageRef, read_pipeline
-from engine.pipeline_rows import (
+from flowkernel.actors import Actor
+from flowkernel.compiler import ChecklistItem, state_code
+from flowkernel.errors import DuplicateCode, InvalidDefinition, StageNotEmpty
+from flowkernel.pipeline_info import StageInfo, StageRef, read_pipeline
+from flowkernel.pipeline_rows import (
     find_stage,
     insert_stage,
     live_stages,
@@ -24,7 +24,7 @@ from engine.pipeline_rows import (
     pipeline_row,
     utc_now,
 )
-from engine.pipeline_specs import (
+from flowkernel.pipeline_specs import (
     MAX_CODE,
     UNSET,
     StageSpec,
@@ -39,11 +39,11 @@ from engine.pipeline_specs import (
     stage_spec,
     unique_code,
 )
-from engine.tables import automations as automation_table
-from engine.tables import history, items
-from engine.tables import stage_moves as move_table
-from engine.tables import stages as stage_table
-from engine.validation import MAX_POSITION, check_bool, check_code, check_int, check_text
+from flowkernel.tables import automations as automation_table
+from flowkernel.tables import history, items
+from flowkernel.tables import stage_moves as move_table
+from flowkernel.tables import stages as stage_table
+from flowkernel.validation import MAX_POSITION, check_bool, check_code, check_int, check_text
 
 REMOVE_STAGE: Final = "remove_stage"
 """The `method_code` of history rows written when a removed stage's items move."""

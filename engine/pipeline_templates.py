@@ -8,26 +8,26 @@ from typing import Any
 from sqlalchemy import insert, null, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.actors import Actor
-from engine.compiler import FREE
-from engine.errors import AccessDenied, InvalidDefinition, UnknownDefinition
-from engine.pipeline_info import PipelineInfo, read_pipeline
-from engine.pipeline_rows import check_free_code, live_stages, pipeline_row, utc_now
-from engine.pipeline_specs import MAX_CODE
-from engine.schema import (
+from flowkernel.actors import Actor
+from flowkernel.compiler import FREE
+from flowkernel.errors import AccessDenied, InvalidDefinition, UnknownDefinition
+from flowkernel.pipeline_info import PipelineInfo, read_pipeline
+from flowkernel.pipeline_rows import check_free_code, live_stages, pipeline_row, utc_now
+from flowkernel.pipeline_specs import MAX_CODE
+from flowkernel.schema import (
     AutomationRow,
     ColumnRow,
     PipelineRow,
     StageMoveRow,
     StageRequiredColumnRow,
 )
-from engine.tables import automations as automation_table
-from engine.tables import columns as column_table
-from engine.tables import pipelines as pipeline_table
-from engine.tables import required_columns as required_table
-from engine.tables import stage_moves as move_table
-from engine.tables import stages as stage_table
-from engine.validation import check_code, check_id, check_text
+from flowkernel.tables import automations as automation_table
+from flowkernel.tables import columns as column_table
+from flowkernel.tables import pipelines as pipeline_table
+from flowkernel.tables import required_columns as required_table
+from flowkernel.tables import stage_moves as move_table
+from flowkernel.tables import stages as stage_table
+from flowkernel.validation import check_code, check_id, check_text
 
 
 class TemplateAdmin:

@@ -6,15 +6,15 @@ Every call is one transaction and checks tenancy first. A pipeline of another ac
 system template) is read by everyone and changed only by the platform's system actor
 (`AccessDenied` otherwise). Then the class-wide access rules: one that denies the actor
 `execute` refuses changes, one that denies `visible` refuses reads and leaves the pipeline out
-of lists (`AccessDenied`; see `engine.access`). Definition rows carry triggers that bump the
+of lists (`AccessDenied`; see `flowkernel.access`). Definition rows carry triggers that bump the
 pipeline's version, so compiled classes refresh on their next use, also while items are in
 flight.
 
 `PipelineAdmin` holds the pipeline and movement operations and takes the others from
-`engine.pipeline_stages`, `engine.pipeline_columns`, `engine.pipeline_automations` and
-`engine.pipeline_templates`. Specs and their validation live in `engine.pipeline_specs`,
-the values read back in `engine.pipeline_info`, the shared row lookups and writes in
-`engine.pipeline_rows`.
+`flowkernel.pipeline_stages`, `flowkernel.pipeline_columns`, `flowkernel.pipeline_automations` and
+`flowkernel.pipeline_templates`. Specs and their validation live in `flowkernel.pipeline_specs`,
+the values read back in `flowkernel.pipeline_info`, the shared row lookups and writes in
+`flowkernel.pipeline_rows`.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.access import hidden_classes
-from engine.actors import Actor
-from engine.compiler import FREE, state_code
-from engine.errors import AccessDenied, DuplicateCode, InvalidArgument, InvalidDefinition
-from engine.pipeline_automations import AutomationAdmin
-from engine.pipeline_columns import ColumnAdmin
-from engine.pipeline_info import (
+from flowkernel.access import hidden_classes
+from flowkernel.actors import Actor
+from flowkernel.compiler import FREE, state_code
+from flowkernel.errors import AccessDenied, DuplicateCode, InvalidArgument, InvalidDefinition
+from flowkernel.pipeline_automations import AutomationAdmin
+from flowkernel.pipeline_columns import ColumnAdmin
+from flowkernel.pipeline_info import (
     AutomationInfo,
     ColumnInfo,
     PipelineInfo,
@@ -40,7 +40,7 @@ from engine.pipeline_info import (
     read_pipeline,
     read_pipelines,
 )
-from engine.pipeline_rows import (
+from flowkernel.pipeline_rows import (
     bump_pipeline,
     check_free_code,
     find_stage,
@@ -50,7 +50,7 @@ from engine.pipeline_rows import (
     pipeline_row,
     utc_now,
 )
-from engine.pipeline_specs import (
+from flowkernel.pipeline_specs import (
     MAX_CODE,
     MAX_OPTIONS,
     UNSET,
@@ -64,12 +64,12 @@ from engine.pipeline_specs import (
     stage_codes_for,
     stage_spec,
 )
-from engine.pipeline_stages import REMOVE_STAGE, StageAdmin, StageRemoval
-from engine.pipeline_templates import TemplateAdmin
-from engine.runtime import Runtime
-from engine.tables import pipelines as pipeline_table
-from engine.tables import stage_moves as move_table
-from engine.validation import (
+from flowkernel.pipeline_stages import REMOVE_STAGE, StageAdmin, StageRemoval
+from flowkernel.pipeline_templates import TemplateAdmin
+from flowkernel.runtime import Runtime
+from flowkernel.tables import pipelines as pipeline_table
+from flowkernel.tables import stage_moves as move_table
+from flowkernel.validation import (
     MAX_OBJECT_TYPE,
     MAX_TEXT,
     check_bool,

@@ -1,16 +1,43 @@
-"""Building the plugin manager: specs, built-in plugins, then third-party entry points."""
+"""Building the plugin manager: specs, built-in plugins, then third-party entry points.
+
+Built-in plugins are named here and imported by name, the way entry points are: the engine
+itself never imports a plugin module.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
-from typing import cast
+from typing import Final, cast
 
 import pluggy
 from sqlalchemy import Engine
 
-from engine import hookspecs
-from engine.errors import InvalidDefinition
-from engine.hookspecs import PROJECT, EventHandler
+from flowkernel import hookspecs
+from flowkernel.errors import InvalidArgument, InvalidDefinition
+from flowkernel.hookspecs import PROJECT, EventHandler
+
+BUILTIN: Final = ("lifecycle", "flowkernel.plugins.lifecycle")
+"""The standard handlers of the default lifecycle: registered in every plugin manager."""
+BUILTIN_STORES: Final = (
+    ("event_log", "flowkernel.plugins.event_log:EventLogPlugin"),
+    ("inbox", "flowkernel.plugins.inbox:InboxPlugin"),
+)
+"""Built-in plugins that keep data in the database, built with its engine."""
+
+
+def load_plugin(spec: str) -> object:
+    """The plugin named by `spec`: a module path, or `module:attribute` as in entry points."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attribute) if attribute else module
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise InvalidArgument(
+            f"plugin {spec!r} cannot be loaded ({exc}); name an importable module, or "
+            "module:attribute",
+            plugin=spec,
+        ) from exc
 
 
 def get_plugin_manager(
@@ -20,17 +47,14 @@ def get_plugin_manager(
 
     `database` is given to the built-in plugins that keep data (the event log and the inbox).
     """
-    from plugins import charging_station, lifecycle
-    from plugins.event_log import EventLogPlugin
-    from plugins.inbox import InboxPlugin
-
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
-    pm.register(lifecycle, name="lifecycle")
-    pm.register(charging_station, name="charging_station")
+    name, spec = BUILTIN
+    pm.register(load_plugin(spec), name=name)
     if database is not None:
-        pm.register(EventLogPlugin(database), name="event_log")
-        pm.register(InboxPlugin(database), name="inbox")
+        for name, spec in BUILTIN_STORES:
+            factory = cast(type, load_plugin(spec))
+            pm.register(factory(database), name=name)
     if entry_points:
         pm.load_setuptools_entrypoints(PROJECT)
     return pm

@@ -4,7 +4,7 @@ Every query follows the LEO seed's "Key Queries" and is scoped to the actor: a p
 item of an account the actor does not reach is reported as unknown, never as forbidden. On a
 platform pipeline (no account) an actor confined to an account sees only the items of that
 account (and the platform's own). A class-wide access rule that denies the actor `visible`
-refuses the class's queries (`AccessDenied`) and leaves it out of lists (see `engine.access`).
+refuses the class's queries (`AccessDenied`) and leaves it out of lists (see `flowkernel.access`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import pluggy
 from sqlalchemy import (
@@ -37,18 +37,20 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import NullType
 
-from engine.access import VISIBLE, check_class, class_rules, hidden_classes
-from engine.actors import Actor
-from engine.errors import InvalidArgument, ItemNotFound, UnknownDefinition
-from engine.moments import utc_moment
-from engine.prepared import Db, Prepared
-from engine.runtime import Runtime
-from engine.schema import UTCDateTime
-from engine.tables import columns, history, items, pipelines, sla_breaches, stage_totals, stages
-from engine.tables import item_values as values_table
-from engine.tables import method_calls as calls
-from engine.tables import stage_value_totals as value_totals
-from engine.validation import (
+from flowkernel.access import VISIBLE, check_class, class_rules, hidden_classes
+from flowkernel.actors import Actor
+from flowkernel.errors import InvalidArgument, ItemNotFound, UnknownDefinition
+from flowkernel.hookspecs import EventLogStore
+from flowkernel.moments import utc_moment
+from flowkernel.prepared import Db, Prepared
+from flowkernel.runtime import Runtime
+from flowkernel.schema import UTCDateTime
+from flowkernel.snapshots import LoggedEvent
+from flowkernel.tables import columns, history, items, pipelines, sla_breaches, stage_totals, stages
+from flowkernel.tables import item_values as values_table
+from flowkernel.tables import method_calls as calls
+from flowkernel.tables import stage_value_totals as value_totals
+from flowkernel.validation import (
     MAX_ID,
     MAX_INT,
     MIN_ID,
@@ -58,9 +60,6 @@ from engine.validation import (
     check_object,
     check_optional_text,
 )
-
-if TYPE_CHECKING:
-    from plugins.event_log import LoggedEvent
 
 MAX_PAGE = 1000
 """The largest page a query hands out at once (per stage for the board)."""
@@ -541,7 +540,7 @@ class Queries:
             if self._plugin_manager is not None
             else None
         )
-        if plugin is None:
+        if not isinstance(plugin, EventLogStore):
             raise UnknownDefinition(
                 "plugin", "event_log", "this engine; open Flowkernel with a database"
             )

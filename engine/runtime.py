@@ -31,9 +31,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.access import VISIBLE, check_class, class_rules
-from engine.actors import Actor
-from engine.compiler import (
+from flowkernel.access import VISIBLE, check_class, class_rules
+from flowkernel.actors import Actor
+from flowkernel.compiler import (
     MOVE_PREFIX,
     SLA_BREACH,
     ClassCache,
@@ -42,8 +42,8 @@ from engine.compiler import (
     CompiledState,
     Run,
 )
-from engine.database import database_error
-from engine.errors import (
+from flowkernel.database import database_error
+from flowkernel.errors import (
     AbstractClassError,
     AccessDenied,
     ChecklistIncomplete,
@@ -61,12 +61,12 @@ from engine.errors import (
     UnknownDefinition,
     UnknownHandler,
 )
-from engine.hookspecs import EventHandler
-from engine.idempotency import IdempotencyKeys, KeyedRequest, execute_once
-from engine.moments import utc_moment
-from engine.outbox import OutboxWriter
-from engine.prepared import Connections, Db, Prepared, Statements, transaction
-from engine.snapshots import (
+from flowkernel.hookspecs import EventHandler
+from flowkernel.idempotency import IdempotencyKeys, KeyedRequest, execute_once
+from flowkernel.moments import utc_moment
+from flowkernel.outbox import OutboxWriter
+from flowkernel.prepared import Connections, Db, Prepared, Statements, transaction
+from flowkernel.snapshots import (
     ChangeState,
     DropItem,
     EventContext,
@@ -77,10 +77,10 @@ from engine.snapshots import (
     Restore,
     SoftDelete,
 )
-from engine.tables import history, items, outbox, pipelines, stages, watchers
-from engine.tables import item_values as values_table
-from engine.tables import method_calls as calls
-from engine.validation import (
+from flowkernel.tables import history, items, outbox, pipelines, stages, watchers
+from flowkernel.tables import item_values as values_table
+from flowkernel.tables import method_calls as calls
+from flowkernel.validation import (
     check_item_id,
     check_key,
     check_object,
@@ -177,7 +177,7 @@ def _item_id() -> Any:
 
 
 def _hot_statement(dialect: str, key: str) -> ClauseElement:
-    """The hot path's statements, by key; compiled once per dialect (see `engine.prepared`)."""
+    """The hot path's statements, by key; compiled once per dialect (see `flowkernel.prepared`)."""
     if key in ("load", "load_for_update"):
         stmt = _LOAD.where(items.c.id == bindparam("item_id"))
         if key == "load_for_update" and dialect == "postgresql":
@@ -400,7 +400,7 @@ class Runtime:
         # the last compiled class seen per class id, so a hit needs no Session
         self._recent: dict[int, CompiledClass] = {}
         self._statements: Statements | None = None
-        self._batch_statements: Statements | None = None  # engine.batch's
+        self._batch_statements: Statements | None = None  # flowkernel.batch's
         # unguarded transitions the machine answered: (class, version, state, method) -> state
         self._fired: dict[tuple[int, int, str, str], str] = {}
         self._idempotency: IdempotencyKeys | None = None  # prepared at the first keyed call
@@ -697,7 +697,7 @@ class Runtime:
     ) -> ExecutionResult:
         """Execute a method (or the first method of an action) on an item.
 
-        With `idempotency_key` it runs once per key and actor (see `engine.idempotency`).
+        With `idempotency_key` it runs once per key and actor (see `flowkernel.idempotency`).
         """
         item_id = check_item_id(item_id)
         if type(method) is not str:
@@ -809,7 +809,7 @@ class Runtime:
     ) -> tuple[ExecutionResult, list[int]]:
         """One execution in `db`'s transaction; `stage_id` moves to that stage instead.
 
-        Statements run prepared on the driver (see `engine.prepared`); what the compiled
+        Statements run prepared on the driver (see `flowkernel.prepared`); what the compiled
         class already knows costs no query: the requirement check runs only for a target
         with required columns, the outbox only for a class with automations or an item
         with watchers.

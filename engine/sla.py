@@ -27,15 +27,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from engine.actors import SYSTEM
-from engine.batch import MAX_BATCH
-from engine.compiler import SLA_BREACH
-from engine.errors import FlowkernelError, InvalidArgument
-from engine.moments import utc_moment
-from engine.runtime import Runtime
-from engine.snapshots import ExecutionResult
-from engine.tables import items, sla_breaches, sla_due
-from engine.validation import MAX_ID, check_int, check_optional_id
+from flowkernel.actors import SYSTEM
+from flowkernel.batch import MAX_BATCH
+from flowkernel.compiler import SLA_BREACH
+from flowkernel.errors import FlowkernelError, InvalidArgument
+from flowkernel.moments import utc_moment
+from flowkernel.runtime import Runtime
+from flowkernel.snapshots import ExecutionResult
+from flowkernel.tables import items, sla_breaches, sla_due
+from flowkernel.validation import MAX_ID, check_int, check_optional_id
 
 Stop = threading.Event | Callable[[], bool]
 """What ends `run_forever`: an event that gets set, or a callable that returns True."""
@@ -115,7 +115,7 @@ class SlaScanner:
         """Claim and fire up to `limit` items due at `now` (default: the current time).
 
         Items are handled in due order, one transaction each, or `batch_size` per transaction
-        through batch execution (see `engine.sla_batch`). An item whose execution is refused
+        through batch execution (see `flowkernel.sla_batch`). An item whose execution is refused
         (a handler raised, its stage left the class) is reported in `failures`, left due and
         not retried within this scan.
         """
@@ -124,7 +124,7 @@ class SlaScanner:
         check_int("limit", limit, minimum=1, maximum=MAX_ID, error=InvalidArgument)
         check_int("batch_size", batch_size, minimum=1, maximum=MAX_BATCH, error=InvalidArgument)
         if batch_size > 1:
-            from engine.sla_batch import scan_in_batches
+            from flowkernel.sla_batch import scan_in_batches
 
             return scan_in_batches(
                 self._runtime, moment, pipeline_id=pipeline_id, limit=limit, batch_size=batch_size

@@ -1,7 +1,7 @@
 """The SLA scan in batches: claim up to `batch_size` due items per transaction and fire their
 `sla_breach` methods set-based.
 
-Same outcome as the one-item-per-transaction scan of `engine.sla`, item by item: items are
+Same outcome as the one-item-per-transaction scan of `flowkernel.sla`, item by item: items are
 claimed in due order (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so parallel scanners share the
 work) by deleting their rows of the due queue and recording their breaches, which makes a
 breach fire once per stage entry; an item whose class has no `sla_breach` method in its state
@@ -14,7 +14,7 @@ execution is known before it runs: a call-log row and nothing else. The scan lea
 (class version, stage) pairs are quiet, and on PostgreSQL one statement claims the due items,
 loads them and writes the call log of the quiet ones, without writing the items' rows. The
 others (handlers to run, events or notifications to write) go through batch execution
-(`engine.batch`), each item's handlers run with its own snapshot, as in a single execution;
+(`flowkernel.batch`), each item's handlers run with its own snapshot, as in a single execution;
 on PostgreSQL their items are locked first, and an item a mover holds is left on the queue,
 its queue row untouched, for the mover's trigger to update once the scan commits.
 
@@ -32,19 +32,19 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.orm import Session
 
-from engine.actors import SYSTEM
-from engine.batch import BatchFailure, _Batch
-from engine.compiler import SLA_BREACH, CompiledClass, CompiledMethod, CompiledState
-from engine.errors import FlowkernelError
-from engine.outbox import _matches
-from engine.prepared import Db
-from engine.runtime import _Item
-from engine.snapshots import ExecutionResult
-from engine.tables import items, pipelines, sla_breaches, sla_due
+from flowkernel.actors import SYSTEM
+from flowkernel.batch import BatchFailure, _Batch
+from flowkernel.compiler import SLA_BREACH, CompiledClass, CompiledMethod, CompiledState
+from flowkernel.errors import FlowkernelError
+from flowkernel.outbox import _matches
+from flowkernel.prepared import Db
+from flowkernel.runtime import _Item
+from flowkernel.snapshots import ExecutionResult
+from flowkernel.tables import items, pipelines, sla_breaches, sla_due
 
 if TYPE_CHECKING:
-    from engine.runtime import Runtime
-    from engine.sla import SlaBreach, SlaFailure, SlaReport
+    from flowkernel.runtime import Runtime
+    from flowkernel.sla import SlaBreach, SlaFailure, SlaReport
 
 Quiet = dict[tuple[int, int, int], tuple[str, str]]
 """Quiet (class id, class version, stage id) pairs and their sla_breach method and action."""
@@ -59,7 +59,7 @@ def scan_in_batches(
     batch_size: int,
 ) -> SlaReport:
     """Claim and fire up to `limit` due items, `batch_size` per transaction."""
-    from engine.sla import SlaReport
+    from flowkernel.sla import SlaReport
 
     breaches: list[SlaBreach] = []
     failures: list[SlaFailure] = []
@@ -181,7 +181,7 @@ def _claim_and_fire(
     take: int,
     quiet: Quiet,
 ) -> tuple[list[SlaBreach], list[SlaFailure], list[int], list[ExecutionResult], list[int]] | None:
-    from engine.sla import SlaBreach, SlaFailure
+    from flowkernel.sla import SlaBreach, SlaFailure
 
     conn = session.connection()
     db = Db.of(conn)
@@ -368,7 +368,7 @@ def _claim_sqlite(
     take: int,
 ) -> list[_Claimed]:
     """The due items in due order, loaded (two statements, in-process)."""
-    from engine.sla import candidates
+    from flowkernel.sla import candidates
 
     conn = session.connection()
     picked = conn.execute(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.actors import Actor
+from flowkernel.actors import Actor
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,3 +135,32 @@ class WatcherNotification:
     trigger: str
     message: str
     payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An event as the log keeps it."""
+
+    event_id: str
+    event_name: str
+    trigger: str
+    pipeline_id: int
+    item_id: int
+    account_id: int | None
+    payload: dict[str, Any]
+    logged_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """One notification in a user's inbox."""
+
+    id: int
+    event_id: str
+    user_id: int
+    item_id: int
+    trigger: str
+    message: str
+    payload: dict[str, Any]
+    created_at: datetime
+    read_at: datetime | None

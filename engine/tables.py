@@ -6,7 +6,7 @@ from typing import Final
 
 from sqlalchemy import Table
 
-from engine import schema
+from flowkernel import schema
 
 
 def table_of(model: type[schema.Base]) -> Table:

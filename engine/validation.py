@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from engine.errors import InvalidArgument, InvalidDefinition, InvalidDocument
+from flowkernel.errors import InvalidArgument, InvalidDefinition, InvalidDocument
 
 MIN_ID: Final = -(2**63)
 MAX_ID: Final = 2**63 - 1

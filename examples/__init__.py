@@ -1,1 +1,1 @@
-"""Runnable examples, shipped as `engine.examples` so `flowkernel demo` can run them."""
+"""Runnable examples, shipped as `flowkernel.examples` so `flowkernel demo` can run them."""

@@ -4,6 +4,11 @@
 state per state type except `enabled`, which holds three states (available, unavailable,
 faulted), their methods (hidden ones for the device), the transitions and the event chains.
 
+The station's own handlers (`station_available`, `station_heartbeat`) are defined here: this
+module is a plugin, registered on a `Flowkernel` when the example is loaded
+(`build_station_class` does it), or by name (`flowkernel --plugin
+flowkernel.examples.charging_station ...`, `Flowkernel(plugins=[...])`).
+
 Run `python examples/charging_station.py [DATABASE_URL]` (default: `flowkernel.db` in the
 current folder). Every run tells the whole story again with new stations.
 """
@@ -11,21 +16,29 @@ current folder). Every run tells the whole story again with new stations.
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from engine import (
+from flowkernel import (
     Actor,
+    EventContext,
     ExecutionResult,
     Flowkernel,
     MethodNotAvailable,
     ObjectAlreadyPlaced,
     UnknownDefinition,
+    hookimpl,
 )
-from engine.definitions import DEFAULT_METHODS
+from flowkernel.definitions import DEFAULT_METHODS
+from flowkernel.hookspecs import EventHandler
 
 OBJECT_TYPE: Final = "charging_station"
+PLUGIN: Final = "charging_station"
+"""The name this module registers under as a plugin."""
+
+log = logging.getLogger("flowkernel.station")
 
 STATES: Final = (
     # (state type, state code, label, ((action, visible), ...)), in the seed's order
@@ -87,8 +100,39 @@ DEVICE_STATES: Final = ("available", "unavailable", "faulted")
 """States the device reports; each is also the action that leads into it."""
 
 
+# --- the station's handlers (a plugin) --------------------------------------------------------
+
+
+def station_available(context: EventContext) -> None:
+    """The seed's EventStationAvailable(): record that the station reports itself available."""
+    log.info("station %s available (was %s)", context.item.object_id, context.from_state)
+
+
+def station_heartbeat(context: EventContext) -> None:
+    """Accept a heartbeat; refuse one whose `status` parameter is not a string."""
+    status = context.params.get("status", "ok")
+    if not isinstance(status, str):
+        raise ValueError(f"heartbeat status must be a string, got {status!r}")
+
+
+@hookimpl
+def flowkernel_event_handlers() -> Mapping[str, EventHandler]:
+    return {"station_available": station_available, "station_heartbeat": station_heartbeat}
+
+
+def register_handlers(fk: Flowkernel) -> None:
+    """Register this module's handlers on `fk`, unless a plugin already provides them."""
+    if fk.plugin_manager.get_plugin(PLUGIN) is None and "station_available" not in fk.handlers:
+        fk.register_plugin(sys.modules[__name__], name=PLUGIN)
+
+
+# --- the class -------------------------------------------------------------------------------
+
+
 def build_station_class(fk: Flowkernel, code: str = "station") -> None:
-    """Create the charging-station class `code` as the seed's AddStationMethods does."""
+    """Create the charging-station class `code` as the seed's AddStationMethods does; the
+    station's handlers are registered on `fk` first."""
+    register_handlers(fk)
     d = fk.definitions
     d.add_class(code, "Charging station", object_type=OBJECT_TYPE)
     d.default_methods(code)
@@ -103,7 +147,9 @@ def build_station_class(fk: Flowkernel, code: str = "station") -> None:
 
 
 def ensure_station_class(fk: Flowkernel, code: str = "station") -> bool:
-    """Build the class `code` unless it exists; whether it was built now."""
+    """Build the class `code` unless it exists; whether it was built now. The station's
+    handlers are registered on `fk` either way."""
+    register_handlers(fk)
     try:
         fk.definitions.get_class(code)
     except UnknownDefinition:

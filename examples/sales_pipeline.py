@@ -13,8 +13,8 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from engine import Actor, ChecklistIncomplete, Flowkernel, RequirementMissing
-from engine.pipelines import ColumnSpec, PipelineInfo, StageSpec
+from flowkernel import Actor, ChecklistIncomplete, Flowkernel, RequirementMissing
+from flowkernel.pipelines import ColumnSpec, PipelineInfo, StageSpec
 
 ACCOUNT = 1
 ADMIN = Actor.user(42, ACCOUNT)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 import time
 
-from engine import SYSTEM, Actor, Flowkernel, ItemNotFound
-from engine.pipelines import ColumnSpec, PipelineInfo, StageSpec
+from flowkernel import SYSTEM, Actor, Flowkernel, ItemNotFound
+from flowkernel.pipelines import ColumnSpec, PipelineInfo, StageSpec
 
 TEMPLATE = "support_desk"
 ACCOUNTS = (101, 202)

@@ -1,1 +1,1 @@
-"""Alembic migrations of the Flowkernel schema, shipped as `engine.migrations`."""
+"""Alembic migrations of the Flowkernel schema, shipped as `flowkernel.migrations`."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
-from engine.schema import metadata
+from flowkernel.schema import metadata
 
 config = context.config
 engine = config.attributes.get("engine")
 if not isinstance(engine, Engine):
-    from engine.database import open_engine
+    from flowkernel.database import open_engine
 
     engine = open_engine(config.get_main_option("sqlalchemy.url"))
 

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Engine, insert, select
 
-from engine.hookspecs import hookimpl
-from engine.snapshots import OutgoingEvent
-from engine.tables import event_log as table
+from flowkernel.hookspecs import hookimpl
+from flowkernel.snapshots import LoggedEvent, OutgoingEvent
+from flowkernel.tables import event_log as table
 
 log = logging.getLogger("flowkernel.events")
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedEvent:
-    """An event as the log keeps it."""
-
-    event_id: str
-    event_name: str
-    trigger: str
-    pipeline_id: int
-    item_id: int
-    account_id: int | None
-    payload: dict[str, Any]
-    logged_at: datetime
 
 
 class EventLogPlugin:

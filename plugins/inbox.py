@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
-from engine.hookspecs import hookimpl
-from engine.snapshots import WatcherNotification
-from engine.tables import inbox as table
-
-
-@dataclass(frozen=True, slots=True)
-class InboxEntry:
-    """One notification in a user's inbox."""
-
-    id: int
-    event_id: str
-    user_id: int
-    item_id: int
-    trigger: str
-    message: str
-    payload: dict[str, Any]
-    created_at: datetime
-    read_at: datetime | None
+from flowkernel.hookspecs import hookimpl
+from flowkernel.snapshots import InboxEntry, WatcherNotification
+from flowkernel.tables import inbox as table
 
 
 class InboxPlugin:

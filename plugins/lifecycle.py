@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from engine.errors import ItemNotDeleted
-from engine.hookspecs import EventHandler, hookimpl
-from engine.snapshots import ChangeState, DropItem, EventContext, Restore, SoftDelete
+from flowkernel.errors import ItemNotDeleted
+from flowkernel.hookspecs import EventHandler, hookimpl
+from flowkernel.snapshots import ChangeState, DropItem, EventContext, Restore, SoftDelete
 
 
 def change_object_state(context: EventContext) -> ChangeState:

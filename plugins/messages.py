@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from engine.snapshots import OutgoingEvent, WatcherNotification
+from flowkernel.snapshots import OutgoingEvent, WatcherNotification
 
 EVENT: Final = "event"
 NOTIFICATION: Final = "notification"

@@ -20,10 +20,15 @@ from typing import Any, Final
 import pika
 import pika.exceptions
 
-from engine.errors import DeliveryFailed, InvalidArgument
-from engine.hookspecs import hookimpl
-from engine.snapshots import OutgoingEvent, WatcherNotification
-from plugins.messages import encode, event_message, notification_message, notification_name
+from flowkernel.errors import DeliveryFailed, InvalidArgument
+from flowkernel.hookspecs import hookimpl
+from flowkernel.plugins.messages import (
+    encode,
+    event_message,
+    notification_message,
+    notification_name,
+)
+from flowkernel.snapshots import OutgoingEvent, WatcherNotification
 
 DEFAULT_URL: Final = "amqp://guest:guest@127.0.0.1:5672/%2F"
 EXCHANGE_TYPES: Final = ("topic", "direct", "fanout", "headers")

@@ -24,10 +24,15 @@ from fnmatch import fnmatchcase
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from engine.errors import DeliveryFailed, InvalidArgument
-from engine.hookspecs import hookimpl
-from engine.snapshots import OutgoingEvent, WatcherNotification
-from plugins.messages import encode, event_message, notification_message, notification_name
+from flowkernel.errors import DeliveryFailed, InvalidArgument
+from flowkernel.hookspecs import hookimpl
+from flowkernel.plugins.messages import (
+    encode,
+    event_message,
+    notification_message,
+    notification_name,
+)
+from flowkernel.snapshots import OutgoingEvent, WatcherNotification
 
 SIGNATURE_HEADER: Final = "X-Flowkernel-Signature"
 EVENT_ID_HEADER: Final = "X-Flowkernel-Event-Id"

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from engine import Flowkernel
-from engine.database import open_engine, upgrade
+from flowkernel import Flowkernel
+from flowkernel.database import open_engine, upgrade
 
 PG_URL = os.environ.get(
     "FLOWKERNEL_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

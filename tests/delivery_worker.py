@@ -17,9 +17,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from engine import Flowkernel, hookimpl
-from engine.snapshots import OutgoingEvent, WatcherNotification
-from engine.tables import outbox
+from flowkernel import Flowkernel, hookimpl
+from flowkernel.snapshots import OutgoingEvent, WatcherNotification
+from flowkernel.tables import outbox
 
 
 class FileRecorder:

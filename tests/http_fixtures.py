@@ -13,12 +13,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from engine import SYSTEM, Actor, Flowkernel
-from engine.examples.charging_station import build_station_class
-from engine.examples.sales_pipeline import ADMIN, build_sales_pipeline
-from engine.http import ApiTokens, create_app
-from engine.http.server import background as serve
-from engine.pipelines import StageSpec
+from flowkernel import SYSTEM, Actor, Flowkernel
+from flowkernel.examples.charging_station import build_station_class
+from flowkernel.examples.sales_pipeline import ADMIN, build_sales_pipeline
+from flowkernel.http import ApiTokens, create_app
+from flowkernel.http.server import background as serve
+from flowkernel.pipelines import StageSpec
 
 
 @dataclass

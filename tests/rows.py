@@ -6,9 +6,9 @@ from typing import Any, Final
 
 from sqlalchemy import Label, select
 
-from engine import Flowkernel
-from engine.schema import Base
-from engine.tables import items, sla_breaches, sla_due
+from flowkernel import Flowkernel
+from flowkernel.schema import Base
+from flowkernel.tables import items, sla_breaches, sla_due
 
 
 def every_row(fk: Flowkernel) -> dict[str, list[dict[str, Any]]]:

@@ -15,16 +15,16 @@ from typing import Any
 
 from sqlalchemy import text
 
-from engine import Flowkernel
-from engine.definitions import Definitions
-from engine.delivery import Delivery
-from engine.documents import dump_class, dumps, load_class, loads
-from engine.items import ItemOps
-from engine.pipeline_documents import load_pipeline, parse_pipeline_text
-from engine.pipelines import PipelineAdmin
-from engine.queries import Queries
-from engine.schema import Base
-from engine.sla import SlaScanner
+from flowkernel import Flowkernel
+from flowkernel.definitions import Definitions
+from flowkernel.delivery import Delivery
+from flowkernel.documents import dump_class, dumps, load_class, loads
+from flowkernel.items import ItemOps
+from flowkernel.pipeline_documents import load_pipeline, parse_pipeline_text
+from flowkernel.pipelines import PipelineAdmin
+from flowkernel.queries import Queries
+from flowkernel.schema import Base
+from flowkernel.sla import SlaScanner
 
 API_CLASSES: dict[str, type] = {
     "definitions": Definitions,

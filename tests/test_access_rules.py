@@ -40,9 +40,9 @@ from sweep import (
     snapshot,
 )
 
-import engine.documents
-import engine.pipeline_documents
-from engine import (
+import flowkernel.documents
+import flowkernel.pipeline_documents
+from flowkernel import (
     SYSTEM,
     AccessDenied,
     Actor,
@@ -54,7 +54,7 @@ from engine import (
     StageSpec,
     UnknownDefinition,
 )
-from engine.errors import EventNotFound
+from flowkernel.errors import EventNotFound
 
 ACCOUNT, OTHER_ACCOUNT = 1, 2
 ALICE = Actor.user(1, ACCOUNT, groups=("sales",))
@@ -372,8 +372,8 @@ def operations_taking_an_actor() -> set[str]:
         for n, api in API_CLASSES.items()
     ]
     members += [
-        (f"{m.__name__.removeprefix('engine.')}.", m, inspect.getmembers(m, inspect.isfunction))
-        for m in (engine.documents, engine.pipeline_documents)
+        (f"{m.__name__.removeprefix('flowkernel.')}.", m, inspect.getmembers(m, inspect.isfunction))
+        for m in (flowkernel.documents, flowkernel.pipeline_documents)
     ]
     return {
         prefix + name

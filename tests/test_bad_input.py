@@ -45,14 +45,14 @@ from sweep import (
     snapshot,
 )
 
-from engine import Actor, Flowkernel, FlowkernelError, StageSpec
-from engine.batch import MAX_BATCH
-from engine.documents import CLASS_KEYS
-from engine.items import MAX_INBOX
-from engine.pipeline_documents import PIPELINE_KEYS
-from engine.pipelines import MAX_OPTIONS
-from engine.queries import MAX_PAGE
-from engine.validation import (
+from flowkernel import Actor, Flowkernel, FlowkernelError, StageSpec
+from flowkernel.batch import MAX_BATCH
+from flowkernel.documents import CLASS_KEYS
+from flowkernel.items import MAX_INBOX
+from flowkernel.pipeline_documents import PIPELINE_KEYS
+from flowkernel.pipelines import MAX_OPTIONS
+from flowkernel.queries import MAX_PAGE
+from flowkernel.validation import (
     MAX_ACTION_CODE,
     MAX_CODE,
     MAX_DOCUMENT,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     AccessDenied,
     Actor,
@@ -24,10 +24,10 @@ from engine import (
     StageSpec,
     hookimpl,
 )
-from engine.batch import MAX_BATCH, BatchFailure, BatchResult
-from engine.examples.charging_station import build_station_class
-from engine.hookspecs import EventHandler
-from engine.tables import history, items, method_calls, outbox
+from flowkernel.batch import MAX_BATCH, BatchFailure, BatchResult
+from flowkernel.examples.charging_station import build_station_class
+from flowkernel.hookspecs import EventHandler
+from flowkernel.tables import history, items, method_calls, outbox
 
 OPERATOR = Actor.user(1, None)
 

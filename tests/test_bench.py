@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from engine import SYSTEM, Flowkernel
-from engine.benchmarks.baselines import Raw
-from engine.benchmarks.runner import KEYS
-from engine.benchmarks.scratch import Scratch, place_rows
-from engine.cli import main
-from engine.examples.charging_station import build_station_class
-from engine.tables import history, items, method_calls
+from flowkernel import SYSTEM, Flowkernel
+from flowkernel.benchmarks.baselines import Raw
+from flowkernel.benchmarks.runner import KEYS
+from flowkernel.benchmarks.scratch import Scratch, place_rows
+from flowkernel.cli import main
+from flowkernel.examples.charging_station import build_station_class
+from flowkernel.tables import history, items, method_calls
 
 
 def test_smoke_run_writes_the_documented_json(
@@ -75,7 +75,7 @@ def test_smoke_run_writes_the_documented_json(
 def test_progress_is_a_bar_on_a_terminal_and_silent_when_piped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine.benchmarks import runner
+    from flowkernel.benchmarks import runner
 
     url = f"sqlite:///{tmp_path / 'mine.db'}"
     assert main(["bench", "--smoke", "--database-url", url]) == 0

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     AccessDenied,
     Actor,
@@ -21,7 +21,7 @@ from engine import (
     ItemNotFound,
     MethodNotAvailable,
 )
-from engine.schema import ItemRow, MethodCallRow, StageHistoryRow
+from flowkernel.schema import ItemRow, MethodCallRow, StageHistoryRow
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "charging_station.py"
 
@@ -267,7 +267,7 @@ def test_standard_action_changes_state_without_events(station: Flowkernel) -> No
 
 
 def test_failing_heartbeat_handler_rolls_back_the_call_log(station: Flowkernel) -> None:
-    from engine import HandlerFailed
+    from flowkernel import HandlerFailed
 
     item = station.place("station", "charging_station", 1, SYSTEM, state="available")
     calls = len(call_rows(station, item.id))

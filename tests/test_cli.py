@@ -11,13 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from engine import Flowkernel
-from engine.cli import main
-from engine.database import head_revision
-from engine.documents import dump_class, loads
-from engine.errors import ItemNotFound
+from flowkernel import Flowkernel
+from flowkernel.cli import main
+from flowkernel.database import head_revision
+from flowkernel.documents import dump_class, loads
+from flowkernel.errors import ItemNotFound
 
 STATION_YAML = Path(__file__).resolve().parents[1] / "examples" / "station.yaml"
+
+
+@pytest.fixture(autouse=True)
+def station_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The station document names the example's handlers: register its plugin by name."""
+    monkeypatch.setenv("FLOWKERNEL_PLUGINS", "flowkernel.examples.charging_station")
 
 
 @pytest.fixture
@@ -141,6 +147,29 @@ def test_load_from_json_file_and_into_an_account(
     assert "account 9" in capsys.readouterr().out
 
 
+def test_a_plugin_is_registered_by_name_from_the_command_line(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FLOWKERNEL_PLUGINS")
+    db = ["--database-url", database_url]
+    assert main([*db, "class", "load", str(STATION_YAML)]) == 3
+    err = capsys.readouterr().err
+    one_line_error(err, "definition error: events[0].handler: no plugin provides")
+    assert "--plugin MODULE, or $FLOWKERNEL_PLUGINS" in err
+    with Flowkernel(database_url) as fk:
+        assert fk.definitions.list_classes() == []
+
+    assert main([*db, "--plugin", "flowkernel.nope", "class", "list"]) == 2
+    one_line_error(capsys.readouterr().err, "usage error: plugin 'flowkernel.nope' cannot be")
+
+    plugin = ["--plugin", "flowkernel.examples.charging_station"]
+    assert main([*db, *plugin, "class", "load", str(STATION_YAML)]) == 0
+    monkeypatch.setenv("FLOWKERNEL_PLUGINS", "flowkernel.examples.charging_station")
+    assert main([*db, *plugin, "item", "place", "station", "charging_station", "5"]) == 0
+    with Flowkernel(database_url) as fk:  # the library alone has no station handlers
+        assert "station_available" not in fk.handlers
+
+
 def test_refused_document_exits_3_and_changes_nothing(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -236,12 +265,12 @@ def test_driver_errors_that_are_not_lost_connections_exit_5(
 def test_execution_errors_exit_4(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import engine.demo
+    import flowkernel.demo
 
     def refused(database_url: str) -> None:
         raise ItemNotFound(99)
 
-    monkeypatch.setattr(engine.demo, "run", refused)
+    monkeypatch.setattr(flowkernel.demo, "run", refused)
     assert main(["demo"]) == 4
     one_line_error(capsys.readouterr().err, "execution error: no item 99")
 
@@ -264,7 +293,9 @@ def _console_script() -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "command", [_console_script, lambda: [sys.executable, "-m", "engine.cli"]], ids=["script", "-m"]
+    "command",
+    [_console_script, lambda: [sys.executable, "-m", "flowkernel"]],
+    ids=["script", "-m"],
 )
 def test_installed_command(workdir: Path, command: object) -> None:
     assert callable(command)

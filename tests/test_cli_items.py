@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from engine import SYSTEM, Actor, Flowkernel
-from engine.cli import main
-from engine.pipelines import PipelineInfo
-from engine.tables import history, item_values, items, method_calls, outbox
+from flowkernel import SYSTEM, Actor, Flowkernel
+from flowkernel.cli import main
+from flowkernel.pipelines import PipelineInfo
+from flowkernel.tables import history, item_values, items, method_calls, outbox
 
 STATION_YAML = Path(__file__).resolve().parents[1] / "examples" / "station.yaml"
 ACCOUNT = 1
@@ -39,6 +39,12 @@ class Cli:
         status = main(["--database-url", self.url, *args])
         captured = self.capsys.readouterr()
         return status, captured.out, captured.err
+
+
+@pytest.fixture(autouse=True)
+def station_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The station document names the example's handlers: register its plugin by name."""
+    monkeypatch.setenv("FLOWKERNEL_PLUGINS", "flowkernel.examples.charging_station")
 
 
 @pytest.fixture
@@ -431,7 +437,7 @@ def test_events_deliver_once_and_on_a_schedule(cli: Cli, sales: PipelineInfo) ->
 def _run(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "FLOWKERNEL_DATABASE_URL"}
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "flowkernel.cli", *args],
         cwd=workdir,
         env=env,
         capture_output=True,
@@ -477,7 +483,7 @@ def test_a_scheduled_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "FLOWKERNEL_DATABASE_URL"}
     for command in (["sla", "scan"], ["events", "deliver"]):
         worker = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", *command, "--every", "0.2"],
+            [sys.executable, "-m", "flowkernel.cli", *command, "--every", "0.2"],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from engine import SYSTEM, Actor, Flowkernel
-from engine.cli import main
-from engine.tables import history, items, pipelines
+from flowkernel import SYSTEM, Actor, Flowkernel
+from flowkernel.cli import main
+from flowkernel.tables import history, items, pipelines
 
 ADMIN = Actor.user(42, 1)
 
@@ -54,6 +54,12 @@ class Cli:
         status = main(["--database-url", self.url, *args])
         captured = self.capsys.readouterr()
         return status, captured.out, captured.err
+
+
+@pytest.fixture(autouse=True)
+def station_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The station document names the example's handlers: register its plugin by name."""
+    monkeypatch.setenv("FLOWKERNEL_PLUGINS", "flowkernel.examples.charging_station")
 
 
 @pytest.fixture

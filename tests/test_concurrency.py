@@ -1,7 +1,7 @@
 """Several processes moving, executing and editing the same items at once; what a caller that
 meets another transaction on its item gets (it waits, or `ConcurrentUpdate`); the soak command.
 
-The processes run the soak's workload (`engine.benchmarks.soak`), each journaling the
+The processes run the soak's workload (`flowkernel.benchmarks.soak`), each journaling the
 operations that succeeded; the test then checks the database against the journals itself and
 through the soak's check.
 """
@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.engine import make_url
 
-from engine import (
+from flowkernel import (
     Actor,
     ConcurrentUpdate,
     EventContext,
@@ -29,9 +29,9 @@ from engine import (
     StageSpec,
     hookimpl,
 )
-from engine.benchmarks import soak
-from engine.hookspecs import EventHandler
-from engine.tables import items, method_calls
+from flowkernel.benchmarks import soak
+from flowkernel.hookspecs import EventHandler
+from flowkernel.tables import items, method_calls
 
 ADMIN = Actor.user(1, soak.ACCOUNT)
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from engine import (
+from flowkernel import (
     Actor,
     DuplicateCode,
     Flowkernel,
@@ -16,7 +16,7 @@ from engine import (
     MethodNotAvailable,
     UnknownDefinition,
 )
-from engine.tables import events, items, methods, pipelines, stages, transitions
+from flowkernel.tables import events, items, methods, pipelines, stages, transitions
 
 OWNER = Actor.user(1, 10)
 STRANGER = Actor.user(2, 20)

@@ -19,7 +19,7 @@ import pytest
 from rows import every_row
 from sqlalchemy import select, update
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     AccessDenied,
     Actor,
@@ -29,10 +29,10 @@ from engine import (
     WatcherNotification,
     hookimpl,
 )
-from engine.delivery import DEAD, DELIVERED, PENDING, DeadLetter, Delivery, DeliveryReport
-from engine.errors import EventNotFound
-from engine.pipelines import StageSpec
-from engine.tables import outbox
+from flowkernel.delivery import DEAD, DELIVERED, PENDING, DeadLetter, Delivery, DeliveryReport
+from flowkernel.errors import EventNotFound
+from flowkernel.pipelines import StageSpec
+from flowkernel.tables import outbox
 
 ACCOUNT = 10
 OTHER = 20
@@ -212,7 +212,7 @@ def test_backoff_is_capped() -> None:
 
 
 def _pm() -> Any:
-    from engine.plugin_manager import get_plugin_manager
+    from flowkernel.plugin_manager import get_plugin_manager
 
     return get_plugin_manager(entry_points=False)
 

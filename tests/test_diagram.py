@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import SYSTEM, Actor, Flowkernel, UnknownDefinition
-from engine.cli import main
-from engine.diagram import (
+from flowkernel import SYSTEM, Actor, Flowkernel, UnknownDefinition
+from flowkernel.cli import main
+from flowkernel.diagram import (
     ANY,
     compiled_for,
     draw,
@@ -20,10 +20,10 @@ from engine.diagram import (
     to_mermaid,
     to_svg,
 )
-from engine.errors import GraphvizUnavailable
-from engine.examples.charging_station import STATES, TRANSITIONS, build_station_class
-from engine.examples.sales_pipeline import build_sales_pipeline
-from engine.pipelines import StageSpec
+from flowkernel.errors import GraphvizUnavailable
+from flowkernel.examples.charging_station import STATES, TRANSITIONS, build_station_class
+from flowkernel.examples.sales_pipeline import build_sales_pipeline
+from flowkernel.pipelines import StageSpec
 
 HIDDEN = {action for _, _, _, methods in STATES for action, visible in methods if not visible}
 STATE_TYPE = {code: state_type for state_type, code, _, _ in STATES}

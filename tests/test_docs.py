@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from engine import SYSTEM, Actor, Flowkernel
-from engine.cli import build_parser
-from engine.clidoc import REGENERATE, render
-from engine.diagram import compiled_for, to_mermaid
-from engine.examples.charging_station import build_station_class
-from engine.examples.sales_pipeline import ACCOUNT, build_sales_pipeline
+from flowkernel import SYSTEM, Actor, Flowkernel
+from flowkernel.cli import build_parser
+from flowkernel.clidoc import REGENERATE, render
+from flowkernel.diagram import compiled_for, to_mermaid
+from flowkernel.examples.charging_station import build_station_class
+from flowkernel.examples.sales_pipeline import ACCOUNT, build_sales_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -9,17 +9,24 @@ from typing import Any
 
 import pytest
 
-from engine import SYSTEM, Actor, Flowkernel
-from engine.documents import dump_class, dumps, load_class, loads
-from engine.errors import (
+from flowkernel import SYSTEM, Actor, Flowkernel
+from flowkernel.documents import dump_class, dumps, load_class, loads
+from flowkernel.errors import (
     DuplicateCode,
     InvalidDocument,
     MethodNotAvailable,
     UnknownDefinition,
 )
-from engine.examples.charging_station import build_station_class
+from flowkernel.examples.charging_station import build_station_class, register_handlers
 
 STATION_YAML = Path(__file__).resolve().parents[1] / "examples" / "station.yaml"
+
+
+@pytest.fixture
+def fk(fk: Flowkernel) -> Flowkernel:
+    """The documents here name the station example's handlers: register them."""
+    register_handlers(fk)
+    return fk
 
 
 def build_meter(fk: Flowkernel) -> None:

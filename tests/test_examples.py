@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import Actor
-from engine.demo import EXAMPLES
-from engine.flowkernel import Flowkernel
+from flowkernel import Actor
+from flowkernel.demo import EXAMPLES
+from flowkernel.flowkernel import Flowkernel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ def test_every_example_file_is_in_the_demo() -> None:
 
 
 def test_sales_pipeline_story(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    sales = importlib.import_module("engine.examples.sales_pipeline")
+    sales = importlib.import_module("flowkernel.examples.sales_pipeline")
     sales.main(database_url)
     out = capsys.readouterr().out
     assert "pipeline 'Sales Pipeline': Lead -> Qualified -> Proposal -> Won -> Lost" in out
@@ -52,7 +52,7 @@ def test_sales_pipeline_story(database_url: str, capsys: pytest.CaptureFixture[s
 
 
 def test_support_desk_story(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    support = importlib.import_module("engine.examples.support_ticket")
+    support = importlib.import_module("flowkernel.examples.support_ticket")
     support.main(database_url)
     support.main(database_url)
     out = capsys.readouterr().out

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     AccessDenied,
     Actor,
@@ -24,7 +24,7 @@ from engine import (
     RequirementMissing,
     UnknownDefinition,
 )
-from engine.explain import (
+from flowkernel.explain import (
     HIDDEN,
     ITEM_DELETED,
     MISSING_FIELDS,
@@ -38,8 +38,8 @@ from engine.explain import (
     WRONG_STATE,
     Explanation,
 )
-from engine.pipelines import PipelineInfo
-from engine.tables import history, item_values, items, method_calls, outbox, stages
+from flowkernel.pipelines import PipelineInfo
+from flowkernel.tables import history, item_values, items, method_calls, outbox, stages
 
 ACCOUNT = 10
 REP = Actor.user(7, ACCOUNT)

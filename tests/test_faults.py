@@ -17,7 +17,7 @@ import pytest
 from rows import every_row
 from sqlalchemy import Engine, create_engine, text, update
 
-from engine import (
+from flowkernel import (
     Actor,
     DatabaseConnectionLost,
     DatabaseError,
@@ -28,10 +28,10 @@ from engine import (
     StageSpec,
     hookimpl,
 )
-from engine.delivery import DELIVERED, PENDING, DeliveryReport
-from engine.hookspecs import EventHandler
-from engine.tables import outbox
-from plugins.webhook import WebhookPlugin
+from flowkernel.delivery import DELIVERED, PENDING, DeliveryReport
+from flowkernel.hookspecs import EventHandler
+from flowkernel.plugins.webhook import WebhookPlugin
+from flowkernel.tables import outbox
 
 ACCOUNT = 10
 ALICE = Actor.user(1, ACCOUNT)

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
-from engine import Actor, Flowkernel, InvalidValue, UnknownDefinition
-from engine.fields import (
+from flowkernel import Actor, Flowkernel, InvalidValue, UnknownDefinition
+from flowkernel.fields import (
     FIELD_TYPES,
     MAX_NUMBER_DIGITS,
     MAX_VALUE_BYTES,
@@ -23,7 +23,7 @@ from engine.fields import (
     normalize,
     parse,
 )
-from engine.tables import columns, item_values
+from flowkernel.tables import columns, item_values
 
 OPTIONS = ("High", "Medium", "Low", "Urgent")
 TEXT = FieldSpec("decision_maker", "text")

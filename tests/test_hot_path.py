@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     Actor,
     DatabaseConnectionLost,
@@ -20,8 +20,8 @@ from engine import (
     RequirementMissing,
     StageSpec,
 )
-from engine import database as fk_database
-from engine.tables import history, method_calls
+from flowkernel import database as fk_database
+from flowkernel.tables import history, method_calls
 
 ADMIN = Actor.user(1, 1)
 
@@ -91,7 +91,7 @@ def test_a_move_asks_only_what_the_compiled_class_does_not_know(
 
 
 def test_a_heartbeat_writes_only_the_call_log(fk: Flowkernel, statements: list[str]) -> None:
-    from engine.examples.charging_station import build_station_class
+    from flowkernel.examples.charging_station import build_station_class
 
     build_station_class(fk)
     item = fk.place("station", "charging_station", 1, ADMIN).id
@@ -119,7 +119,7 @@ def test_the_move_and_its_rows_are_one_transaction(fk: Flowkernel, deals: int) -
     """A failing handler leaves no history, no call log and the old state."""
 
     class Refuse:
-        from engine import hookimpl
+        from flowkernel import hookimpl
 
         @hookimpl
         def flowkernel_event_handlers(self) -> dict[str, Any]:

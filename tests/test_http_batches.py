@@ -7,9 +7,9 @@ import threading
 from http_fixtures import World, api, world
 from sqlalchemy import func, select
 
-from engine import SYSTEM
-from engine.http.bodies import BatchOut
-from engine.tables import method_calls
+from flowkernel import SYSTEM
+from flowkernel.http.bodies import BatchOut
+from flowkernel.tables import method_calls
 
 __all__ = ["api", "world"]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from http_fixtures import World, api, world
 
-from engine import SYSTEM, Actor
-from engine.documents import dump_class, loads
-from engine.pipeline_documents import dump_pipeline
+from flowkernel import SYSTEM, Actor
+from flowkernel.documents import dump_class, loads
+from flowkernel.pipeline_documents import dump_pipeline
 
 __all__ = ["api", "world"]
 

@@ -9,16 +9,16 @@ import httpx
 import pytest
 from http_fixtures import World, api, serve, world
 
-import engine.errors
-from engine import SYSTEM, Flowkernel, FlowkernelError, RequirementMissing
-from engine.http import create_app
-from engine.http.errors import STATUS, details_of, status_of
+import flowkernel.errors
+from flowkernel import SYSTEM, Flowkernel, FlowkernelError, RequirementMissing
+from flowkernel.http import create_app
+from flowkernel.http.errors import STATUS, details_of, status_of
 
 __all__ = ["api", "world"]
 
 ERRORS = [
     cls
-    for _name, cls in inspect.getmembers(engine.errors, inspect.isclass)
+    for _name, cls in inspect.getmembers(flowkernel.errors, inspect.isclass)
     if issubclass(cls, FlowkernelError)
 ]
 
@@ -63,9 +63,9 @@ def test_every_error_class_has_a_status(cls: type[FlowkernelError]) -> None:
     status = status_of(error)
     if cls.code in EXPECTED:
         assert status == EXPECTED[cls.code]
-    elif issubclass(cls, engine.errors.DatabaseError):
+    elif issubclass(cls, flowkernel.errors.DatabaseError):
         assert status == 503
-    elif issubclass(cls, engine.errors.ExecutionError | engine.errors.DefinitionError):
+    elif issubclass(cls, flowkernel.errors.ExecutionError | flowkernel.errors.DefinitionError):
         assert 400 <= status < 500
     else:  # neither a request's fault nor the database's: a server error
         assert status == 500

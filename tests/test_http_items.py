@@ -9,8 +9,8 @@ import httpx
 from http_fixtures import Api, World, api, world
 from sqlalchemy import select
 
-from engine import SYSTEM, Actor
-from engine.tables import method_calls
+from flowkernel import SYSTEM, Actor
+from flowkernel.tables import method_calls
 
 __all__ = ["api", "world"]
 

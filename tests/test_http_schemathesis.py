@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import APIOperation, GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from engine import SYSTEM
+from flowkernel import SYSTEM
 
 __all__ = ["api", "world"]
 

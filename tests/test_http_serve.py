@@ -11,9 +11,9 @@ import threading
 import httpx
 import pytest
 
-from engine.cli import main
-from engine.examples.charging_station import build_station_class
-from engine.flowkernel import Flowkernel
+from flowkernel.cli import main
+from flowkernel.examples.charging_station import build_station_class
+from flowkernel.flowkernel import Flowkernel
 
 
 def free_port() -> int:
@@ -34,7 +34,7 @@ def test_serve_answers_until_terminated(
     token = capsys.readouterr().out.strip()
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--port", str(port),
+        [sys.executable, "-m", "flowkernel.cli", "serve", "--port", str(port),
          "--database-url", database_url],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -11,11 +11,11 @@ import pytest
 from http_fixtures import Api, api, serve
 from sqlalchemy import select
 
-from engine import Actor, Flowkernel, InvalidArgument, InvalidToken
-from engine.cli import main
-from engine.http import ApiTokens, create_app
-from engine.http.tokens import TOKEN_PATTERN
-from engine.tables import api_tokens
+from flowkernel import Actor, Flowkernel, InvalidArgument, InvalidToken
+from flowkernel.cli import main
+from flowkernel.http import ApiTokens, create_app
+from flowkernel.http.tokens import TOKEN_PATTERN
+from flowkernel.tables import api_tokens
 
 __all__ = ["api"]
 

@@ -13,7 +13,7 @@ import pytest
 from rows import every_row
 from sqlalchemy import func, select, text
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     Actor,
     EventContext,
@@ -27,9 +27,9 @@ from engine import (
     StageSpec,
     hookimpl,
 )
-from engine.hookspecs import EventHandler
-from engine.idempotency import result_from_json, result_to_json, scope_of
-from engine.tables import idempotency_keys
+from flowkernel.hookspecs import EventHandler
+from flowkernel.idempotency import result_from_json, result_to_json, scope_of
+from flowkernel.tables import idempotency_keys
 
 ACCOUNT = 10
 ALICE = Actor.user(1, ACCOUNT, ("sales",))

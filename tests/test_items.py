@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, insert, select, text, update
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     AccessDenied,
     Actor,
@@ -27,10 +27,10 @@ from engine import (
     WatcherNotification,
     hookimpl,
 )
-from engine.database import open_engine
-from engine.errors import ColumnInactive, ItemDeleted
-from engine.items import ChecklistEntry, ItemValue
-from engine.tables import (
+from flowkernel.database import open_engine
+from flowkernel.errors import ColumnInactive, ItemDeleted
+from flowkernel.items import ChecklistEntry, ItemValue
+from flowkernel.tables import (
     columns,
     history,
     inbox,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     AbstractClassError,
     Actor,
@@ -25,8 +25,8 @@ from engine import (
     UnknownHandler,
     hookimpl,
 )
-from engine.hookspecs import EventHandler
-from engine.schema import (
+from flowkernel.hookspecs import EventHandler
+from flowkernel.schema import (
     AccessRuleRow,
     ActionRow,
     EventRow,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     AccessDenied,
     Actor,
@@ -26,8 +26,8 @@ from engine import (
     ObjectAlreadyPlaced,
     hookimpl,
 )
-from engine.hookspecs import EventHandler
-from engine.schema import ItemRow, MethodCallRow, StageHistoryRow
+from flowkernel.hookspecs import EventHandler
+from flowkernel.schema import ItemRow, MethodCallRow, StageHistoryRow
 
 ALICE = Actor.user(1, None)
 items_table = ItemRow.__table__

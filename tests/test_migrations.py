@@ -38,8 +38,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from engine import SYSTEM, DatabaseNotMigrated, Flowkernel, schema
-from engine.database import (
+from flowkernel import SYSTEM, DatabaseNotMigrated, Flowkernel, schema
+from flowkernel.database import (
     DEFAULT_URL,
     ENV_VAR,
     current_revision,
@@ -706,32 +706,37 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         names = set(archive.namelist())
         archive.extractall(tmp_path / "installed")
     assert {
-        "engine/py.typed",
-        "engine/migrations/__init__.py",
-        "engine/migrations/env.py",
-        "engine/migrations/script.py.mako",
-        "engine/migrations/versions/__init__.py",
-        "engine/migrations/versions/0001_initial_schema.py",
-        "engine/migrations/versions/0002_idempotency_and_api_tokens.py",
-        "engine/migrations/versions/0003_stage_totals.py",
-        "engine/migrations/versions/0004_sla_queue.py",
-        "engine/migrations/versions/0005_truncate_triggers.py",
-        "engine/schema.py",
+        "flowkernel/py.typed",
+        "flowkernel/__main__.py",
+        "flowkernel/plugins/lifecycle.py",
+        "flowkernel/examples/station.yaml",
+        "flowkernel/migrations/__init__.py",
+        "flowkernel/migrations/env.py",
+        "flowkernel/migrations/script.py.mako",
+        "flowkernel/migrations/versions/__init__.py",
+        "flowkernel/migrations/versions/0001_initial_schema.py",
+        "flowkernel/migrations/versions/0002_idempotency_and_api_tokens.py",
+        "flowkernel/migrations/versions/0003_stage_totals.py",
+        "flowkernel/migrations/versions/0004_sla_queue.py",
+        "flowkernel/migrations/versions/0005_truncate_triggers.py",
+        "flowkernel/schema.py",
     } <= names
-    assert not any(name.startswith(("migrations/", "tests/")) for name in names)
+    # one package at the top level of site-packages, beside its distribution metadata
+    tops = {name.split("/")[0] for name in names}
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"flowkernel"}, tops
 
     script = textwrap.dedent(
         """
         import sys
         from pathlib import Path
 
-        import engine
-        from engine.database import MIGRATIONS, current_revision, head_revision, open_engine
-        from engine.database import upgrade
+        import flowkernel
+        from flowkernel.database import MIGRATIONS, current_revision, head_revision, open_engine
+        from flowkernel.database import upgrade
 
         root = Path(sys.argv[1]).resolve()
-        assert Path(engine.__file__).resolve().is_relative_to(root), engine.__file__
-        assert MIGRATIONS.resolve() == root / "engine" / "migrations", MIGRATIONS
+        assert Path(flowkernel.__file__).resolve().is_relative_to(root), flowkernel.__file__
+        assert MIGRATIONS.resolve() == root / "flowkernel" / "migrations", MIGRATIONS
         db = open_engine("sqlite:///" + sys.argv[2])
         upgrade(db)
         print(current_revision(db), head_revision())

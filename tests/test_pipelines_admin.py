@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from rows import BREACHED_AT
 from sqlalchemy import delete, func, insert, select, update
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     AccessDenied,
     Actor,
@@ -34,10 +34,10 @@ from engine import (
     RequirementMissing,
     UnknownDefinition,
 )
-from engine.compiler import ChecklistItem
-from engine.errors import StageNotEmpty
-from engine.flowkernel import Flowkernel
-from engine.pipelines import (
+from flowkernel.compiler import ChecklistItem
+from flowkernel.errors import StageNotEmpty
+from flowkernel.flowkernel import Flowkernel
+from flowkernel.pipelines import (
     MAX_CODE,
     REMOVE_STAGE,
     ColumnSpec,
@@ -45,7 +45,7 @@ from engine.pipelines import (
     StageSpec,
     slugify,
 )
-from engine.tables import (
+from flowkernel.tables import (
     automations,
     columns,
     history,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import Actor, Flowkernel, InvalidDefinition, hookimpl, hookspecs
-from engine.snapshots import EventContext, ExecutionResult
+from flowkernel import Actor, Flowkernel, InvalidDefinition, hookimpl, hookspecs
+from flowkernel.snapshots import EventContext, ExecutionResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def test_third_party_plugin_found_through_the_entry_point_group(
 ) -> None:
     package = tmp_path / "fk_thirdparty_plugin.py"
     package.write_text(
-        "from engine import hookimpl\n"
+        "from flowkernel import hookimpl\n"
         "CALLS = []\n"
         "def audited(context):\n"
         "    CALLS.append((context.method.code, context.item.state))\n"

@@ -6,7 +6,7 @@ import io
 import os
 import pty
 
-from engine.progress import Progress
+from flowkernel.progress import Progress
 
 
 class Terminal(io.StringIO):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, select, text, update
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     Actor,
     Flowkernel,
@@ -19,7 +19,15 @@ from engine import (
     ItemNotFound,
     UnknownDefinition,
 )
-from engine.tables import automations, columns, history, item_values, items, method_calls, stages
+from flowkernel.tables import (
+    automations,
+    columns,
+    history,
+    item_values,
+    items,
+    method_calls,
+    stages,
+)
 
 ACCOUNT = 10
 ALICE = Actor.user(1, ACCOUNT)

@@ -25,17 +25,17 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select
 
-from engine import Actor, Flowkernel, InvalidArgument
-from engine.delivery import DELIVERED, PENDING, DeliveryReport
-from engine.pipelines import StageSpec
-from engine.tables import outbox
+from flowkernel import Actor, Flowkernel, InvalidArgument
+from flowkernel.delivery import DELIVERED, PENDING, DeliveryReport
+from flowkernel.pipelines import StageSpec
+from flowkernel.tables import outbox
 
 if os.environ.get("CI") == "true":
     import pika  # under CI a missing client is an error, not a skip
 else:
     pika = pytest.importorskip("pika")
 
-from plugins.rabbitmq import RabbitMQPlugin
+from flowkernel.plugins.rabbitmq import RabbitMQPlugin
 
 RABBITMQ_URL = os.environ.get(
     "FLOWKERNEL_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine import Actor, Flowkernel, InvalidValue, RequirementMissing
-from engine.pipelines import ColumnSpec, StageSpec
+from flowkernel import Actor, Flowkernel, InvalidValue, RequirementMissing
+from flowkernel.pipelines import ColumnSpec, StageSpec
 
 ALICE = Actor.user(1, 10)
 

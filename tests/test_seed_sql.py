@@ -23,7 +23,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from engine import (
+from flowkernel import (
     Actor,
     ChecklistIncomplete,
     Flowkernel,

@@ -11,9 +11,9 @@ import pytest
 from rows import BREACHED_AT, QUEUED_AT
 from sqlalchemy import delete, func, insert, select, text, update
 
-from engine import Actor, Flowkernel, InvalidArgument
-from engine.sla import SlaReport
-from engine.tables import (
+from flowkernel import Actor, Flowkernel, InvalidArgument
+from flowkernel.sla import SlaReport
+from flowkernel.tables import (
     automations,
     items,
     method_calls,
@@ -333,7 +333,7 @@ def test_a_refused_breach_is_reported_and_retried_by_the_next_scan(fk: Flowkerne
     flaky = Flaky()
 
     class Plugin:
-        from engine import hookimpl
+        from flowkernel import hookimpl
 
         @hookimpl
         def flowkernel_event_handlers(self) -> Mapping[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from engine import (
+from flowkernel import (
     SYSTEM,
     AccessDenied,
     Actor,
@@ -22,9 +22,9 @@ from engine import (
     RequirementMissing,
     UnknownDefinition,
 )
-from engine.flowkernel import Flowkernel
-from engine.pipelines import PipelineInfo
-from engine.tables import (
+from flowkernel.flowkernel import Flowkernel
+from flowkernel.pipelines import PipelineInfo
+from flowkernel.tables import (
     automations,
     columns,
     history,

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from engine import SYSTEM, Actor, Flowkernel, InvalidArgument
-from engine.delivery import DEAD, DELIVERED, PENDING, DeliveryReport
-from engine.errors import DeliveryFailed
-from engine.pipelines import StageSpec
-from engine.snapshots import OutgoingEvent
-from engine.tables import outbox
-from plugins.webhook import WebhookPlugin, WebhookRoute, sign, verify
+from flowkernel import SYSTEM, Actor, Flowkernel, InvalidArgument
+from flowkernel.delivery import DEAD, DELIVERED, PENDING, DeliveryReport
+from flowkernel.errors import DeliveryFailed
+from flowkernel.pipelines import StageSpec
+from flowkernel.plugins.webhook import WebhookPlugin, WebhookRoute, sign, verify
+from flowkernel.snapshots import OutgoingEvent
+from flowkernel.tables import outbox
 
 ACCOUNT = 10
 ALICE = Actor.user(1, ACCOUNT)

@@ -1,8 +1,8 @@
 """The `flowkernel` command: migrate a database, load and show classes and pipelines, work on
 items, run the workers and serve the HTTP API. `main` runs it; `build_parser` describes it."""
 
-from engine.cli.command import build_parser, main
-from engine.cli.refusals import (
+from flowkernel.cli.command import build_parser, main
+from flowkernel.cli.refusals import (
     EXIT_DATABASE,
     EXIT_DEFINITION,
     EXIT_ERROR,

@@ -1,7 +1,7 @@
-"""`python -m engine.cli`: the `flowkernel` command."""
+"""`python -m flowkernel.cli`: the `flowkernel` command, as `python -m flowkernel`."""
 
 import sys
 
-from engine.cli.command import main
+from flowkernel.cli.command import main
 
 sys.exit(main())

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeAlias
 
-from engine.actors import Actor
-from engine.cli.output import cell
-from engine.cli.parser import Parser
-from engine.cli.refusals import UsageError
-from engine.errors import UnknownDefinition
-from engine.flowkernel import Flowkernel
+from flowkernel.actors import Actor
+from flowkernel.cli.output import cell
+from flowkernel.cli.parser import Parser
+from flowkernel.cli.refusals import UsageError
+from flowkernel.errors import UnknownDefinition
+from flowkernel.flowkernel import Flowkernel
 
 Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
 """The `commands` of `build_parser`, which each command family adds its commands to."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from engine.board_view import render_board
-from engine.cli.arguments import (
+from flowkernel.board_view import render_board
+from flowkernel.cli.arguments import (
     Commands,
     actor_of,
     add_actor_options,
@@ -14,9 +14,9 @@ from engine.cli.arguments import (
     pipeline_id,
     positive_int,
 )
-from engine.cli.connection import kernel
-from engine.cli.output import print_json
-from engine.cli.refusals import EPILOG, EXIT_OK
+from flowkernel.cli.connection import kernel
+from flowkernel.cli.output import print_json
+from flowkernel.cli.refusals import EPILOG, EXIT_OK
 
 
 def add_commands(commands: Commands) -> None:

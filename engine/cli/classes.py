@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli.arguments import Commands, positive_int, read
-from engine.cli.connection import kernel
-from engine.cli.output import cell, section, table
-from engine.cli.refusals import EPILOG, EXIT_OK, UsageError
-from engine.documents import FORMATS, dump_class, dumps, load_class, loads
+from flowkernel.cli.arguments import Commands, positive_int, read
+from flowkernel.cli.connection import kernel
+from flowkernel.cli.output import cell, section, table
+from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
+from flowkernel.documents import FORMATS, dump_class, dumps, load_class, loads
 
 
 def add_commands(commands: Commands) -> None:

@@ -8,11 +8,18 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
-from engine import database
-from engine.cli import board, classes, db, demo, diagram, items, pipelines, serve, workers
-from engine.cli.arguments import acting_options
-from engine.cli.parser import Parser
-from engine.cli.refusals import EPILOG, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, refusal_of
+from flowkernel import database
+from flowkernel.cli import board, classes, db, demo, diagram, items, pipelines, serve, workers
+from flowkernel.cli.arguments import acting_options
+from flowkernel.cli.parser import Parser
+from flowkernel.cli.refusals import (
+    EPILOG,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    PLUGINS_VAR,
+    refusal_of,
+)
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -53,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url",
         metavar="URL",
         help=f"database to use (default: ${database.ENV_VAR}, else sqlite:///flowkernel.db)",
+    )
+    parser.add_argument(
+        "--plugin",
+        metavar="MODULE",
+        action="append",
+        default=[],
+        help=f"register a plugin by module path (or module:attribute), repeatable; also "
+        f"${PLUGINS_VAR}, comma-separated",
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     # the order in which the families add their commands is the order `--help` lists them in

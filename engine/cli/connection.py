@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,10 +12,11 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from engine import database
-from engine.cli.refusals import UsageError
-from engine.errors import DatabaseNotMigrated, DatabaseUnreachable, InvalidArgument
-from engine.flowkernel import Flowkernel
+from flowkernel import database
+from flowkernel.cli.refusals import PLUGINS_VAR, UsageError
+from flowkernel.errors import DatabaseNotMigrated, DatabaseUnreachable, InvalidArgument
+from flowkernel.flowkernel import Flowkernel
+from flowkernel.plugin_manager import load_plugin
 
 
 def database_url(args: argparse.Namespace) -> str:
@@ -63,10 +65,22 @@ def connect(args: argparse.Namespace, *, migrated: bool = True, create: bool = F
     return engine
 
 
+def plugins(args: argparse.Namespace) -> list[str]:
+    """The plugins to register: those of the environment, then every `--plugin`."""
+    named = [p.strip() for p in os.environ.get(PLUGINS_VAR, "").split(",") if p.strip()]
+    specs = list(dict.fromkeys([*named, *getattr(args, "plugin", ())]))
+    for spec in specs:
+        try:
+            load_plugin(spec)
+        except InvalidArgument as exc:
+            raise UsageError(exc.message) from exc
+    return specs
+
+
 @contextmanager
 def kernel(args: argparse.Namespace, *, deliver_events: bool = True) -> Iterator[Flowkernel]:
     """A `Flowkernel` on the chosen, migrated database, closed after the block."""
-    fk = Flowkernel(engine=connect(args), deliver_events=deliver_events)
+    fk = Flowkernel(engine=connect(args), deliver_events=deliver_events, plugins=plugins(args))
     try:
         yield fk
     finally:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from engine import database
-from engine.cli.arguments import Commands
-from engine.cli.connection import connect, database_url, missing_sqlite_file
-from engine.cli.refusals import EPILOG, EXIT_OK, UsageError
+from flowkernel import database
+from flowkernel.cli.arguments import Commands
+from flowkernel.cli.connection import connect, database_url, missing_sqlite_file
+from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
 
 
 def add_commands(commands: Commands) -> None:

@@ -6,10 +6,10 @@ import argparse
 import importlib
 from collections.abc import Callable
 
-from engine.cli.arguments import Commands
-from engine.cli.connection import database_url
-from engine.cli.refusals import EXIT_OK
-from engine.errors import FlowkernelError
+from flowkernel.cli.arguments import Commands
+from flowkernel.cli.connection import database_url
+from flowkernel.cli.refusals import EXIT_OK
+from flowkernel.errors import FlowkernelError
 
 
 def add_commands(commands: Commands) -> None:
@@ -36,11 +36,11 @@ def add_commands(commands: Commands) -> None:
 def _demo(args: argparse.Namespace) -> int:
     url = database_url(args)
     try:
-        demo = importlib.import_module("engine.demo")
+        demo = importlib.import_module("flowkernel.demo")
     except ModuleNotFoundError as exc:
-        if exc.name != "engine.demo":
+        if exc.name != "flowkernel.demo":
             raise
-        raise FlowkernelError("this installation has no demo (engine.demo is missing)") from exc
+        raise FlowkernelError("this installation has no demo (flowkernel.demo is missing)") from exc
     run: Callable[[str], object] = demo.run
     status = run(url)
     return status if isinstance(status, int) else EXIT_OK
@@ -48,7 +48,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     # imported here: the benchmarks are not needed by any other command
-    bench: Callable[..., int] = importlib.import_module("engine.benchmarks").main
+    bench: Callable[..., int] = importlib.import_module("flowkernel.benchmarks").main
     return bench(
         database_url(args),
         quick=args.quick,

@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.actors import Actor
-from engine.cli.arguments import Commands, positive_int
-from engine.cli.connection import kernel
-from engine.cli.refusals import EPILOG, EXIT_OK, UsageError
-from engine.diagram import FORMATS as DIAGRAM_FORMATS
-from engine.diagram import draw
+from flowkernel.actors import Actor
+from flowkernel.cli.arguments import Commands, positive_int
+from flowkernel.cli.connection import kernel
+from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
+from flowkernel.diagram import FORMATS as DIAGRAM_FORMATS
+from flowkernel.diagram import draw
 
 
 def add_commands(commands: Commands) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.cli.arguments import (
+from flowkernel.cli.arguments import (
     Commands,
     actor_of,
     add_actor_options,
@@ -15,11 +15,11 @@ from engine.cli.arguments import (
     code_or_id,
     positive_int,
 )
-from engine.cli.connection import kernel
-from engine.cli.output import jsonable_dict, print_json, table
-from engine.cli.placement import item_place
-from engine.cli.refusals import EPILOG, EXIT_OK, UsageError
-from engine.snapshots import ExecutionResult
+from flowkernel.cli.connection import kernel
+from flowkernel.cli.output import jsonable_dict, print_json, table
+from flowkernel.cli.placement import item_place
+from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
+from flowkernel.snapshots import ExecutionResult
 
 
 def add_commands(commands: Commands) -> None:

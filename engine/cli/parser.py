@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, NoReturn
 
-from engine.cli.refusals import EXIT_USAGE
+from flowkernel.cli.refusals import EXIT_USAGE
 
 
 class HelpFormatter(argparse.HelpFormatter):

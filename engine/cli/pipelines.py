@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from engine.cli.arguments import (
+from flowkernel.cli.arguments import (
     Commands,
     actor_of,
     add_actor_options,
@@ -16,13 +16,13 @@ from engine.cli.arguments import (
     pipeline_id,
     read,
 )
-from engine.cli.connection import kernel
-from engine.cli.output import cell, print_json, section, table
-from engine.cli.refusals import EPILOG, EXIT_OK, UsageError
-from engine.documents import FORMATS, dumps
-from engine.pipeline_documents import dump_pipeline, load_pipeline, parse_pipeline_text
-from engine.pipelines import PipelineInfo
-from engine.progress import Progress
+from flowkernel.cli.connection import kernel
+from flowkernel.cli.output import cell, print_json, section, table
+from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
+from flowkernel.documents import FORMATS, dumps
+from flowkernel.pipeline_documents import dump_pipeline, load_pipeline, parse_pipeline_text
+from flowkernel.pipelines import PipelineInfo
+from flowkernel.progress import Progress
 
 PIPELINE_CREATE_HELP: Final = """\
 From a document: `flowkernel pipeline create sales.yaml --account 1`; its keys are described

@@ -8,17 +8,17 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from engine.actors import Actor
-from engine.cli.arguments import actor_of, assignments, code_or_id, read
-from engine.cli.connection import kernel
-from engine.cli.output import print_json
-from engine.cli.refusals import EXIT_ERROR, EXIT_OK, UsageError, refusal_of
-from engine.compiler import CompiledClass
-from engine.errors import ColumnInactive, UnknownDefinition
-from engine.fields import normalize
-from engine.flowkernel import Flowkernel
-from engine.progress import Progress
-from engine.snapshots import ItemSnapshot
+from flowkernel.actors import Actor
+from flowkernel.cli.arguments import actor_of, assignments, code_or_id, read
+from flowkernel.cli.connection import kernel
+from flowkernel.cli.output import print_json
+from flowkernel.cli.refusals import EXIT_ERROR, EXIT_OK, UsageError, refusal_of
+from flowkernel.compiler import CompiledClass
+from flowkernel.errors import ColumnInactive, UnknownDefinition
+from flowkernel.fields import normalize
+from flowkernel.flowkernel import Flowkernel
+from flowkernel.progress import Progress
+from flowkernel.snapshots import ItemSnapshot
 
 CSV_FIELDS: Final = ("object_type", "object_id", "stage", "assigned_user_id")
 """Columns of a placement CSV file; any other column is a custom value of the item."""

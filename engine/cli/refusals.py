@@ -6,17 +6,22 @@ from typing import Final
 
 from sqlalchemy.exc import OperationalError
 
-from engine import database
-from engine.errors import (
+from flowkernel import database
+from flowkernel.errors import (
     DatabaseError,
     DefinitionError,
     ExecutionError,
     FlowkernelError,
+    InvalidDocument,
     ItemNotFound,
     MethodNotAvailable,
     StageNotEmpty,
     UnknownDefinition,
+    UnknownHandler,
 )
+
+PLUGINS_VAR: Final = "FLOWKERNEL_PLUGINS"
+"""Plugins to register, by module path, comma-separated (before any `--plugin`)."""
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -73,7 +78,7 @@ def refusal_of(
         )
         return "definition error", message, EXIT_DEFINITION
     if isinstance(exc, DefinitionError):
-        return "definition error", exc.message, EXIT_DEFINITION
+        return "definition error", exc.message + _plugin_hint(exc), EXIT_DEFINITION
     if isinstance(exc, MethodNotAvailable):
         command = " ".join(("flowkernel item explain", str(item or "ITEM"), exc.method, acting))
         hint = f"; `{command.strip()}` tells why"
@@ -90,6 +95,17 @@ def refusal_of(
         cause = database.first_line(exc)
         return "database error", f"{cause}; {_next_step(cause)}", EXIT_DATABASE
     return None
+
+
+def _plugin_hint(exc: DefinitionError) -> str:
+    """How to register a plugin, when `exc` is about a handler no plugin provides."""
+    unknown = isinstance(exc, UnknownHandler) or (
+        isinstance(exc, InvalidDocument)
+        and any(path.endswith(".handler") for path, _ in exc.problems)
+    )
+    if not unknown:
+        return ""
+    return f"; register the plugin that provides it: --plugin MODULE, or ${PLUGINS_VAR}"
 
 
 def _next_step(cause: str) -> str:

@@ -6,11 +6,11 @@ import argparse
 import importlib
 import sys
 
-from engine.cli.arguments import Commands, add_json_option, positive_int
-from engine.cli.connection import connect, kernel
-from engine.cli.output import cell, jsonable_dict, print_json, table
-from engine.cli.refusals import EPILOG, EXIT_OK, UsageError
-from engine.cli.workers import stop_on_signals
+from flowkernel.cli.arguments import Commands, add_json_option, positive_int
+from flowkernel.cli.connection import connect, kernel
+from flowkernel.cli.output import cell, jsonable_dict, print_json, table
+from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
+from flowkernel.cli.workers import stop_on_signals
 
 
 def add_commands(commands: Commands) -> None:
@@ -82,7 +82,7 @@ def _port(text: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     # imported here: only this command needs the web stack
     uvicorn = importlib.import_module("uvicorn")
-    create_app = importlib.import_module("engine.http").create_app
+    create_app = importlib.import_module("flowkernel.http").create_app
     # uvicorn stops on SIGINT and SIGTERM, then raises the signal again to its previous
     # handler: ours, so that a requested stop ends with status 0 like the workers do
     with kernel(args) as fk, stop_on_signals():
@@ -91,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from engine.http.tokens import ApiTokens
+    from flowkernel.http.tokens import ApiTokens
 
     if not args.system and (args.account is None or args.user is None):
         raise UsageError("a user token needs --account ID and --user ID (or pass --system)")
@@ -124,7 +124,7 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _token_list(args: argparse.Namespace) -> int:
-    from engine.http.tokens import ApiTokens
+    from flowkernel.http.tokens import ApiTokens
 
     engine = connect(args)
     try:
@@ -156,7 +156,7 @@ def _token_list(args: argparse.Namespace) -> int:
 
 
 def _token_revoke(args: argparse.Namespace) -> int:
-    from engine.http.tokens import ApiTokens
+    from flowkernel.http.tokens import ApiTokens
 
     engine = connect(args)
     try:

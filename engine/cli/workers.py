@@ -13,19 +13,19 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
 
-from engine.actors import SYSTEM
-from engine.cli.arguments import (
+from flowkernel.actors import SYSTEM
+from flowkernel.cli.arguments import (
     Commands,
     add_json_option,
     pipeline_id,
     positive_float,
     positive_int,
 )
-from engine.cli.connection import kernel
-from engine.cli.output import jsonable, jsonable_dict
-from engine.cli.refusals import EPILOG, EXIT_OK
-from engine.delivery import DeliveryReport
-from engine.sla import SlaReport
+from flowkernel.cli.connection import kernel
+from flowkernel.cli.output import jsonable, jsonable_dict
+from flowkernel.cli.refusals import EPILOG, EXIT_OK
+from flowkernel.delivery import DeliveryReport
+from flowkernel.sla import SlaReport
 
 
 def add_commands(commands: Commands) -> None:

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from engine.actors import Actor
-from engine.errors import AccessDenied, InvalidToken
-from engine.flowkernel import Flowkernel
-from engine.http.tokens import ApiTokens
+from flowkernel.actors import Actor
+from flowkernel.errors import AccessDenied, InvalidToken
+from flowkernel.flowkernel import Flowkernel
+from flowkernel.http.tokens import ApiTokens
 
 bearer = HTTPBearer(
     auto_error=False,

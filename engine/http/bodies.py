@@ -12,11 +12,11 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.actors import Actor
-from engine.batch import MAX_BATCH
-from engine.pipelines import PipelineInfo
-from engine.queries import StageTime
-from engine.snapshots import ExecutionResult
+from flowkernel.actors import Actor
+from flowkernel.batch import MAX_BATCH
+from flowkernel.pipelines import PipelineInfo
+from flowkernel.queries import StageTime
+from flowkernel.snapshots import ExecutionResult
 
 MAX_ID: Final = 2**63 - 1
 

@@ -10,11 +10,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, status
 
-from engine.definitions import ClassInfo
-from engine.documents import dump_class, load_class
-from engine.flowkernel import Flowkernel
-from engine.http.auth import CurrentActor, Kernel, account_for, require_system
-from engine.http.bodies import (
+from flowkernel.definitions import ClassInfo
+from flowkernel.documents import dump_class, load_class
+from flowkernel.flowkernel import Flowkernel
+from flowkernel.http.auth import CurrentActor, Kernel, account_for, require_system
+from flowkernel.http.bodies import (
     MAX_ID,
     AccessRuleOut,
     ClassDetailOut,

@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
-from engine.database import first_line
-from engine.errors import (
+from flowkernel.database import first_line
+from flowkernel.errors import (
     AccessDenied,
     ChecklistIncomplete,
     ConcurrentUpdate,

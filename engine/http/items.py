@@ -8,10 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, status
 
-from engine.actors import Actor
-from engine.errors import InvalidArgument
-from engine.http.auth import CurrentActor, Kernel
-from engine.http.bodies import (
+from flowkernel.actors import Actor
+from flowkernel.errors import InvalidArgument
+from flowkernel.http.auth import CurrentActor, Kernel
+from flowkernel.http.bodies import (
     MAX_ID,
     ChecklistEntryOut,
     ChecklistIn,
@@ -30,7 +30,7 @@ from engine.http.bodies import (
     WatchOut,
     ref,
 )
-from engine.snapshots import ExecutionResult
+from flowkernel.snapshots import ExecutionResult
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 

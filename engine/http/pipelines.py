@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, status
 
-from engine.http.auth import CurrentActor, Kernel
-from engine.http.bodies import (
+from flowkernel.http.auth import CurrentActor, Kernel
+from flowkernel.http.bodies import (
     MAX_ID,
     BoardOut,
     ConversionOut,
@@ -16,8 +16,8 @@ from engine.http.bodies import (
     StageTimeOut,
     ref,
 )
-from engine.pipeline_documents import dump_pipeline, load_pipeline
-from engine.queries import MAX_PAGE
+from flowkernel.pipeline_documents import dump_pipeline, load_pipeline
+from flowkernel.queries import MAX_PAGE
 
 router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
 
