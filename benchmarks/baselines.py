@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine, event, exists, select
 from sqlalchemy.orm import sessionmaker
 from transitions import Machine
 
-from flowkernel.schema import (
+from flowkernel.store.schema import (
     AutomationRow,
     ColumnRow,
     ItemRow,

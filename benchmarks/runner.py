@@ -17,7 +17,7 @@ from typing import Any, Final
 from sqlalchemy import text
 
 from flowkernel import Flowkernel
-from flowkernel.progress import Progress
+from flowkernel.cli.progress import Progress
 
 from . import http_scenarios, scenarios
 from .scenarios import FULL, QUICK, SMOKE, Context, Measure, Scale

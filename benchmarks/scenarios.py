@@ -19,10 +19,18 @@ from sqlalchemy import delete, insert, select
 from transitions import Machine
 
 from flowkernel import SYSTEM, Actor, Flowkernel, StageSpec
-from flowkernel.compiler import compile_class
+from flowkernel.compile.compiler import compile_class
 from flowkernel.examples.charging_station import TRANSITIONS, build_station_class
-from flowkernel.sla import candidates
-from flowkernel.tables import actions, items, methods, sla_breaches, sla_due, stages, transitions
+from flowkernel.runtime.sla import candidates
+from flowkernel.store.tables import (
+    actions,
+    items,
+    methods,
+    sla_breaches,
+    sla_due,
+    stages,
+    transitions,
+)
 
 from .baselines import HandRolled, Raw, handrolled_engine
 from .scratch import Scratch, load_million, place_rows

@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import Connection, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
-from flowkernel import database
-from flowkernel.tables import items
+from flowkernel.store import database
+from flowkernel.store.tables import items
 
 
 @dataclass(frozen=True)

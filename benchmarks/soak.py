@@ -56,9 +56,9 @@ from flowkernel import (
     StageSpec,
     hookimpl,
 )
-from flowkernel.idempotency import scope_of
+from flowkernel.runtime.idempotency import scope_of
 from flowkernel.snapshots import OutgoingEvent, WatcherNotification
-from flowkernel.tables import (
+from flowkernel.store.tables import (
     columns,
     event_log,
     history,

@@ -5,7 +5,7 @@ handle its events; SQLAlchemy persists everything (SQLite by default, PostgreSQL
 """
 
 from flowkernel.actors import SYSTEM, Actor
-from flowkernel.batch import BatchFailure, BatchResult
+from flowkernel.definition.pipelines.admin import ColumnSpec, StageSpec
 from flowkernel.errors import (
     AbstractClassError,
     AccessDenied,
@@ -43,10 +43,10 @@ from flowkernel.errors import (
     UnknownDefinition,
     UnknownHandler,
 )
-from flowkernel.explain import Explanation, Reason
-from flowkernel.flowkernel import Flowkernel
 from flowkernel.hookspecs import hookimpl
-from flowkernel.pipelines import ColumnSpec, StageSpec
+from flowkernel.kernel import Flowkernel
+from flowkernel.runtime.batch import BatchFailure, BatchResult
+from flowkernel.runtime.explain import Explanation, Reason
 from flowkernel.snapshots import (
     ChangeState,
     DropItem,

@@ -18,18 +18,34 @@ account is told the class or item does not exist, never that it is denied.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import Connection, select
-
 from flowkernel.actors import Actor
-from flowkernel.compiler import AccessRule
 from flowkernel.errors import AccessDenied
-from flowkernel.tables import access_rules, pipelines
 
 EXECUTE: Final = "execute"
 VISIBLE: Final = "visible"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    """Allow or deny one subject a permission on a method (or on every method)."""
+
+    method: str | None
+    subject_kind: str
+    subject: str
+    permission: str
+    effect: str
+
+    def matches(self, actor: Actor, method: str, permission: str) -> bool:
+        """Whether the rule speaks about this actor, method and permission."""
+        if self.permission != permission or self.method not in (None, method):
+            return False
+        if self.subject_kind == "group":
+            return self.subject in actor.groups
+        return self.subject == "*" or self.subject == str(actor.user_id)
 
 
 def class_denial(rules: Iterable[AccessRule], actor: Actor, permission: str) -> AccessRule | None:
@@ -57,50 +73,4 @@ def check_class(rules: Iterable[AccessRule], actor: Actor, permission: str, name
     )
 
 
-def class_rules(conn: Connection, class_id: int) -> tuple[AccessRule, ...]:
-    """The class-wide rules of a class and of its ancestors, read from the database."""
-    lineage: list[int] = []
-    next_id: int | None = class_id
-    while next_id is not None and next_id not in lineage:
-        lineage.append(next_id)
-        next_id = conn.execute(
-            select(pipelines.c.parent_id).where(pipelines.c.id == next_id)
-        ).scalar()
-    return _rules(conn, lineage)
-
-
-def hidden_classes(conn: Connection, class_ids: Sequence[int], actor: Actor) -> set[int]:
-    """Of `class_ids`, those a class-wide rule hides from `actor` (for lists to leave out)."""
-    if actor.is_system or not class_ids:
-        return set()
-    return {
-        class_id
-        for class_id in set(class_ids)
-        if class_denial(class_rules(conn, class_id), actor, VISIBLE) is not None
-    }
-
-
-def _rules(conn: Connection, class_ids: Sequence[int]) -> tuple[AccessRule, ...]:
-    rows = conn.execute(
-        select(
-            access_rules.c.subject_kind,
-            access_rules.c.subject,
-            access_rules.c.permission,
-            access_rules.c.effect,
-        )
-        .where(access_rules.c.class_id.in_(list(class_ids)), access_rules.c.method_code.is_(None))
-        .order_by(access_rules.c.id)
-    )
-    return tuple(
-        AccessRule(
-            method=None,
-            subject_kind=r.subject_kind,
-            subject=r.subject,
-            permission=r.permission,
-            effect=r.effect,
-        )
-        for r in rows
-    )
-
-
-__all__ = ["EXECUTE", "VISIBLE", "check_class", "class_denial", "class_rules", "hidden_classes"]
+__all__ = ["EXECUTE", "VISIBLE", "AccessRule", "check_class", "class_denial"]

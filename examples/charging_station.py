@@ -31,7 +31,7 @@ from flowkernel import (
     UnknownDefinition,
     hookimpl,
 )
-from flowkernel.definitions import DEFAULT_METHODS
+from flowkernel.definition.classes import DEFAULT_METHODS
 from flowkernel.hookspecs import EventHandler
 
 OBJECT_TYPE: Final = "charging_station"

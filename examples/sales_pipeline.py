@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from flowkernel import Actor, ChecklistIncomplete, Flowkernel, RequirementMissing
-from flowkernel.pipelines import ColumnSpec, PipelineInfo, StageSpec
+from flowkernel.definition.pipelines.admin import ColumnSpec, PipelineInfo, StageSpec
 
 ACCOUNT = 1
 ADMIN = Actor.user(42, ACCOUNT)

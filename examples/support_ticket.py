@@ -11,7 +11,7 @@ import sys
 import time
 
 from flowkernel import SYSTEM, Actor, Flowkernel, ItemNotFound
-from flowkernel.pipelines import ColumnSpec, PipelineInfo, StageSpec
+from flowkernel.definition.pipelines.admin import ColumnSpec, PipelineInfo, StageSpec
 
 TEMPLATE = "support_desk"
 ACCOUNTS = (101, 202)

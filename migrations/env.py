@@ -5,12 +5,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
-from flowkernel.schema import metadata
+from flowkernel.store.schema import metadata
 
 config = context.config
 engine = config.attributes.get("engine")
 if not isinstance(engine, Engine):
-    from flowkernel.database import open_engine
+    from flowkernel.store.database import open_engine
 
     engine = open_engine(config.get_main_option("sqlalchemy.url"))
 

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, insert, select
 
 from flowkernel.hookspecs import hookimpl
 from flowkernel.snapshots import LoggedEvent, OutgoingEvent
-from flowkernel.tables import event_log as table
+from flowkernel.store.tables import event_log as table
 
 log = logging.getLogger("flowkernel.events")
 

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from flowkernel.hookspecs import hookimpl
 from flowkernel.snapshots import InboxEntry, WatcherNotification
-from flowkernel.tables import inbox as table
+from flowkernel.store.tables import inbox as table
 
 
 class InboxPlugin:

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from flowkernel import Flowkernel
-from flowkernel.database import open_engine, upgrade
+from flowkernel.store.database import open_engine, upgrade
 
 PG_URL = os.environ.get(
     "FLOWKERNEL_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from flowkernel import Flowkernel, hookimpl
 from flowkernel.snapshots import OutgoingEvent, WatcherNotification
-from flowkernel.tables import outbox
+from flowkernel.store.tables import outbox
 
 
 class FileRecorder:

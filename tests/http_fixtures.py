@@ -14,11 +14,11 @@ import pytest
 from fastapi import FastAPI
 
 from flowkernel import SYSTEM, Actor, Flowkernel
+from flowkernel.definition.pipelines.admin import StageSpec
 from flowkernel.examples.charging_station import build_station_class
 from flowkernel.examples.sales_pipeline import ADMIN, build_sales_pipeline
 from flowkernel.http import ApiTokens, create_app
 from flowkernel.http.server import background as serve
-from flowkernel.pipelines import StageSpec
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import Any, Final
 from sqlalchemy import Label, select
 
 from flowkernel import Flowkernel
-from flowkernel.schema import Base
-from flowkernel.tables import items, sla_breaches, sla_due
+from flowkernel.store.schema import Base
+from flowkernel.store.tables import items, sla_breaches, sla_due
 
 
 def every_row(fk: Flowkernel) -> dict[str, list[dict[str, Any]]]:

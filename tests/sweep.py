@@ -16,15 +16,15 @@ from typing import Any
 from sqlalchemy import text
 
 from flowkernel import Flowkernel
-from flowkernel.definitions import Definitions
-from flowkernel.delivery import Delivery
-from flowkernel.documents import dump_class, dumps, load_class, loads
-from flowkernel.items import ItemOps
-from flowkernel.pipeline_documents import load_pipeline, parse_pipeline_text
-from flowkernel.pipelines import PipelineAdmin
-from flowkernel.queries import Queries
-from flowkernel.schema import Base
-from flowkernel.sla import SlaScanner
+from flowkernel.definition.classes import Definitions
+from flowkernel.definition.pipelines.admin import PipelineAdmin
+from flowkernel.documents.classes import dump_class, dumps, load_class, loads
+from flowkernel.documents.pipelines import load_pipeline, parse_pipeline_text
+from flowkernel.runtime.items import ItemOps
+from flowkernel.runtime.queries import Queries
+from flowkernel.runtime.sla import SlaScanner
+from flowkernel.store.delivery import Delivery
+from flowkernel.store.schema import Base
 
 API_CLASSES: dict[str, type] = {
     "definitions": Definitions,
@@ -41,8 +41,8 @@ MODULE_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "documents.dumps": dumps,
     "documents.load_class": load_class,
     "documents.dump_class": dump_class,
-    "pipeline_documents.parse_pipeline_text": parse_pipeline_text,
-    "pipeline_documents.load_pipeline": load_pipeline,
+    "documents.parse_pipeline_text": parse_pipeline_text,
+    "documents.load_pipeline": load_pipeline,
 }
 """Public functions outside the facade, by module and name."""
 

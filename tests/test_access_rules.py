@@ -41,7 +41,6 @@ from sweep import (
 )
 
 import flowkernel.documents
-import flowkernel.pipeline_documents
 from flowkernel import (
     SYSTEM,
     AccessDenied,
@@ -230,7 +229,7 @@ OPERATIONS = [
     op(SYSTEM_ONLY, "delivery.retry_dead", X, _other=AccessDenied),
     op(
         NEW,
-        "pipeline_documents.load_pipeline",
+        "documents.load_pipeline",
         FK,
         {"name": "New"},
         X,
@@ -371,16 +370,14 @@ def operations_taking_an_actor() -> set[str]:
         (f"{n}.", api, inspect.getmembers(api, inspect.isfunction))
         for n, api in API_CLASSES.items()
     ]
-    members += [
-        (f"{m.__name__.removeprefix('flowkernel.')}.", m, inspect.getmembers(m, inspect.isfunction))
-        for m in (flowkernel.documents, flowkernel.pipeline_documents)
-    ]
+    documents = flowkernel.documents
+    members += [("documents.", documents, inspect.getmembers(documents, inspect.isfunction))]
     return {
         prefix + name
         for prefix, owner, functions in members
         for name, function in functions
         if name[0] != "_"
-        and (inspect.isclass(owner) or function.__module__ == owner.__name__)
+        and (inspect.isclass(owner) or function.__module__.startswith(owner.__name__))
         and "actor" in inspect.signature(function).parameters
     }
 

@@ -46,12 +46,12 @@ from sweep import (
 )
 
 from flowkernel import Actor, Flowkernel, FlowkernelError, StageSpec
-from flowkernel.batch import MAX_BATCH
-from flowkernel.documents import CLASS_KEYS
-from flowkernel.items import MAX_INBOX
-from flowkernel.pipeline_documents import PIPELINE_KEYS
-from flowkernel.pipelines import MAX_OPTIONS
-from flowkernel.queries import MAX_PAGE
+from flowkernel.definition.pipelines.admin import MAX_OPTIONS
+from flowkernel.documents.classes import CLASS_KEYS
+from flowkernel.documents.pipelines import PIPELINE_KEYS
+from flowkernel.runtime.batch import MAX_BATCH
+from flowkernel.runtime.items import MAX_INBOX
+from flowkernel.runtime.queries import MAX_PAGE
 from flowkernel.validation import (
     MAX_ACTION_CODE,
     MAX_CODE,
@@ -1028,10 +1028,10 @@ def document_cases() -> list[Case]:
         c(ANY_ID, "documents.load_class", FK, {"class": "zz"}, X),
         c(REF, "documents.dump_class", FK, X, _words=("class",)),
         c(ANY_ID, "documents.dump_class", FK, "lamp", X),
-        c(DOCUMENT_TEXT, "pipeline_documents.parse_pipeline_text", X, _words=("document",)),
-        c(fmt, "pipeline_documents.parse_pipeline_text", "name: x", X),
-        c(pipeline_documents(), "pipeline_documents.load_pipeline", FK, X, ALICE, _words=where),
-        c(ANY_ID, "pipeline_documents.load_pipeline", FK, {"name": "Zz"}, SYSTEM, account_id=X),
+        c(DOCUMENT_TEXT, "documents.parse_pipeline_text", X, _words=("document",)),
+        c(fmt, "documents.parse_pipeline_text", "name: x", X),
+        c(pipeline_documents(), "documents.load_pipeline", FK, X, ALICE, _words=where),
+        c(ANY_ID, "documents.load_pipeline", FK, {"name": "Zz"}, SYSTEM, account_id=X),
     ]
 
 

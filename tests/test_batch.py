@@ -24,10 +24,10 @@ from flowkernel import (
     StageSpec,
     hookimpl,
 )
-from flowkernel.batch import MAX_BATCH, BatchFailure, BatchResult
 from flowkernel.examples.charging_station import build_station_class
 from flowkernel.hookspecs import EventHandler
-from flowkernel.tables import history, items, method_calls, outbox
+from flowkernel.runtime.batch import MAX_BATCH, BatchFailure, BatchResult
+from flowkernel.store.tables import history, items, method_calls, outbox
 
 OPERATOR = Actor.user(1, None)
 

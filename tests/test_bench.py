@@ -21,7 +21,7 @@ from flowkernel.benchmarks.runner import KEYS
 from flowkernel.benchmarks.scratch import Scratch, place_rows
 from flowkernel.cli import main
 from flowkernel.examples.charging_station import build_station_class
-from flowkernel.tables import history, items, method_calls
+from flowkernel.store.tables import history, items, method_calls
 
 
 def test_smoke_run_writes_the_documented_json(

@@ -21,7 +21,7 @@ from flowkernel import (
     ItemNotFound,
     MethodNotAvailable,
 )
-from flowkernel.schema import ItemRow, MethodCallRow, StageHistoryRow
+from flowkernel.store.schema import ItemRow, MethodCallRow, StageHistoryRow
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "charging_station.py"
 

@@ -13,9 +13,9 @@ import pytest
 
 from flowkernel import Flowkernel
 from flowkernel.cli import main
-from flowkernel.database import head_revision
-from flowkernel.documents import dump_class, loads
+from flowkernel.documents.classes import dump_class, loads
 from flowkernel.errors import ItemNotFound
+from flowkernel.store.database import head_revision
 
 STATION_YAML = Path(__file__).resolve().parents[1] / "examples" / "station.yaml"
 
@@ -265,12 +265,12 @@ def test_driver_errors_that_are_not_lost_connections_exit_5(
 def test_execution_errors_exit_4(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import flowkernel.demo
+    import flowkernel.examples
 
     def refused(database_url: str) -> None:
         raise ItemNotFound(99)
 
-    monkeypatch.setattr(flowkernel.demo, "run", refused)
+    monkeypatch.setattr(flowkernel.examples, "run", refused)
     assert main(["demo"]) == 4
     one_line_error(capsys.readouterr().err, "execution error: no item 99")
 

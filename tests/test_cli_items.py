@@ -18,8 +18,8 @@ from sqlalchemy import func, select, update
 
 from flowkernel import SYSTEM, Actor, Flowkernel
 from flowkernel.cli import main
-from flowkernel.pipelines import PipelineInfo
-from flowkernel.tables import history, item_values, items, method_calls, outbox
+from flowkernel.definition.pipelines.admin import PipelineInfo
+from flowkernel.store.tables import history, item_values, items, method_calls, outbox
 
 STATION_YAML = Path(__file__).resolve().parents[1] / "examples" / "station.yaml"
 ACCOUNT = 1

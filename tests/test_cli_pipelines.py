@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from flowkernel import SYSTEM, Actor, Flowkernel
 from flowkernel.cli import main
-from flowkernel.tables import history, items, pipelines
+from flowkernel.store.tables import history, items, pipelines
 
 ADMIN = Actor.user(42, 1)
 

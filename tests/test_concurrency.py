@@ -31,7 +31,7 @@ from flowkernel import (
 )
 from flowkernel.benchmarks import soak
 from flowkernel.hookspecs import EventHandler
-from flowkernel.tables import items, method_calls
+from flowkernel.store.tables import items, method_calls
 
 ADMIN = Actor.user(1, soak.ACCOUNT)
 

@@ -16,7 +16,7 @@ from flowkernel import (
     MethodNotAvailable,
     UnknownDefinition,
 )
-from flowkernel.tables import events, items, methods, pipelines, stages, transitions
+from flowkernel.store.tables import events, items, methods, pipelines, stages, transitions
 
 OWNER = Actor.user(1, 10)
 STRANGER = Actor.user(2, 20)

@@ -29,10 +29,10 @@ from flowkernel import (
     WatcherNotification,
     hookimpl,
 )
-from flowkernel.delivery import DEAD, DELIVERED, PENDING, DeadLetter, Delivery, DeliveryReport
+from flowkernel.definition.pipelines.admin import StageSpec
 from flowkernel.errors import EventNotFound
-from flowkernel.pipelines import StageSpec
-from flowkernel.tables import outbox
+from flowkernel.store.delivery import DEAD, DELIVERED, PENDING, DeadLetter, Delivery, DeliveryReport
+from flowkernel.store.tables import outbox
 
 ACCOUNT = 10
 OTHER = 20

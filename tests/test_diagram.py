@@ -10,7 +10,11 @@ import pytest
 
 from flowkernel import SYSTEM, Actor, Flowkernel, UnknownDefinition
 from flowkernel.cli import main
-from flowkernel.diagram import (
+from flowkernel.definition.pipelines.admin import StageSpec
+from flowkernel.errors import GraphvizUnavailable
+from flowkernel.examples.charging_station import STATES, TRANSITIONS, build_station_class
+from flowkernel.examples.sales_pipeline import build_sales_pipeline
+from flowkernel.views.diagram import (
     ANY,
     compiled_for,
     draw,
@@ -20,10 +24,6 @@ from flowkernel.diagram import (
     to_mermaid,
     to_svg,
 )
-from flowkernel.errors import GraphvizUnavailable
-from flowkernel.examples.charging_station import STATES, TRANSITIONS, build_station_class
-from flowkernel.examples.sales_pipeline import build_sales_pipeline
-from flowkernel.pipelines import StageSpec
 
 HIDDEN = {action for _, _, _, methods in STATES for action, visible in methods if not visible}
 STATE_TYPE = {code: state_type for state_type, code, _, _ in STATES}

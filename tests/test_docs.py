@@ -11,10 +11,10 @@ import pytest
 
 from flowkernel import SYSTEM, Actor, Flowkernel
 from flowkernel.cli import build_parser
-from flowkernel.clidoc import REGENERATE, render
-from flowkernel.diagram import compiled_for, to_mermaid
+from flowkernel.cli.reference import REGENERATE, render
 from flowkernel.examples.charging_station import build_station_class
 from flowkernel.examples.sales_pipeline import ACCOUNT, build_sales_pipeline
+from flowkernel.views.diagram import compiled_for, to_mermaid
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from flowkernel import Actor
-from flowkernel.demo import EXAMPLES
-from flowkernel.flowkernel import Flowkernel
+from flowkernel.examples import EXAMPLES
+from flowkernel.kernel import Flowkernel
 
 ROOT = Path(__file__).resolve().parent.parent
 

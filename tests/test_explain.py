@@ -24,7 +24,8 @@ from flowkernel import (
     RequirementMissing,
     UnknownDefinition,
 )
-from flowkernel.explain import (
+from flowkernel.definition.pipelines.admin import PipelineInfo
+from flowkernel.runtime.explain import (
     HIDDEN,
     ITEM_DELETED,
     MISSING_FIELDS,
@@ -38,8 +39,7 @@ from flowkernel.explain import (
     WRONG_STATE,
     Explanation,
 )
-from flowkernel.pipelines import PipelineInfo
-from flowkernel.tables import history, item_values, items, method_calls, outbox, stages
+from flowkernel.store.tables import history, item_values, items, method_calls, outbox, stages
 
 ACCOUNT = 10
 REP = Actor.user(7, ACCOUNT)

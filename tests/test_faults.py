@@ -28,10 +28,10 @@ from flowkernel import (
     StageSpec,
     hookimpl,
 )
-from flowkernel.delivery import DELIVERED, PENDING, DeliveryReport
 from flowkernel.hookspecs import EventHandler
 from flowkernel.plugins.webhook import WebhookPlugin
-from flowkernel.tables import outbox
+from flowkernel.store.delivery import DELIVERED, PENDING, DeliveryReport
+from flowkernel.store.tables import outbox
 
 ACCOUNT = 10
 ALICE = Actor.user(1, ACCOUNT)

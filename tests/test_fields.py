@@ -23,7 +23,7 @@ from flowkernel.fields import (
     normalize,
     parse,
 )
-from flowkernel.tables import columns, item_values
+from flowkernel.store.tables import columns, item_values
 
 OPTIONS = ("High", "Medium", "Low", "Urgent")
 TEXT = FieldSpec("decision_maker", "text")

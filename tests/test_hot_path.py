@@ -20,8 +20,8 @@ from flowkernel import (
     RequirementMissing,
     StageSpec,
 )
-from flowkernel import database as fk_database
-from flowkernel.tables import history, method_calls
+from flowkernel.store import database as fk_database
+from flowkernel.store.tables import history, method_calls
 
 ADMIN = Actor.user(1, 1)
 

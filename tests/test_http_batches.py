@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from flowkernel import SYSTEM
 from flowkernel.http.bodies import BatchOut
-from flowkernel.tables import method_calls
+from flowkernel.store.tables import method_calls
 
 __all__ = ["api", "world"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from http_fixtures import World, api, world
 
 from flowkernel import SYSTEM, Actor
-from flowkernel.documents import dump_class, loads
-from flowkernel.pipeline_documents import dump_pipeline
+from flowkernel.documents.classes import dump_class, loads
+from flowkernel.documents.pipelines import dump_pipeline
 
 __all__ = ["api", "world"]
 

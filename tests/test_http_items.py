@@ -10,7 +10,7 @@ from http_fixtures import Api, World, api, world
 from sqlalchemy import select
 
 from flowkernel import SYSTEM, Actor
-from flowkernel.tables import method_calls
+from flowkernel.store.tables import method_calls
 
 __all__ = ["api", "world"]
 

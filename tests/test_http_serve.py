@@ -13,7 +13,7 @@ import pytest
 
 from flowkernel.cli import main
 from flowkernel.examples.charging_station import build_station_class
-from flowkernel.flowkernel import Flowkernel
+from flowkernel.kernel import Flowkernel
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ from flowkernel import Actor, Flowkernel, InvalidArgument, InvalidToken
 from flowkernel.cli import main
 from flowkernel.http import ApiTokens, create_app
 from flowkernel.http.tokens import TOKEN_PATTERN
-from flowkernel.tables import api_tokens
+from flowkernel.store.tables import api_tokens
 
 __all__ = ["api"]
 

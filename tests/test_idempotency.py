@@ -28,8 +28,8 @@ from flowkernel import (
     hookimpl,
 )
 from flowkernel.hookspecs import EventHandler
-from flowkernel.idempotency import result_from_json, result_to_json, scope_of
-from flowkernel.tables import idempotency_keys
+from flowkernel.runtime.idempotency import result_from_json, result_to_json, scope_of
+from flowkernel.store.tables import idempotency_keys
 
 ACCOUNT = 10
 ALICE = Actor.user(1, ACCOUNT, ("sales",))

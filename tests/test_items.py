@@ -27,10 +27,10 @@ from flowkernel import (
     WatcherNotification,
     hookimpl,
 )
-from flowkernel.database import open_engine
 from flowkernel.errors import ColumnInactive, ItemDeleted
-from flowkernel.items import ChecklistEntry, ItemValue
-from flowkernel.tables import (
+from flowkernel.runtime.items import ChecklistEntry, ItemValue
+from flowkernel.store.database import open_engine
+from flowkernel.store.tables import (
     columns,
     history,
     inbox,

@@ -26,7 +26,7 @@ from flowkernel import (
     hookimpl,
 )
 from flowkernel.hookspecs import EventHandler
-from flowkernel.schema import (
+from flowkernel.store.schema import (
     AccessRuleRow,
     ActionRow,
     EventRow,

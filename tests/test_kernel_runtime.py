@@ -27,7 +27,7 @@ from flowkernel import (
     hookimpl,
 )
 from flowkernel.hookspecs import EventHandler
-from flowkernel.schema import ItemRow, MethodCallRow, StageHistoryRow
+from flowkernel.store.schema import ItemRow, MethodCallRow, StageHistoryRow
 
 ALICE = Actor.user(1, None)
 items_table = ItemRow.__table__

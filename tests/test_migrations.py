@@ -38,8 +38,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from flowkernel import SYSTEM, DatabaseNotMigrated, Flowkernel, schema
-from flowkernel.database import (
+from flowkernel import SYSTEM, DatabaseNotMigrated, Flowkernel
+from flowkernel.store import schema
+from flowkernel.store.database import (
     DEFAULT_URL,
     ENV_VAR,
     current_revision,
@@ -719,7 +720,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "flowkernel/migrations/versions/0003_stage_totals.py",
         "flowkernel/migrations/versions/0004_sla_queue.py",
         "flowkernel/migrations/versions/0005_truncate_triggers.py",
-        "flowkernel/schema.py",
+        "flowkernel/store/schema.py",
     } <= names
     # one package at the top level of site-packages, beside its distribution metadata
     tops = {name.split("/")[0] for name in names}
@@ -731,8 +732,9 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         from pathlib import Path
 
         import flowkernel
-        from flowkernel.database import MIGRATIONS, current_revision, head_revision, open_engine
-        from flowkernel.database import upgrade
+        from flowkernel.store.database import MIGRATIONS, current_revision, head_revision
+        from flowkernel.store.database import open_engine
+        from flowkernel.store.database import upgrade
 
         root = Path(sys.argv[1]).resolve()
         assert Path(flowkernel.__file__).resolve().is_relative_to(root), flowkernel.__file__

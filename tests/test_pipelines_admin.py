@@ -34,10 +34,7 @@ from flowkernel import (
     RequirementMissing,
     UnknownDefinition,
 )
-from flowkernel.compiler import ChecklistItem
-from flowkernel.errors import StageNotEmpty
-from flowkernel.flowkernel import Flowkernel
-from flowkernel.pipelines import (
+from flowkernel.definition.pipelines.admin import (
     MAX_CODE,
     REMOVE_STAGE,
     ColumnSpec,
@@ -45,7 +42,10 @@ from flowkernel.pipelines import (
     StageSpec,
     slugify,
 )
-from flowkernel.tables import (
+from flowkernel.definition.pipelines.specs import ChecklistItem
+from flowkernel.errors import StageNotEmpty
+from flowkernel.kernel import Flowkernel
+from flowkernel.store.tables import (
     automations,
     columns,
     history,

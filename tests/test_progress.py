@@ -6,7 +6,7 @@ import io
 import os
 import pty
 
-from flowkernel.progress import Progress
+from flowkernel.cli.progress import Progress
 
 
 class Terminal(io.StringIO):

@@ -19,7 +19,7 @@ from flowkernel import (
     ItemNotFound,
     UnknownDefinition,
 )
-from flowkernel.tables import (
+from flowkernel.store.tables import (
     automations,
     columns,
     history,

@@ -26,9 +26,9 @@ import pytest
 from sqlalchemy import select
 
 from flowkernel import Actor, Flowkernel, InvalidArgument
-from flowkernel.delivery import DELIVERED, PENDING, DeliveryReport
-from flowkernel.pipelines import StageSpec
-from flowkernel.tables import outbox
+from flowkernel.definition.pipelines.admin import StageSpec
+from flowkernel.store.delivery import DELIVERED, PENDING, DeliveryReport
+from flowkernel.store.tables import outbox
 
 if os.environ.get("CI") == "true":
     import pika  # under CI a missing client is an error, not a skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowkernel import Actor, Flowkernel, InvalidValue, RequirementMissing
-from flowkernel.pipelines import ColumnSpec, StageSpec
+from flowkernel.definition.pipelines.admin import ColumnSpec, StageSpec
 
 ALICE = Actor.user(1, 10)
 

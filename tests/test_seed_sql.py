@@ -31,8 +31,8 @@ from flowkernel import (
     ItemNotFound,
     ObjectAlreadyPlaced,
     RequirementMissing,
-    schema,
 )
+from flowkernel.store import schema
 
 ACCOUNT = 7
 USER = 42

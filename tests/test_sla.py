@@ -12,8 +12,8 @@ from rows import BREACHED_AT, QUEUED_AT
 from sqlalchemy import delete, func, insert, select, text, update
 
 from flowkernel import Actor, Flowkernel, InvalidArgument
-from flowkernel.sla import SlaReport
-from flowkernel.tables import (
+from flowkernel.runtime.sla import SlaReport
+from flowkernel.store.tables import (
     automations,
     items,
     method_calls,

@@ -13,7 +13,7 @@ from rows import BREACHED_AT, QUEUED_AT
 from sqlalchemy import func, select, text, update
 
 from flowkernel import Actor, Flowkernel, InvalidArgument, StageSpec, hookimpl
-from flowkernel.tables import items, method_calls, outbox, sla_breaches, sla_due, stages
+from flowkernel.store.tables import items, method_calls, outbox, sla_breaches, sla_due, stages
 
 ACCOUNT = 10
 ALICE = Actor.user(1, ACCOUNT)

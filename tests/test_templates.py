@@ -22,9 +22,9 @@ from flowkernel import (
     RequirementMissing,
     UnknownDefinition,
 )
-from flowkernel.flowkernel import Flowkernel
-from flowkernel.pipelines import PipelineInfo
-from flowkernel.tables import (
+from flowkernel.definition.pipelines.admin import PipelineInfo
+from flowkernel.kernel import Flowkernel
+from flowkernel.store.tables import (
     automations,
     columns,
     history,

@@ -19,12 +19,12 @@ import pytest
 from sqlalchemy import select
 
 from flowkernel import SYSTEM, Actor, Flowkernel, InvalidArgument
-from flowkernel.delivery import DEAD, DELIVERED, PENDING, DeliveryReport
+from flowkernel.definition.pipelines.admin import StageSpec
 from flowkernel.errors import DeliveryFailed
-from flowkernel.pipelines import StageSpec
 from flowkernel.plugins.webhook import WebhookPlugin, WebhookRoute, sign, verify
 from flowkernel.snapshots import OutgoingEvent
-from flowkernel.tables import outbox
+from flowkernel.store.delivery import DEAD, DELIVERED, PENDING, DeliveryReport
+from flowkernel.store.tables import outbox
 
 ACCOUNT = 10
 ALICE = Actor.user(1, ACCOUNT)

@@ -14,7 +14,7 @@ from flowkernel.cli.output import cell
 from flowkernel.cli.parser import Parser
 from flowkernel.cli.refusals import UsageError
 from flowkernel.errors import UnknownDefinition
-from flowkernel.flowkernel import Flowkernel
+from flowkernel.kernel import Flowkernel
 
 Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
 """The `commands` of `build_parser`, which each command family adds its commands to."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from flowkernel.board_view import render_board
 from flowkernel.cli.arguments import (
     Commands,
     actor_of,
@@ -17,6 +16,7 @@ from flowkernel.cli.arguments import (
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import print_json
 from flowkernel.cli.refusals import EPILOG, EXIT_OK
+from flowkernel.views.board import render_board
 
 
 def add_commands(commands: Commands) -> None:

@@ -10,7 +10,7 @@ from flowkernel.cli.arguments import Commands, positive_int, read
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import cell, section, table
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
-from flowkernel.documents import FORMATS, dump_class, dumps, load_class, loads
+from flowkernel.documents.classes import FORMATS, dump_class, dumps, load_class, loads
 
 
 def add_commands(commands: Commands) -> None:

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
-from flowkernel import database
 from flowkernel.cli import board, classes, db, demo, diagram, items, pipelines, serve, workers
 from flowkernel.cli.arguments import acting_options
 from flowkernel.cli.parser import Parser
@@ -20,6 +19,7 @@ from flowkernel.cli.refusals import (
     PLUGINS_VAR,
     refusal_of,
 )
+from flowkernel.store import database
 
 Command = Callable[[argparse.Namespace], int]
 

@@ -12,11 +12,11 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from flowkernel import database
 from flowkernel.cli.refusals import PLUGINS_VAR, UsageError
 from flowkernel.errors import DatabaseNotMigrated, DatabaseUnreachable, InvalidArgument
-from flowkernel.flowkernel import Flowkernel
+from flowkernel.kernel import Flowkernel
 from flowkernel.plugin_manager import load_plugin
+from flowkernel.store import database
 
 
 def database_url(args: argparse.Namespace) -> str:
@@ -80,7 +80,8 @@ def plugins(args: argparse.Namespace) -> list[str]:
 @contextmanager
 def kernel(args: argparse.Namespace, *, deliver_events: bool = True) -> Iterator[Flowkernel]:
     """A `Flowkernel` on the chosen, migrated database, closed after the block."""
-    fk = Flowkernel(engine=connect(args), deliver_events=deliver_events, plugins=plugins(args))
+    named = plugins(args)  # refused before a connection is opened
+    fk = Flowkernel(engine=connect(args), deliver_events=deliver_events, plugins=named)
     try:
         yield fk
     finally:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from flowkernel import database
 from flowkernel.cli.arguments import Commands
 from flowkernel.cli.connection import connect, database_url, missing_sqlite_file
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
+from flowkernel.store import database
 
 
 def add_commands(commands: Commands) -> None:

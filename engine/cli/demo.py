@@ -36,11 +36,11 @@ def add_commands(commands: Commands) -> None:
 def _demo(args: argparse.Namespace) -> int:
     url = database_url(args)
     try:
-        demo = importlib.import_module("flowkernel.demo")
+        demo = importlib.import_module("flowkernel.examples")
     except ModuleNotFoundError as exc:
-        if exc.name != "flowkernel.demo":
+        if exc.name != "flowkernel.examples":
             raise
-        raise FlowkernelError("this installation has no demo (flowkernel.demo is missing)") from exc
+        raise FlowkernelError("this installation has no examples to run") from exc
     run: Callable[[str], object] = demo.run
     status = run(url)
     return status if isinstance(status, int) else EXIT_OK

@@ -10,8 +10,8 @@ from flowkernel.actors import Actor
 from flowkernel.cli.arguments import Commands, positive_int
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
-from flowkernel.diagram import FORMATS as DIAGRAM_FORMATS
-from flowkernel.diagram import draw
+from flowkernel.views.diagram import FORMATS as DIAGRAM_FORMATS
+from flowkernel.views.diagram import draw
 
 
 def add_commands(commands: Commands) -> None:

@@ -18,11 +18,11 @@ from flowkernel.cli.arguments import (
 )
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import cell, print_json, section, table
+from flowkernel.cli.progress import Progress
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
-from flowkernel.documents import FORMATS, dumps
-from flowkernel.pipeline_documents import dump_pipeline, load_pipeline, parse_pipeline_text
-from flowkernel.pipelines import PipelineInfo
-from flowkernel.progress import Progress
+from flowkernel.definition.pipelines.admin import PipelineInfo
+from flowkernel.documents.classes import FORMATS, dumps
+from flowkernel.documents.pipelines import dump_pipeline, load_pipeline, parse_pipeline_text
 
 PIPELINE_CREATE_HELP: Final = """\
 From a document: `flowkernel pipeline create sales.yaml --account 1`; its keys are described

@@ -12,12 +12,12 @@ from flowkernel.actors import Actor
 from flowkernel.cli.arguments import actor_of, assignments, code_or_id, read
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import print_json
+from flowkernel.cli.progress import Progress
 from flowkernel.cli.refusals import EXIT_ERROR, EXIT_OK, UsageError, refusal_of
-from flowkernel.compiler import CompiledClass
+from flowkernel.compile.compiler import CompiledClass
 from flowkernel.errors import ColumnInactive, UnknownDefinition
 from flowkernel.fields import normalize
-from flowkernel.flowkernel import Flowkernel
-from flowkernel.progress import Progress
+from flowkernel.kernel import Flowkernel
 from flowkernel.snapshots import ItemSnapshot
 
 CSV_FIELDS: Final = ("object_type", "object_id", "stage", "assigned_user_id")

@@ -6,7 +6,6 @@ from typing import Final
 
 from sqlalchemy.exc import OperationalError
 
-from flowkernel import database
 from flowkernel.errors import (
     DatabaseError,
     DefinitionError,
@@ -19,6 +18,7 @@ from flowkernel.errors import (
     UnknownDefinition,
     UnknownHandler,
 )
+from flowkernel.store import database
 
 PLUGINS_VAR: Final = "FLOWKERNEL_PLUGINS"
 """Plugins to register, by module path, comma-separated (before any `--plugin`)."""

@@ -24,8 +24,8 @@ from flowkernel.cli.arguments import (
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import jsonable, jsonable_dict
 from flowkernel.cli.refusals import EPILOG, EXIT_OK
-from flowkernel.delivery import DeliveryReport
-from flowkernel.sla import SlaReport
+from flowkernel.runtime.sla import SlaReport
+from flowkernel.store.delivery import DeliveryReport
 
 
 def add_commands(commands: Commands) -> None:

@@ -12,11 +12,11 @@ from typing import Any, Final
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from flowkernel.flowkernel import Flowkernel
 from flowkernel.http import batches, classes, errors, items, pipelines
 from flowkernel.http.auth import CurrentActor, Kernel
 from flowkernel.http.bodies import ActorOut, ErrorBody, HealthOut
 from flowkernel.http.tokens import CACHE_TTL, ApiTokens
+from flowkernel.kernel import Flowkernel
 
 DESCRIPTION: Final = """\
 The Flowkernel engine over HTTP: place objects into classes, list and execute the methods an

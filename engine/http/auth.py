@@ -9,8 +9,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from flowkernel.actors import Actor
 from flowkernel.errors import AccessDenied, InvalidToken
-from flowkernel.flowkernel import Flowkernel
 from flowkernel.http.tokens import ApiTokens
+from flowkernel.kernel import Flowkernel
 
 bearer = HTTPBearer(
     auto_error=False,

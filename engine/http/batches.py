@@ -9,10 +9,10 @@ from typing import Any, Final
 from fastapi import APIRouter, Response
 from pydantic import TypeAdapter
 
-from flowkernel.batch import BatchFailure, BatchResult
 from flowkernel.http.auth import CurrentActor, Kernel
 from flowkernel.http.bodies import BatchIn, BatchOut
 from flowkernel.http.errors import details_of
+from flowkernel.runtime.batch import BatchFailure, BatchResult
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 

@@ -13,9 +13,9 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowkernel.actors import Actor
-from flowkernel.batch import MAX_BATCH
-from flowkernel.pipelines import PipelineInfo
-from flowkernel.queries import StageTime
+from flowkernel.definition.pipelines.admin import PipelineInfo
+from flowkernel.runtime.batch import MAX_BATCH
+from flowkernel.runtime.queries import StageTime
 from flowkernel.snapshots import ExecutionResult
 
 MAX_ID: Final = 2**63 - 1

@@ -10,9 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, status
 
-from flowkernel.definitions import ClassInfo
-from flowkernel.documents import dump_class, load_class
-from flowkernel.flowkernel import Flowkernel
+from flowkernel.definition.classes import ClassInfo
+from flowkernel.documents.classes import dump_class, load_class
 from flowkernel.http.auth import CurrentActor, Kernel, account_for, require_system
 from flowkernel.http.bodies import (
     MAX_ID,
@@ -25,6 +24,7 @@ from flowkernel.http.bodies import (
     TransitionOut,
     ref,
 )
+from flowkernel.kernel import Flowkernel
 
 router = APIRouter(prefix="/v1/classes", tags=["classes"])
 

@@ -22,7 +22,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
-from flowkernel.database import first_line
 from flowkernel.errors import (
     AccessDenied,
     ChecklistIncomplete,
@@ -44,6 +43,7 @@ from flowkernel.errors import (
     RequirementMissing,
     UnknownDefinition,
 )
+from flowkernel.store.database import first_line
 
 log = logging.getLogger("flowkernel.http")
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, status
 
+from flowkernel.documents.pipelines import dump_pipeline, load_pipeline
 from flowkernel.http.auth import CurrentActor, Kernel
 from flowkernel.http.bodies import (
     MAX_ID,
@@ -16,8 +17,7 @@ from flowkernel.http.bodies import (
     StageTimeOut,
     ref,
 )
-from flowkernel.pipeline_documents import dump_pipeline, load_pipeline
-from flowkernel.queries import MAX_PAGE
+from flowkernel.runtime.queries import MAX_PAGE
 
 router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
 

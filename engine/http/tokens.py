@@ -28,7 +28,7 @@ from sqlalchemy import Engine, Row, insert, select, update
 
 from flowkernel.actors import Actor
 from flowkernel.errors import InvalidArgument, InvalidToken
-from flowkernel.tables import api_tokens
+from flowkernel.store.tables import api_tokens
 
 TOKEN_PATTERN: Final = re.compile(r"fk_([0-9a-f]{8})_[A-Za-z0-9_-]{43}")
 """The shape of every token `issue` hands out."""

@@ -1,0 +1,2 @@
+"""Compiling: definition rows into an immutable `CompiledClass` and its `transitions` machine,
+cached per class version."""

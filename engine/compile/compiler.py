@@ -1,0 +1,712 @@
+"""Compiling a class definition (rows) into an immutable `CompiledClass` with one machine."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from transitions import Machine
+from transitions.core import MachineError
+
+from flowkernel.access import AccessRule
+from flowkernel.actors import Actor
+from flowkernel.definition.codes import RESERVED_METHOD_CODES, state_code
+from flowkernel.definition.pipelines.specs import ChecklistItem
+from flowkernel.errors import InvalidDefinition, UnknownDefinition
+from flowkernel.kinds import MOVE_PREFIX, MOVEMENTS, SLA_BREACH, Movement
+from flowkernel.snapshots import MethodInfo
+from flowkernel.store.schema import (
+    AccessRuleRow,
+    ActionRow,
+    AutomationRow,
+    ColumnRow,
+    EventRow,
+    MethodRow,
+    PipelineRow,
+    StageMoveRow,
+    StageRequiredColumnRow,
+    StageRow,
+    TransitionRow,
+)
+
+FREE: Final = Movement.FREE
+EXPLICIT: Final = Movement.EXPLICIT
+
+CHANGE_OBJECT_STATE: Final = "change_object_state"
+STANDARD_CHAINS: Final[Mapping[str, tuple[str, ...]]] = {"drop": ("drop_object",)}
+"""Chains of standard actions other than the default `change_object_state`."""
+PIPELINE_CHAINS: Final[Mapping[str, tuple[str, ...]]] = {
+    "delete": ("soft_delete_object",),
+    "restore": ("restore_object",),
+    "drop": ("drop_object",),
+}
+"""On a pipeline, delete and restore mark the item instead of moving it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequiredColumn:
+    """A column that must hold a value before an item enters a stage."""
+
+    column_id: int
+    name: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledState:
+    """A state (stage) of a compiled class."""
+
+    id: int
+    code: str
+    label: str
+    state_type: str
+    position: int
+    is_won: bool
+    is_lost: bool
+    sla_days: int | None
+    probability: int | None
+    color: str | None
+    checklist: tuple[ChecklistItem, ...]
+    required: tuple[RequiredColumn, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledMethod:
+    """A method as resolved for one state: its target and its handler chain."""
+
+    code: str
+    action: str
+    label: str
+    visible: bool
+    sequence: int
+    target: str | None
+    chain: tuple[str, ...]
+    is_global: bool
+    restriction: str | None = None
+
+    def info(self) -> MethodInfo:
+        """The method as a plain value for hooks and callers."""
+        return MethodInfo(
+            code=self.code,
+            action=self.action,
+            label=self.label,
+            visible=self.visible,
+            sequence=self.sequence,
+            target=self.target,
+            is_global=self.is_global,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledAutomation:
+    """An active automation of a pipeline."""
+
+    id: int
+    trigger: str
+    stage_id: int | None
+    event_name: str
+    payload_template: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledColumn:
+    """A custom column of a pipeline."""
+
+    id: int
+    name: str
+    label: str
+    field_type: str
+    options: tuple[str, ...]
+    is_required: bool
+    is_active: bool
+    position: int
+
+
+class Run:
+    """The throwaway model a machine fires on: the current state and the guard to call."""
+
+    __slots__ = ("guard", "state")
+
+    def __init__(self, state: str, guard: Callable[[str], None]) -> None:
+        self.state = state
+        self.guard = guard
+
+
+assert set(Run.__slots__) <= RESERVED_METHOD_CODES, "a Run attribute must be a reserved code"
+
+
+def _guard(event: Any) -> bool:
+    event.model.guard(event.transition.dest)
+    return True
+
+
+@dataclass(frozen=True)
+class CompiledClass:
+    """Everything needed to execute methods on items of one class version, in memory."""
+
+    id: int
+    code: str
+    name: str
+    version: int
+    account_id: int | None
+    object_type: str | None
+    is_abstract: bool
+    is_template: bool
+    movement: str
+    lineage: tuple[int, ...]
+    states: Mapping[str, CompiledState]
+    states_by_id: Mapping[int, CompiledState]
+    methods: Mapping[str, Mapping[str, CompiledMethod]]
+    create: CompiledMethod | None
+    access: tuple[AccessRule, ...]
+    automations: tuple[CompiledAutomation, ...]
+    columns: Mapping[str, CompiledColumn]
+    machine: Machine = field(repr=False, compare=False)
+
+    @property
+    def is_pipeline(self) -> bool:
+        """Whether stages move freely (a LEO pipeline) rather than by explicit transitions."""
+        return self.movement == FREE
+
+    @property
+    def ordered_states(self) -> list[CompiledState]:
+        """States in position order."""
+        return sorted(self.states.values(), key=lambda s: (s.position, s.id))
+
+    def state(self, code: str) -> CompiledState:
+        """The state with this code, or a typed error listing the known ones."""
+        try:
+            return self.states[code]
+        except KeyError:
+            raise UnknownDefinition(
+                "state", code, f"class {self.code!r}", list(self.states)
+            ) from None
+
+    def method(self, state: str, code: str) -> CompiledMethod | None:
+        """The method `code` available in `state`, if any."""
+        return self.methods.get(state, {}).get(code)
+
+    def method_for_action(self, state: str, action: str) -> CompiledMethod | None:
+        """The first method (by sequence) of `action` available in `state`, if any."""
+        for method in self.methods.get(state, {}).values():
+            if method.action == action:
+                return method
+        return None
+
+    def allowed(self, actor: Actor, method: CompiledMethod, permission: str) -> bool:
+        """Whether `actor` may `permission` ("execute" or "visible") `method`; deny wins."""
+        if actor.is_system:
+            return True
+        granted = False
+        for rule in self.access:
+            if rule.matches(actor, method.code, permission):
+                if rule.effect == "deny":
+                    return False
+                granted = True
+        return granted or method.visible
+
+    def fire(self, run: Run, method: str) -> None:
+        """Run the machine's transition for `method` from `run.state` (guards included)."""
+        self.machine.events[method].trigger(run)
+
+
+def _state_type(row: StageRow) -> str:
+    if row.state_type:
+        return row.state_type
+    return "disabled" if row.is_won or row.is_lost else "enabled"
+
+
+def _checklist(raw: Any, stage: str) -> tuple[ChecklistItem, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidDefinition(f"checklist of stage {stage!r} must be a JSON array", stage=stage)
+    items = []
+    for entry in raw:
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            raise InvalidDefinition(
+                f"checklist entry {entry!r} of stage {stage!r} needs a string 'key'", stage=stage
+            )
+        items.append(
+            ChecklistItem(
+                key=entry["key"],
+                label=str(entry.get("label", entry["key"])),
+                required=bool(entry.get("required", False)),
+            )
+        )
+    return tuple(items)
+
+
+class _Definition:
+    """The rows of one class, loaded in a few queries."""
+
+    def __init__(self, conn: Session, row: PipelineRow) -> None:
+        self.row = row
+        self.stages = list(
+            conn.execute(
+                select(StageRow)
+                .where(StageRow.flow_pipeline_id == row.id, StageRow.deleted_at.is_(None))
+                .order_by(StageRow.position, StageRow.id)
+            ).scalars()
+        )
+        self.methods = list(
+            conn.execute(
+                select(MethodRow, ActionRow.code)
+                .join(ActionRow, ActionRow.id == MethodRow.action_id)
+                .where(MethodRow.class_id == row.id)
+                .order_by(MethodRow.sequence, MethodRow.id)
+            ).all()
+        )
+        # plain rows, not ORM objects: a big class has a thousand transitions
+        self.transitions = conn.execute(
+            select(
+                TransitionRow.state_id, TransitionRow.method_id, TransitionRow.new_state_id
+            ).where(TransitionRow.class_id == row.id)
+        ).all()
+        self.events = list(
+            conn.execute(
+                select(EventRow, ActionRow.code)
+                .join(ActionRow, ActionRow.id == EventRow.action_id)
+                .where(EventRow.class_id == row.id, EventRow.enabled.is_(True))
+                .order_by(EventRow.sequence, EventRow.id)
+            ).all()
+        )
+        self.access = list(
+            conn.execute(select(AccessRuleRow).where(AccessRuleRow.class_id == row.id)).scalars()
+        )
+
+
+def _load(conn: Session, class_id: int) -> list[_Definition]:
+    """The class and its ancestors, deepest first."""
+    lineage: list[_Definition] = []
+    seen: set[int] = set()
+    next_id: int | None = class_id
+    while next_id is not None:
+        if next_id in seen:
+            raise InvalidDefinition(
+                f"class {class_id} has a cycle in its parents", class_id=class_id
+            )
+        seen.add(next_id)
+        row = conn.execute(
+            select(PipelineRow).where(PipelineRow.id == next_id)
+        ).scalar_one_or_none()
+        if row is None:
+            raise UnknownDefinition("class", next_id)
+        lineage.append(_Definition(conn, row))
+        next_id = row.parent_id
+    return lineage
+
+
+def _chain(
+    lineage: Sequence[_Definition], index: int, action: str, standard: set[str], pipeline: bool
+) -> tuple[str, ...]:
+    definition = lineage[index]
+    rows = [event for event, code in definition.events if code == action]
+    parent = index + 1 if index + 1 < len(lineage) else None
+    if not rows:
+        if parent is not None:
+            return _chain(lineage, parent, action, standard, pipeline)
+        if pipeline and action in PIPELINE_CHAINS:
+            return PIPELINE_CHAINS[action]
+        if action in standard:
+            return STANDARD_CHAINS.get(action, (CHANGE_OBJECT_STATE,))
+        return ()
+    chain: list[str] = []
+    for event in rows:
+        if event.is_parent:
+            if parent is not None:
+                chain.extend(_chain(lineage, parent, action, standard, pipeline))
+        elif event.handler:
+            chain.append(event.handler)
+    return tuple(chain)
+
+
+def _states(conn: Session, stages: Sequence[StageRow]) -> dict[str, CompiledState]:
+    required: dict[int, list[RequiredColumn]] = {}
+    if stages:
+        rows = conn.execute(
+            select(
+                StageRequiredColumnRow.flow_stage_id, ColumnRow.id, ColumnRow.name, ColumnRow.label
+            )
+            .join(ColumnRow, ColumnRow.id == StageRequiredColumnRow.flow_column_id)
+            .where(StageRequiredColumnRow.flow_stage_id.in_([s.id for s in stages]))
+            .order_by(ColumnRow.position, ColumnRow.id)
+        )
+        for stage_id, column_id, name, label in rows:
+            required.setdefault(stage_id, []).append(RequiredColumn(column_id, name, label))
+        # Columns flagged is_required are an entry requirement of every stage but the first
+        # (where items are placed) and the lost one (an item may be lost at any time).
+        everywhere = [
+            RequiredColumn(column_id, name, label)
+            for column_id, name, label in conn.execute(
+                select(ColumnRow.id, ColumnRow.name, ColumnRow.label)
+                .where(
+                    ColumnRow.flow_pipeline_id == stages[0].flow_pipeline_id,
+                    ColumnRow.is_required.is_(True),
+                    ColumnRow.is_active.is_(True),
+                    ColumnRow.deleted_at.is_(None),
+                )
+                .order_by(ColumnRow.position, ColumnRow.id)
+            ).all()
+        ]
+        for row in stages[1:]:
+            if not row.is_lost:
+                own = required.setdefault(row.id, [])
+                own.extend(c for c in everywhere if c not in own)
+    states: dict[str, CompiledState] = {}
+    for row in stages:
+        code = state_code(row)
+        states[code] = CompiledState(
+            id=row.id,
+            code=code,
+            label=row.name,
+            state_type=_state_type(row),
+            position=row.position,
+            is_won=row.is_won,
+            is_lost=row.is_lost,
+            sla_days=row.sla_days,
+            probability=row.probability,
+            color=row.color,
+            checklist=_checklist(row.checklist, code),
+            required=tuple(required.get(row.id, ())),
+        )
+    return states
+
+
+def _explicit_methods(
+    lineage: Sequence[_Definition],
+    states: Mapping[str, CompiledState],
+    standard: set[str],
+) -> dict[str, dict[str, CompiledMethod]]:
+    resolved: dict[str, dict[str, CompiledMethod]] = {code: {} for code in states}
+    # The class's own methods, then those of its non-abstract ancestors, deepest first.
+    for definition in (lineage[0], *(d for d in lineage[1:] if not d.row.is_abstract)):
+        stage_codes = {s.id: state_code(s) for s in definition.stages}
+        targets: dict[tuple[str | None, int], int] = {}
+        for t in definition.transitions:
+            source = stage_codes.get(t.state_id) if t.state_id is not None else None
+            targets[(source, t.method_id)] = t.new_state_id
+        target_codes = {s.id: state_code(s) for s in definition.stages}
+        # A state's own method wins over a global one of the same code (Apostol's lookup).
+        own_first = sorted(definition.methods, key=lambda row: row[0].state_id is None)
+        for state in states:
+            for method, action in own_first:
+                bound = stage_codes.get(method.state_id) if method.state_id is not None else None
+                if method.state_id is not None and bound != state:
+                    continue
+                if method.code in resolved[state] or action == "create":
+                    continue  # create places items; it is not run on one
+                target_id = targets.get((state, method.id), targets.get((None, method.id)))
+                target = target_codes.get(target_id) if target_id is not None else None
+                if target_id is not None and target not in states:
+                    raise InvalidDefinition(
+                        f"method {method.code!r} leads to a state that class "
+                        f"{lineage[0].row.code!r} does not have",
+                        method=method.code,
+                    )
+                resolved[state][method.code] = CompiledMethod(
+                    code=method.code,
+                    action=action,
+                    label=method.label,
+                    visible=method.visible,
+                    sequence=method.sequence,
+                    target=target,
+                    chain=_chain(lineage, 0, action, standard, pipeline=False),
+                    is_global=method.state_id is None,
+                )
+    return resolved
+
+
+def _pipeline_methods(
+    lineage: Sequence[_Definition],
+    states: Mapping[str, CompiledState],
+    moves: Mapping[int, set[int]],
+    standard: set[str],
+) -> dict[str, dict[str, CompiledMethod]]:
+    row = lineage[0].row
+    ordered = sorted(states.values(), key=lambda s: (s.position, s.id))
+    rank = {s.code: i for i, s in enumerate(ordered)}
+    move_chain = _chain(lineage, 0, "move", standard, pipeline=True)
+
+    def lifecycle(code: str, label: str, visible: bool, sequence: int) -> CompiledMethod:
+        return CompiledMethod(
+            code=code,
+            action=code,
+            label=label,
+            visible=visible,
+            sequence=sequence,
+            target=None,
+            chain=_chain(lineage, 0, code, standard, pipeline=True),
+            is_global=True,
+        )
+
+    resolved: dict[str, dict[str, CompiledMethod]] = {}
+    for state in ordered:
+        methods: dict[str, CompiledMethod] = {}
+        for index, target in enumerate(ordered):
+            if target.code == state.code:
+                continue
+            restriction = None
+            if state.id in moves and target.id not in moves[state.id]:
+                restriction = "allowed_moves"
+            elif not row.allow_backward and rank[target.code] < rank[state.code]:
+                restriction = "no_moving_back"
+            elif (
+                not row.allow_skip_forward
+                and rank[target.code] > rank[state.code] + 1
+                and not (target.is_won or target.is_lost)
+            ):
+                restriction = "no_skipping_forward"
+            methods[MOVE_PREFIX + target.code] = CompiledMethod(
+                code=MOVE_PREFIX + target.code,
+                action="move",
+                label=f"Move to {target.label}",
+                visible=True,
+                sequence=index,
+                target=target.code,
+                chain=move_chain,
+                is_global=True,
+                restriction=restriction,
+            )
+        base = len(ordered)
+        methods["delete"] = lifecycle("delete", "Delete", True, base + 1)
+        methods["restore"] = lifecycle("restore", "Restore", True, base + 2)
+        methods["drop"] = lifecycle("drop", "Drop", True, base + 3)
+        methods[SLA_BREACH] = lifecycle(SLA_BREACH, "SLA breached", False, base + 4)
+        resolved[state.code] = methods
+    return resolved
+
+
+def _build_machine(
+    code: str,
+    states: Mapping[str, CompiledState],
+    methods: Mapping[str, Mapping[str, CompiledMethod]],
+) -> Machine:
+    try:
+        return _machine(states, methods)
+    except (ValueError, MachineError) as exc:
+        raise InvalidDefinition(
+            f"class {code!r} does not build a state machine: {exc}; rename the offending "
+            "state or method",
+            class_code=code,
+        ) from exc
+
+
+def _machine(
+    states: Mapping[str, CompiledState], methods: Mapping[str, Mapping[str, CompiledMethod]]
+) -> Machine:
+    machine = Machine(
+        model=None,
+        states=list(states) or ["__none__"],
+        initial=None,
+        auto_transitions=False,
+        send_event=True,
+    )
+    for state, available in methods.items():
+        for method in available.values():
+            machine.add_transition(
+                method.code,
+                state,
+                method.target,
+                conditions=[_guard] if method.target is not None else [],
+            )
+    return machine
+
+
+def compile_class(conn: Session, class_id: int) -> CompiledClass:
+    """Load class `class_id` with its ancestors and compile it."""
+    lineage = _load(conn, class_id)
+    row = lineage[0].row
+    if row.movement not in MOVEMENTS:
+        raise InvalidDefinition(
+            f"class {row.code or row.id!r} has movement {row.movement!r}; use one of {MOVEMENTS}",
+            movement=row.movement,
+        )
+    standard = set(conn.execute(select(ActionRow.code).where(ActionRow.is_standard)).scalars())
+    owner = next((d for d in lineage if d.stages), lineage[0])
+    states = _states(conn, owner.stages)
+    pipeline = row.movement == FREE
+    if pipeline:
+        won = [s.code for s in states.values() if s.is_won]
+        lost = [s.code for s in states.values() if s.is_lost]
+        if len(won) > 1 or len(lost) > 1:
+            raise InvalidDefinition(
+                f"pipeline {row.name!r} has more than one won or lost stage "
+                f"(won: {won}, lost: {lost}); keep at most one of each",
+                won=won,
+                lost=lost,
+            )
+        moves: dict[int, set[int]] = {}
+        for move in conn.execute(
+            select(StageMoveRow).where(StageMoveRow.flow_pipeline_id == row.id)
+        ).scalars():
+            moves.setdefault(move.from_stage_id, set()).add(move.to_stage_id)
+        methods = _pipeline_methods(lineage, states, moves, standard)
+        first = min(states.values(), key=lambda s: (s.position, s.id), default=None)
+        create: CompiledMethod | None = CompiledMethod(
+            code="create",
+            action="create",
+            label="Create",
+            visible=True,
+            sequence=0,
+            target=first.code if first else None,
+            chain=_chain(lineage, 0, "create", standard, pipeline=True),
+            is_global=True,
+        )
+    else:
+        methods = _explicit_methods(lineage, states, standard)
+        create = _create_method(lineage, states, standard)
+    access = tuple(
+        AccessRule(
+            method=rule.method_code,
+            subject_kind=rule.subject_kind,
+            subject=rule.subject,
+            permission=rule.permission,
+            effect=rule.effect,
+        )
+        for definition in lineage
+        for rule in definition.access
+    )
+    automations = tuple(
+        CompiledAutomation(
+            id=a.id,
+            trigger=a.trigger,
+            stage_id=a.flow_stage_id,
+            event_name=a.event_name,
+            payload_template=dict(a.payload_template or {}),
+        )
+        for a in conn.execute(
+            select(AutomationRow)
+            .where(
+                AutomationRow.flow_pipeline_id == row.id,
+                AutomationRow.is_active.is_(True),
+                AutomationRow.deleted_at.is_(None),
+            )
+            .order_by(AutomationRow.id)
+        ).scalars()
+    )
+    columns = {
+        c.name: CompiledColumn(
+            id=c.id,
+            name=c.name,
+            label=c.label,
+            field_type=c.field_type,
+            options=tuple(str(o) for o in (c.options or ())),
+            is_required=c.is_required,
+            is_active=c.is_active,
+            position=c.position,
+        )
+        for c in conn.execute(
+            select(ColumnRow)
+            .where(ColumnRow.flow_pipeline_id == row.id, ColumnRow.deleted_at.is_(None))
+            .order_by(ColumnRow.position, ColumnRow.id)
+        ).scalars()
+    }
+    return CompiledClass(
+        id=row.id,
+        code=row.code or f"pipeline_{row.id}",
+        name=row.name,
+        version=row.version,
+        account_id=row.iam_account_id,
+        object_type=row.object_type,
+        is_abstract=row.is_abstract,
+        is_template=row.is_template,
+        movement=row.movement,
+        lineage=tuple(d.row.id for d in lineage),
+        states=states,
+        states_by_id={s.id: s for s in states.values()},
+        methods={
+            s: dict(sorted(m.items(), key=lambda kv: (kv[1].sequence, kv[0])))
+            for s, m in methods.items()
+        },
+        create=create,
+        access=access,
+        automations=automations,
+        columns=columns,
+        machine=_build_machine(row.code or f"pipeline_{row.id}", states, methods),
+    )
+
+
+def _create_method(
+    lineage: Sequence[_Definition], states: Mapping[str, CompiledState], standard: set[str]
+) -> CompiledMethod | None:
+    """The global create method and where it places items (its transition or the created state)."""
+    for definition in lineage:
+        stage_codes = {s.id: state_code(s) for s in definition.stages}
+        for method, action in definition.methods:
+            if method.state_id is not None or action != "create":
+                continue
+            target = next(
+                (
+                    stage_codes.get(t.new_state_id)
+                    for t in definition.transitions
+                    if t.method_id == method.id and t.state_id is None
+                ),
+                None,
+            )
+            if target is None:
+                target = next(
+                    (
+                        s.code
+                        for s in sorted(states.values(), key=lambda s: (s.position, s.id))
+                        if s.state_type == "created"
+                    ),
+                    None,
+                )
+            return CompiledMethod(
+                code=method.code,
+                action=action,
+                label=method.label,
+                visible=method.visible,
+                sequence=method.sequence,
+                target=target,
+                chain=_chain(lineage, 0, action, standard, pipeline=False),
+                is_global=True,
+            )
+    first_created = next(
+        (
+            s.code
+            for s in sorted(states.values(), key=lambda s: (s.position, s.id))
+            if s.state_type == "created"
+        ),
+        None,
+    )
+    if first_created is None:
+        return None
+    return CompiledMethod(
+        code="create",
+        action="create",
+        label="Create",
+        visible=True,
+        sequence=0,
+        target=first_created,
+        chain=_chain(lineage, 0, "create", standard, pipeline=False),
+        is_global=True,
+    )
+
+
+class ClassCache:
+    """Compiled classes by (class id, version); a changed definition compiles anew."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[int, CompiledClass] = {}
+        self._lock = threading.Lock()
+
+    def get(self, conn: Session, class_id: int, version: int) -> CompiledClass:
+        """The compiled class for this version, compiling it when needed."""
+        cached = self._compiled.get(class_id)
+        if cached is not None and cached.version == version:
+            return cached
+        compiled = compile_class(conn, class_id)
+        with self._lock:
+            self._compiled[class_id] = compiled
+        return compiled
+
+    def clear(self) -> None:
+        """Forget every compiled class."""
+        with self._lock:
+            self._compiled.clear()

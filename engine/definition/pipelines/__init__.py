@@ -1,0 +1,1 @@
+"""Pipeline administration: one module per part of a pipeline, composed by `PipelineAdmin`."""
