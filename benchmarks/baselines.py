@@ -117,16 +117,19 @@ WITH u AS (
      WHERE i.id = u.item AND u.target IS NOT NULL
 ), history AS (
     INSERT INTO flow_stage_history
-           (flow_item_id, flow_pipeline_id, from_stage_id, to_stage_id, method_code, is_system)
-    SELECT u.item, %(pipeline)s, u.source, u.target, u.method, true FROM u
+           (flow_item_id, flow_pipeline_id, from_stage_id, to_stage_id, method_code, is_system,
+            action_code, params)
+    SELECT u.item, %(pipeline)s, u.source, u.target, u.method, true, u.method,
+           %(params)s::jsonb
+      FROM u
      WHERE u.target IS NOT NULL
 )
 INSERT INTO fk_method_calls
        (flow_item_id, flow_pipeline_id, method_code, action_code, from_stage_id, to_stage_id,
         is_system, params, called_at)
-SELECT u.item, %(pipeline)s, u.method, u.method, u.source, u.target, true,
-       %(params)s::jsonb, NOW()
-  FROM u"""
+SELECT u.item, %(pipeline)s, u.method, u.method, u.source, NULL, true, %(params)s::jsonb, NOW()
+  FROM u
+ WHERE u.target IS NULL"""
 
 BATCH_MOVE_SQLITE = """
 UPDATE flow_items SET flow_stage_id = ?, last_stage_changed_at = NOW(), checklist_state = NULL,
@@ -134,7 +137,7 @@ version = version + 1, updated_at = NOW() WHERE id = ?"""
 
 BATCH_HISTORY_SQLITE = """
 INSERT INTO flow_stage_history (flow_item_id, flow_pipeline_id, from_stage_id, to_stage_id,
-method_code, is_system) VALUES (?, ?, ?, ?, ?, 1)"""
+method_code, is_system, action_code, params) VALUES (?, ?, ?, ?, ?, 1, ?, ?)"""
 
 BATCH_CALLS_SQLITE = """
 INSERT INTO fk_method_calls (flow_item_id, flow_pipeline_id, method_code, action_code,
@@ -232,7 +235,8 @@ class Raw:
     ) -> None:
         """The writes a batch makes, without reading, locking or handlers: one state change and
         one history row per `(item, method, stage, new stage)` with a new stage, one call-log
-        row per call; commit. One statement over arrays on PostgreSQL, executemany on SQLite."""
+        row per call without one; commit. One statement over arrays on PostgreSQL, executemany
+        on SQLite."""
         cur = self.conn.cursor()
         if self.kind == "postgresql":
             items, methods, sources, targets = (list(column) for column in zip(*calls, strict=True))
@@ -252,13 +256,18 @@ class Raw:
             cur.executemany(BATCH_MOVE_SQLITE, moves)
             cur.executemany(
                 BATCH_HISTORY_SQLITE,
-                [(item, pipeline, old, new, m) for item, m, old, new in calls if new is not None],
+                [
+                    (item, pipeline, old, new, m, m, '{"status": "ok"}')
+                    for item, m, old, new in calls
+                    if new is not None
+                ],
             )
             cur.executemany(
                 BATCH_CALLS_SQLITE,
                 [
-                    (item, pipeline, m, m, old, new, '{"status": "ok"}')
+                    (item, pipeline, m, m, old, None, '{"status": "ok"}')
                     for item, m, old, new in calls
+                    if new is None
                 ],
             )
         self.conn.commit()

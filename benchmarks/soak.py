@@ -13,7 +13,8 @@ operation that succeeded (one JSON line each). After a final delivery drain the 
 
 - per item, history rows = successful state changes + the placement; each row's from-stage
   is the previous row's to-stage; the item's stage is its last row's to-stage; the history's
-  transitions are the ones the workers were told happened; method calls add up;
+  transitions are the ones the workers were told happened; executions add up (a state change
+  is a history row, a call that changed none a method-call row);
 - each value is the last successful write of its writer; an assignee is one of the last;
 - each idempotency key executed once and every replay returned the first result;
 - no event was delivered twice (by any worker) or logged twice, none is pending or dead;
@@ -441,7 +442,13 @@ def check(engine: Engine, plan: Plan, entries: Sequence[Mapping[str, Any]]) -> F
     with engine.connect() as conn:
         codes = {r.id: r.code for r in conn.execute(select(stages.c.id, stages.c.code))}
         rows = conn.execute(
-            select(history.c.flow_item_id, history.c.from_stage_id, history.c.to_stage_id)
+            select(
+                history.c.flow_item_id,
+                history.c.from_stage_id,
+                history.c.to_stage_id,
+                history.c.method_code,
+                history.c.moved_at,
+            )
             .where(history.c.flow_item_id.in_(mine))
             .order_by(history.c.id)
         ).all()
@@ -453,7 +460,7 @@ def check(engine: Engine, plan: Plan, entries: Sequence[Mapping[str, Any]]) -> F
         }
         calls = conn.execute(
             select(
-                method_calls.c.flow_item_id, method_calls.c.method_code, method_calls.c.to_stage_id
+                method_calls.c.flow_item_id, method_calls.c.method_code, method_calls.c.called_at
             )
             .where(method_calls.c.flow_item_id.in_(mine))
             .order_by(method_calls.c.id)
@@ -496,7 +503,7 @@ def check(engine: Engine, plan: Plan, entries: Sequence[Mapping[str, Any]]) -> F
 
     _check_errors(found, entries)
     _check_history(found, plan, entries, rows, stage_of, codes)
-    _check_calls(found, entries, calls, mine)
+    _check_calls(found, entries, rows, calls, mine)
     _check_values(found, plan, entries, values, assigned)
     _check_keys(found, plan, entries, keys)
     _check_events(found, entries, events, logged)
@@ -579,30 +586,37 @@ def _check_history(
 
 
 def _check_calls(
-    found: Findings, entries: Sequence[Mapping[str, Any]], calls: Sequence[Any], mine: list[int]
+    found: Findings,
+    entries: Sequence[Mapping[str, Any]],
+    rows: Sequence[Any],
+    calls: Sequence[Any],
+    mine: list[int],
 ) -> None:
     executions = _executions(entries)
     breaches: Counter[int] = Counter()
     for e in entries:
         if e["op"] == "sla":
             breaches.update(e["items"])
-    per_item: dict[int, list[Any]] = defaultdict(list)
+    # every execution, in the order it ran: (moment, is a state change, method)
+    per_item: dict[int, list[tuple[datetime, bool, str | None]]] = defaultdict(list)
+    for row in rows:
+        per_item[row.flow_item_id].append((row.moved_at, True, row.method_code))
     for call in calls:
-        per_item[call.flow_item_id].append(call)
+        per_item[call.flow_item_id].append((call.called_at, False, call.method_code))
     for item in mine:
-        logged = per_item.get(item, [])
+        logged = sorted(per_item.get(item, []), key=lambda e: e[0])
         expected = 1 + len(executions.get(item, [])) + breaches[item]
         if len(logged) != expected:
             found.violation(
-                f"item {item}: {len(logged)} method calls logged, expected {expected} "
+                f"item {item}: {len(logged)} executions logged, expected {expected} "
                 "(placement + successful executions + SLA breaches)"
             )
-        # one breach per stage entry: calls of one item are logged in execution order
+        # one breach per stage entry
         entry, seen = 0, Counter[int]()
-        for call in logged:
-            if call.to_stage_id is not None:
+        for _moment, changed, method in logged:
+            if changed:
                 entry += 1
-            elif call.method_code == "sla_breach":
+            elif method == "sla_breach":
                 seen[entry] += 1
         doubled = [n for n, count in seen.items() if count > 1]
         if doubled:

@@ -194,13 +194,15 @@ class MethodNotAvailable(ExecutionError):
 
     code = "method_not_available"
 
-    def __init__(self, method: str, state: str, available: Sequence[str]) -> None:
+    def __init__(self, method: str, state: str, available: Sequence[str], hint: str = "") -> None:
         self.method = method
         self.state = state
         self.available = tuple(available)
         listed = ", ".join(self.available) or "none"
+        tail = f"; {hint}" if hint else ""
         super().__init__(
-            f"method {method!r} is not available in state {state!r}; available there: {listed}"
+            f"method {method!r} is not available in state {state!r}; available there: "
+            f"{listed}{tail}"
         )
 
 
@@ -344,13 +346,17 @@ class MoveNotAllowed(ExecutionError):
 
     code = "move_not_allowed"
 
-    def __init__(self, from_stage: str, to_stage: str, rule: str) -> None:
+    def __init__(
+        self, from_stage: str, to_stage: str, rule: str, reason: str, allowed: Sequence[str]
+    ) -> None:
         self.from_stage = from_stage
         self.to_stage = to_stage
         self.rule = rule
+        self.allowed = tuple(allowed)
+        targets = ", ".join(self.allowed) or "none"
         super().__init__(
-            f"moving from {from_stage!r} to {to_stage!r} is refused by the pipeline rule "
-            f"{rule!r}; pick an allowed stage or run the move as the system actor"
+            f"moving from {from_stage!r} to {to_stage!r} is refused: {reason}; allowed from "
+            f"here: {targets} (the system actor may move anywhere)"
         )
 
 

@@ -12,21 +12,23 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowkernel.actors import Actor
-from flowkernel.compile.compiler import ClassCache, CompiledClass
+from flowkernel.compile.cache import ClassCache
+from flowkernel.compile.compiled import CompiledClass
 from flowkernel.definition.classes import Definitions
 from flowkernel.definition.pipelines.admin import PipelineAdmin
 from flowkernel.hookspecs import EventHandler
 from flowkernel.plugin_manager import collect_handlers, get_plugin_manager, load_plugin
 from flowkernel.runtime.batch import BatchResult, execute_batch
+from flowkernel.runtime.executor import Executor
 from flowkernel.runtime.explain import Explainer, Explanation
 from flowkernel.runtime.items import ItemOps
-from flowkernel.runtime.outbox import OutboxWriter
 from flowkernel.runtime.queries import Queries
 from flowkernel.runtime.runtime import Runtime
 from flowkernel.runtime.sla import SlaScanner
 from flowkernel.snapshots import ExecutionResult, HistoryEntry, ItemSnapshot, MethodInfo
 from flowkernel.store import database
 from flowkernel.store.delivery import Delivery, DeliveryReport
+from flowkernel.store.writer import writer_for
 
 log = logging.getLogger("flowkernel")
 
@@ -79,13 +81,18 @@ class Flowkernel:
             lease=delivery_lease,
         )
         self._deliver_inline = deliver_events
-        self.runtime = Runtime(
-            self.sessions, self.cache, lambda: self._handlers, OutboxWriter(), self._after_commit
+        self.executor = Executor(
+            writer_for(self.engine),
+            self.cache,
+            self.sessions,
+            lambda: self._handlers,
+            self._after_commit,
         )
+        self.runtime = Runtime(self.executor)
         self.pipelines = PipelineAdmin(self.sessions)
         self.items = ItemOps(self.sessions, self.runtime, self.plugin_manager)
-        self.queries = Queries(self.sessions, self.runtime, self.plugin_manager)
-        self.sla = SlaScanner(self.sessions, self.runtime)
+        self.queries = Queries(self.sessions, self.plugin_manager)
+        self.sla = SlaScanner(self.executor)
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -204,7 +211,7 @@ class Flowkernel:
         refused items as `BatchFailure` outcomes and commits the others.
         """
         return execute_batch(
-            self.runtime,
+            self.executor,
             item_ids,
             method,
             actor,
@@ -243,13 +250,12 @@ class Flowkernel:
 
     def explain(self, item_id: int, method_or_stage: str | int, actor: Actor) -> Explanation:
         """Why a method (or a move to a state) can or cannot run on the item now; reads only."""
-        return Explainer(self.sessions, self.runtime).explain(item_id, method_or_stage, actor)
+        return Explainer(self.executor).explain(item_id, method_or_stage, actor)
 
     def compiled(self, class_code: str | int, account_id: int | None = None) -> CompiledClass:
         """The compiled current version of a class: platform introspection, any account's by id."""
         info = self.definitions.get_class(class_code, account_id, any_account=True)
-        with self.sessions.begin() as session:
-            return self.runtime.compiled(session, info.id)
+        return self.runtime.compiled(info.id)
 
     # --- events --------------------------------------------------------------------------
 

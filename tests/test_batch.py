@@ -128,7 +128,7 @@ def test_mixed_heartbeats_and_availability_in_one_batch(
     ]  # fmt: skip
     after = snapshot_db(fk)
     assert after["history"] == before["history"] + 3
-    assert after["calls"] == before["calls"] + 6
+    assert after["calls"] == before["calls"] + 3  # a state change is written to history only
     # heartbeats leave the item row alone; state changes bump the version
     versions = {row.id: row.version for row in before["items"]}
     for row in after["items"]:
@@ -136,16 +136,20 @@ def test_mixed_heartbeats_and_availability_in_one_batch(
         assert row.version == versions[row.id] + (1 if bumped else 0)
     assert moves(fk, ids[1])[-1] == ("unavailable", "available", "available", True)
     with fk.engine.connect() as conn:
-        logged = conn.execute(
-            select(method_calls.c.flow_item_id, method_calls.c.params, method_calls.c.to_stage_id)
-            .where(method_calls.c.flow_item_id.in_(ids[:2]))
+        called = conn.execute(
+            select(method_calls.c.params, method_calls.c.to_stage_id)
+            .where(method_calls.c.flow_item_id == ids[0])
             .order_by(method_calls.c.id.desc())
-            .limit(2)
-        ).all()
-    assert {r.flow_item_id: r.params for r in logged} == {
-        ids[0]: {"status": "ok"},
-        ids[1]: {"status": "ok"},
-    }
+            .limit(1)
+        ).one()
+        moved = conn.execute(
+            select(history.c.params, history.c.action_code)
+            .where(history.c.flow_item_id == ids[1])
+            .order_by(history.c.id.desc())
+            .limit(1)
+        ).one()
+    assert tuple(called) == ({"status": "ok"}, None)
+    assert tuple(moved) == ({"status": "ok"}, "available")
 
 
 def test_a_batch_equals_executing_one_by_one(fk: Flowkernel, station_class: str) -> None:
@@ -192,7 +196,7 @@ def test_a_batch_equals_executing_one_by_one(fk: Flowkernel, station_class: str)
                 )
             )
         }
-    assert [per_item[i] for i in batched] == [per_item[i] for i in single]
+    assert [per_item.get(i, 0) for i in batched] == [per_item.get(i, 0) for i in single]
 
 
 # --- abort and skip ------------------------------------------------------------------------
@@ -238,7 +242,7 @@ def test_skip_reports_refused_items_and_commits_the_rest(
     assert states(fk, ids) == ["available", "available", "available", "unavailable", "available"]
     after = snapshot_db(fk)
     assert after["history"] == before["history"] + 3
-    assert after["calls"] == before["calls"] + 3
+    assert after["calls"] == before["calls"]  # the state changes are in the history only
     # the skipped item's row is untouched
     assert [r for r in after["items"] if r.id == ids[3]] == [
         r for r in before["items"] if r.id == ids[3]

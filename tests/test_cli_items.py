@@ -138,8 +138,8 @@ def test_place_move_execute_and_read_an_item(cli: Cli, sales: PipelineInfo) -> N
     )  # fmt: skip
     assert result["actor"] == {"user_id": 7, "account_id": 1, "groups": [], "is_system": False}
     with Flowkernel(cli.url) as fk, fk.engine.connect() as conn:
-        params = conn.execute(
-            select(method_calls.c.params).order_by(method_calls.c.id.desc()).limit(1)
+        params = conn.execute(  # a state change's parameters are in its history row
+            select(history.c.params).order_by(history.c.id.desc()).limit(1)
         ).scalar_one()
     assert params == {"score": 3, "why": "ready"}
 

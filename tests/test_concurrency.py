@@ -76,8 +76,8 @@ def test_processes_racing_on_the_same_items_lose_no_update(
         assert Counter((h.from_state, h.to_state) for h in history[1:]) == Counter(
             (e["from"], e["to"]) for e in changes
         )
-        # the call log: the placement, every successful execution, every breach fired
-        assert calls[item] == 1 + len(executions[item]) + breaches[item]
+        # history and call log: the placement, every successful execution, every breach fired
+        assert len(history) + calls[item] == 1 + len(executions[item]) + breaches[item]
 
     last: dict[tuple[int, str], str] = {}
     for e in entries:

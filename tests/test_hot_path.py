@@ -70,8 +70,10 @@ def test_a_move_asks_only_what_the_compiled_class_does_not_know(
     fk.move(item, "qualified", ADMIN)  # warm: compiled class cached
     statements.clear()
     fk.move(item, "won", ADMIN)
-    # load, move, history, call log: no requirement, automation or watcher query
-    assert [s.split()[0] for s in work(statements)] == ["SELECT", "UPDATE", "INSERT", "INSERT"]
+    # load, move, history (the move written once): no requirement, automation or watcher
+    # query, no call-log row
+    assert [s.split()[0] for s in work(statements)] == ["SELECT", "UPDATE", "INSERT"]
+    assert not touched(statements, "fk_method_calls")
     for table in ("flow_stage_required_columns", "flow_item_values", "flow_automations"):
         assert not touched(statements, table)
     assert not any(s.startswith("SELECT flow_item_watchers") for s in statements)

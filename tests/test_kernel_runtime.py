@@ -44,6 +44,17 @@ def counts(fk: Flowkernel) -> tuple[int, int, int]:
         )
 
 
+def history_log(fk: Flowkernel, item_id: int) -> list[Any]:
+    with fk.engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(history_table)
+                .where(history_table.c.flow_item_id == item_id)
+                .order_by(history_table.c.id)
+            ).all()
+        )
+
+
 def call_log(fk: Flowkernel, item_id: int) -> list[Any]:
     with fk.engine.connect() as conn:
         return list(
@@ -138,7 +149,7 @@ def test_same_object_twice_in_a_class(lamp: Flowkernel) -> None:
     assert lamp.place("lamp", "socket", 7, ALICE).id != first.id
 
 
-def test_place_writes_history_and_call_log(lamp: Flowkernel) -> None:
+def test_place_writes_history_with_its_method_and_params(lamp: Flowkernel) -> None:
     item = lamp.place("lamp", "device", 1, ALICE, params={"serial": "A1"})
     [entry] = lamp.history(item.id, ALICE)
     assert (entry.from_state, entry.to_state, entry.method, entry.user_id) == (
@@ -147,9 +158,15 @@ def test_place_writes_history_and_call_log(lamp: Flowkernel) -> None:
         "create",
         1,
     )
-    [row] = call_log(lamp, item.id)
-    assert (row.method_code, row.from_stage_id, row.to_stage_id) == ("create", None, item.state_id)
+    [row] = history_log(lamp, item.id)
+    assert (row.method_code, row.action_code, row.from_stage_id, row.to_stage_id) == (
+        "create",
+        "create",
+        None,
+        item.state_id,
+    )
     assert row.params == {"serial": "A1"}
+    assert call_log(lamp, item.id) == []  # a state change is written once: to the history
 
 
 def test_only_the_system_places_into_a_chosen_state(lamp: Flowkernel) -> None:
@@ -321,7 +338,8 @@ def test_concurrent_executions_of_one_move_take_it_once(lamp: Flowkernel) -> Non
         moves = Counter((e.from_state, e.to_state) for e in lamp.history(item_id, ALICE))
         assert moves == Counter({(None, "off"): 1, ("off", "on"): 1})
         assert lamp.item(item_id, ALICE).state == "on"
-        assert [r.method_code for r in call_log(lamp, item_id)] == ["create", "switch_on"]
+        assert [r.method_code for r in history_log(lamp, item_id)] == ["create", "switch_on"]
+        assert call_log(lamp, item_id) == []
 
 
 def test_concurrent_no_op_method_moves_from_the_new_state(region: Flowkernel) -> None:
@@ -397,6 +415,24 @@ def test_method_call_log(lamp: Flowkernel) -> None:
     lamp.execute(item.id, "inspect", Actor.system(10))
     lamp.execute(item.id, "edit", tenant)
     on = lamp.item(item.id, tenant).state_id
+    moves = history_log(lamp, item.id)
+    assert [
+        (
+            r.method_code,
+            r.action_code,
+            r.from_stage_id,
+            r.to_stage_id,
+            r.moved_by_iam_user_id,
+            r.is_system,
+            r.flow_pipeline_id,
+        )
+        for r in moves
+    ] == [
+        ("create", "create", None, item.state_id, 5, False, item.class_id),
+        ("switch_on", "enable", item.state_id, on, 5, False, item.class_id),
+    ]
+    assert [r.params for r in moves] == [None, {"reason": "dark"}]
+    # the method-call log holds the executions that changed no state
     rows = call_log(lamp, item.id)
     assert [
         (
@@ -411,13 +447,12 @@ def test_method_call_log(lamp: Flowkernel) -> None:
         )
         for r in rows
     ] == [
-        ("create", "create", None, item.state_id, 5, False, 10, item.class_id),
-        ("switch_on", "enable", item.state_id, on, 5, False, 10, item.class_id),
         ("inspect", "check", on, None, None, True, 10, item.class_id),
         ("edit", "edit", on, None, 5, False, 10, item.class_id),
     ]
-    assert [r.params for r in rows] == [None, {"reason": "dark"}, None, None]
+    assert [r.params for r in rows] == [None, None]
     assert all(a.called_at <= b.called_at for a, b in pairwise(rows))
+    assert moves[-1].moved_at <= rows[0].called_at
 
 
 def test_method_executed_hook_runs_after_commit(lamp: Flowkernel) -> None:
@@ -457,7 +492,7 @@ def test_dropped_item_ids_are_not_reused(region: Flowkernel) -> None:
     again = region.place("region", "region", 1, ALICE)
     assert again.id > item.id
     assert [e.to_state for e in region.history(again.id, ALICE)] == ["created"]
-    assert [r.method_code for r in call_log(region, again.id)] == ["create"]
+    assert [r.method_code for r in history_log(region, again.id)] == ["create"]
 
 
 def test_state_at_refuses_a_moment_that_is_not_a_datetime(fk: Flowkernel) -> None:

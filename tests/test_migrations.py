@@ -276,7 +276,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
     dialect = fresh.dialect.name
     empty = database_objects(fresh)
     assert current_revision(fresh) is None
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
 
     upgrade(fresh)
     assert current_revision(fresh) == head_revision()
@@ -720,6 +720,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "flowkernel/migrations/versions/0003_stage_totals.py",
         "flowkernel/migrations/versions/0004_sla_queue.py",
         "flowkernel/migrations/versions/0005_truncate_triggers.py",
+        "flowkernel/migrations/versions/0006_moves_written_once.py",
         "flowkernel/store/schema.py",
     } <= names
     # one package at the top level of site-packages, beside its distribution metadata
@@ -753,7 +754,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.split() == ["0005", "0005"]
+    assert run.stdout.split() == ["0006", "0006"]
     check = create_engine(f"sqlite:///{tmp_path / 'fk.db'}")
     with check.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4

@@ -89,12 +89,15 @@ def test_method_executed_is_observed_after_commit(fk: Flowkernel) -> None:
     class Observer:
         @hookimpl
         def flowkernel_method_executed(self, result: ExecutionResult) -> None:
-            with fk.engine.connect() as conn:  # committed: visible from another connection
+            # committed: visible from another connection, a state change in the history, a call
+            # that changed none in the method-call log
+            table = "flow_stage_history" if result.changed else "fk_method_calls"
+            placeholder = "?" if fk.engine.dialect.name == "sqlite" else "%s"
+            with fk.engine.connect() as conn:
                 count = conn.exec_driver_sql(
-                    "SELECT count(*) FROM fk_method_calls WHERE flow_item_id = ?"
-                    if fk.engine.dialect.name == "sqlite"
-                    else "SELECT count(*) FROM fk_method_calls WHERE flow_item_id = %s",
-                    (result.item_id,),
+                    f"SELECT count(*) FROM {table} WHERE flow_item_id = {placeholder} "
+                    f"AND method_code = {placeholder}",
+                    (result.item_id, result.method),
                 ).scalar()
             seen.append((result.method, result.to_state, bool(count)))
 

@@ -14,7 +14,7 @@ from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import print_json
 from flowkernel.cli.progress import Progress
 from flowkernel.cli.refusals import EXIT_ERROR, EXIT_OK, UsageError, refusal_of
-from flowkernel.compile.compiler import CompiledClass
+from flowkernel.compile.compiled import CompiledClass
 from flowkernel.errors import ColumnInactive, UnknownDefinition
 from flowkernel.fields import normalize
 from flowkernel.kernel import Flowkernel

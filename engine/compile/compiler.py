@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from sqlalchemy import select
@@ -13,12 +11,19 @@ from transitions import Machine
 from transitions.core import MachineError
 
 from flowkernel.access import AccessRule
-from flowkernel.actors import Actor
-from flowkernel.definition.codes import RESERVED_METHOD_CODES, state_code
+from flowkernel.compile.compiled import (
+    CompiledAutomation,
+    CompiledClass,
+    CompiledColumn,
+    CompiledMethod,
+    CompiledState,
+    RequiredColumn,
+    guard_condition,
+)
+from flowkernel.definition.codes import state_code
 from flowkernel.definition.pipelines.specs import ChecklistItem
 from flowkernel.errors import InvalidDefinition, UnknownDefinition
-from flowkernel.kinds import MOVE_PREFIX, MOVEMENTS, SLA_BREACH, Movement
-from flowkernel.snapshots import MethodInfo
+from flowkernel.kinds import MOVE_PREFIX, MOVEMENTS, SLA_BREACH, CallLog, Movement
 from flowkernel.store.schema import (
     AccessRuleRow,
     ActionRow,
@@ -33,9 +38,6 @@ from flowkernel.store.schema import (
     TransitionRow,
 )
 
-FREE: Final = Movement.FREE
-EXPLICIT: Final = Movement.EXPLICIT
-
 CHANGE_OBJECT_STATE: Final = "change_object_state"
 STANDARD_CHAINS: Final[Mapping[str, tuple[str, ...]]] = {"drop": ("drop_object",)}
 """Chains of standard actions other than the default `change_object_state`."""
@@ -45,173 +47,6 @@ PIPELINE_CHAINS: Final[Mapping[str, tuple[str, ...]]] = {
     "drop": ("drop_object",),
 }
 """On a pipeline, delete and restore mark the item instead of moving it."""
-
-
-@dataclass(frozen=True, slots=True)
-class RequiredColumn:
-    """A column that must hold a value before an item enters a stage."""
-
-    column_id: int
-    name: str
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledState:
-    """A state (stage) of a compiled class."""
-
-    id: int
-    code: str
-    label: str
-    state_type: str
-    position: int
-    is_won: bool
-    is_lost: bool
-    sla_days: int | None
-    probability: int | None
-    color: str | None
-    checklist: tuple[ChecklistItem, ...]
-    required: tuple[RequiredColumn, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledMethod:
-    """A method as resolved for one state: its target and its handler chain."""
-
-    code: str
-    action: str
-    label: str
-    visible: bool
-    sequence: int
-    target: str | None
-    chain: tuple[str, ...]
-    is_global: bool
-    restriction: str | None = None
-
-    def info(self) -> MethodInfo:
-        """The method as a plain value for hooks and callers."""
-        return MethodInfo(
-            code=self.code,
-            action=self.action,
-            label=self.label,
-            visible=self.visible,
-            sequence=self.sequence,
-            target=self.target,
-            is_global=self.is_global,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledAutomation:
-    """An active automation of a pipeline."""
-
-    id: int
-    trigger: str
-    stage_id: int | None
-    event_name: str
-    payload_template: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledColumn:
-    """A custom column of a pipeline."""
-
-    id: int
-    name: str
-    label: str
-    field_type: str
-    options: tuple[str, ...]
-    is_required: bool
-    is_active: bool
-    position: int
-
-
-class Run:
-    """The throwaway model a machine fires on: the current state and the guard to call."""
-
-    __slots__ = ("guard", "state")
-
-    def __init__(self, state: str, guard: Callable[[str], None]) -> None:
-        self.state = state
-        self.guard = guard
-
-
-assert set(Run.__slots__) <= RESERVED_METHOD_CODES, "a Run attribute must be a reserved code"
-
-
-def _guard(event: Any) -> bool:
-    event.model.guard(event.transition.dest)
-    return True
-
-
-@dataclass(frozen=True)
-class CompiledClass:
-    """Everything needed to execute methods on items of one class version, in memory."""
-
-    id: int
-    code: str
-    name: str
-    version: int
-    account_id: int | None
-    object_type: str | None
-    is_abstract: bool
-    is_template: bool
-    movement: str
-    lineage: tuple[int, ...]
-    states: Mapping[str, CompiledState]
-    states_by_id: Mapping[int, CompiledState]
-    methods: Mapping[str, Mapping[str, CompiledMethod]]
-    create: CompiledMethod | None
-    access: tuple[AccessRule, ...]
-    automations: tuple[CompiledAutomation, ...]
-    columns: Mapping[str, CompiledColumn]
-    machine: Machine = field(repr=False, compare=False)
-
-    @property
-    def is_pipeline(self) -> bool:
-        """Whether stages move freely (a LEO pipeline) rather than by explicit transitions."""
-        return self.movement == FREE
-
-    @property
-    def ordered_states(self) -> list[CompiledState]:
-        """States in position order."""
-        return sorted(self.states.values(), key=lambda s: (s.position, s.id))
-
-    def state(self, code: str) -> CompiledState:
-        """The state with this code, or a typed error listing the known ones."""
-        try:
-            return self.states[code]
-        except KeyError:
-            raise UnknownDefinition(
-                "state", code, f"class {self.code!r}", list(self.states)
-            ) from None
-
-    def method(self, state: str, code: str) -> CompiledMethod | None:
-        """The method `code` available in `state`, if any."""
-        return self.methods.get(state, {}).get(code)
-
-    def method_for_action(self, state: str, action: str) -> CompiledMethod | None:
-        """The first method (by sequence) of `action` available in `state`, if any."""
-        for method in self.methods.get(state, {}).values():
-            if method.action == action:
-                return method
-        return None
-
-    def allowed(self, actor: Actor, method: CompiledMethod, permission: str) -> bool:
-        """Whether `actor` may `permission` ("execute" or "visible") `method`; deny wins."""
-        if actor.is_system:
-            return True
-        granted = False
-        for rule in self.access:
-            if rule.matches(actor, method.code, permission):
-                if rule.effect == "deny":
-                    return False
-                granted = True
-        return granted or method.visible
-
-    def fire(self, run: Run, method: str) -> None:
-        """Run the machine's transition for `method` from `run.state` (guards included)."""
-        self.machine.events[method].trigger(run)
 
 
 def _state_type(row: StageRow) -> str:
@@ -417,6 +252,7 @@ def _explicit_methods(
                     target=target,
                     chain=_chain(lineage, 0, action, standard, pipeline=False),
                     is_global=method.state_id is None,
+                    log=CallLog(method.call_log),
                 )
     return resolved
 
@@ -512,7 +348,7 @@ def _machine(
                 method.code,
                 state,
                 method.target,
-                conditions=[_guard] if method.target is not None else [],
+                conditions=[guard_condition] if method.target is not None else [],
             )
     return machine
 
@@ -529,7 +365,7 @@ def compile_class(conn: Session, class_id: int) -> CompiledClass:
     standard = set(conn.execute(select(ActionRow.code).where(ActionRow.is_standard)).scalars())
     owner = next((d for d in lineage if d.stages), lineage[0])
     states = _states(conn, owner.stages)
-    pipeline = row.movement == FREE
+    pipeline = row.movement == Movement.FREE
     if pipeline:
         won = [s.code for s in states.values() if s.is_won]
         lost = [s.code for s in states.values() if s.is_lost]
@@ -687,26 +523,3 @@ def _create_method(
         chain=_chain(lineage, 0, "create", standard, pipeline=False),
         is_global=True,
     )
-
-
-class ClassCache:
-    """Compiled classes by (class id, version); a changed definition compiles anew."""
-
-    def __init__(self) -> None:
-        self._compiled: dict[int, CompiledClass] = {}
-        self._lock = threading.Lock()
-
-    def get(self, conn: Session, class_id: int, version: int) -> CompiledClass:
-        """The compiled class for this version, compiling it when needed."""
-        cached = self._compiled.get(class_id)
-        if cached is not None and cached.version == version:
-            return cached
-        compiled = compile_class(conn, class_id)
-        with self._lock:
-            self._compiled[class_id] = compiled
-        return compiled
-
-    def clear(self) -> None:
-        """Forget every compiled class."""
-        with self._lock:
-            self._compiled.clear()

@@ -1,78 +1,43 @@
-"""Why a method (or a move to a stage) can or cannot run on an item right now.
+"""Why a method (or a move to a state) can or cannot run on an item right now.
 
-`Explainer.explain` walks the checks the runtime makes when it executes a method, in the same
-order and with the same rules, but reads only: it takes no lock and writes nothing. Where the
-runtime stops at the first refusal, an explanation lists every obstacle that applies now, so
-one answer tells everything that has to change.
+An explanation asks the one decision (`flowkernel.runtime.decision`) for every obstacle at
+once, reading only: it takes no lock and writes nothing. Each reason is the refusal's own:
+its code and the message of the error an execution would raise. A state asked for (a state
+code, or a stage id) is the method of the current state that leads there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
 
-from sqlalchemy import Connection, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from flowkernel.access import VISIBLE, check_class
 from flowkernel.actors import Actor
-from flowkernel.compile.compiler import (
-    CompiledClass,
-    CompiledMethod,
-    CompiledState,
-)
+from flowkernel.compile.compiled import CompiledClass, CompiledMethod, CompiledState
 from flowkernel.errors import InvalidArgument, ItemNotFound, UnknownDefinition
-from flowkernel.kinds import MOVE_PREFIX, SLA_BREACH
-from flowkernel.runtime.runtime import Runtime, missing_required, open_checklist_items
-from flowkernel.store.tables import items, pipelines
-from flowkernel.validation import check_item_id
-
-ITEM_DELETED: Final = "item_deleted"
-"""The item is soft-deleted: only restore and drop run on it."""
-WRONG_STATE: Final = "wrong_state"
-"""The method does not exist in the item's current state."""
-NO_TRANSITION: Final = "no_transition"
-"""No method of the current state leads to the asked state."""
-SAME_STATE: Final = "same_state"
-"""The item already is in the asked state."""
-STATE_GONE: Final = "state_gone"
-"""The item sits in a stage its class no longer has."""
-HIDDEN: Final = "hidden"
-"""The method is hidden from the actor (runs for the system actor or by access rule)."""
-NOT_PERMITTED: Final = "not_permitted"
-"""An access rule (or the lack of one) keeps the actor from executing the method."""
-MOVE_RESTRICTED: Final = "move_restricted"
-"""The pipeline's movement rules refuse this move for users."""
-MISSING_FIELDS: Final = "missing_fields"
-"""Required columns of the target stage have no value on the item."""
-OPEN_CHECKLIST: Final = "open_checklist"
-"""Required checklist entries of the current stage are still open."""
-NOT_DELETED: Final = "not_deleted"
-"""Drop removes only deleted items."""
-
-REASON_CODES: Final = (
+from flowkernel.kinds import MOVE_PREFIX, Permission, Trigger
+from flowkernel.runtime.decision import (
+    HIDDEN,
     ITEM_DELETED,
-    WRONG_STATE,
+    MISSING_FIELDS,
+    MOVE_RESTRICTED,
     NO_TRANSITION,
+    NOT_DELETED,
+    NOT_PERMITTED,
+    OPEN_CHECKLIST,
+    REASON_CODES,
     SAME_STATE,
     STATE_GONE,
-    HIDDEN,
-    NOT_PERMITTED,
-    MOVE_RESTRICTED,
-    MISSING_FIELDS,
-    OPEN_CHECKLIST,
-    NOT_DELETED,
+    WRONG_STATE,
+    Decision,
+    decide,
+    guard_obstacles,
 )
-
-_LOAD = select(
-    items.c.id,
-    items.c.flow_pipeline_id,
-    items.c.flow_stage_id,
-    items.c.iam_account_id,
-    items.c.checklist_state,
-    items.c.deleted_at,
-    pipelines.c.version.label("class_version"),
-).join(pipelines, pipelines.c.id == items.c.flow_pipeline_id)
+from flowkernel.runtime.executor import Executor
+from flowkernel.store.tables import item_values, items, pipelines
+from flowkernel.validation import check_item_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +97,8 @@ class Explanation:
 class Explainer:
     """Answers why a method can or cannot run on an item, without changing anything."""
 
-    def __init__(self, sessions: sessionmaker[Session], runtime: Runtime) -> None:
-        self._sessions = sessions
-        self._runtime = runtime
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
 
     def explain(self, item_id: int, method_or_stage: str | int, actor: Actor) -> Explanation:
         """Explain `method_or_stage` on the item for `actor`.
@@ -151,52 +115,56 @@ class Explainer:
                 f"{method_or_stage!r}",
                 method_or_stage=method_or_stage,
             )
-        with self._sessions.begin() as session:
-            row = session.execute(_LOAD.where(items.c.id == item_id)).first()
+        with self._executor.sessions.begin() as session:
+            row = session.execute(
+                select(
+                    items.c.flow_pipeline_id,
+                    items.c.flow_stage_id,
+                    items.c.iam_account_id,
+                    items.c.checklist_state,
+                    items.c.deleted_at,
+                    pipelines.c.version,
+                )
+                .join(pipelines, pipelines.c.id == items.c.flow_pipeline_id)
+                .where(items.c.id == item_id)
+            ).first()
             if row is None or not actor.reaches(row.iam_account_id):
                 raise ItemNotFound(item_id)
-            compiled = self._runtime.compiled(session, row.flow_pipeline_id)
+            compiled = self._executor.cache.compile(session, row.flow_pipeline_id, row.version)
             check_class(compiled.access, actor, VISIBLE, f"class {compiled.code!r}")
-            return _Check(session.connection(), compiled, row, actor).run(method_or_stage)
+            case = _Case(session, compiled, item_id, row, actor)
+            return case.explain(method_or_stage)
 
 
-class _Check:
+class _Case:
     """One explanation, read inside one transaction."""
 
-    def __init__(self, conn: Connection, compiled: CompiledClass, row: Any, actor: Actor) -> None:
-        self.conn = conn
+    def __init__(
+        self, session: Session, compiled: CompiledClass, item_id: int, row: object, actor: Actor
+    ) -> None:
+        self.session = session
         self.compiled = compiled
-        self.row = row
+        self.item_id = item_id
+        self.stage_id: int = row.flow_stage_id  # type: ignore[attr-defined]
+        self.checklist: object = row.checklist_state  # type: ignore[attr-defined]
+        self.deleted = row.deleted_at is not None  # type: ignore[attr-defined]
         self.actor = actor
-        self.deleted = row.deleted_at is not None
-        self.state: CompiledState | None = compiled.states_by_id.get(row.flow_stage_id)
+        self.state = compiled.states_by_id.get(self.stage_id)
         self.reasons: list[Reason] = []
 
-    def run(self, asked: str | int) -> Explanation:
-        if self.state is None:
-            self.fail(
-                STATE_GONE,
-                f"item {self.row.id} sits in stage {self.row.flow_stage_id}, which class "
-                f"{self.compiled.code!r} no longer has; move it with the system actor or "
-                "restore the stage",
-            )
+    def explain(self, asked: str | int) -> Explanation:
+        state = self.state
+        if state is None:  # the decision says why, whatever was asked
+            return self.answer(str(asked), self.decide(str(asked)))
+        code = self.method_for(asked, state)
+        if code is None:
             return self.answer(str(asked), None)
-        method = self.resolve(asked, self.state)
-        if method is None:
-            return self.answer(str(asked), None)
-        self.check_deleted(method)
-        self.check_access(method)
-        self.check_restriction(method, self.state)
-        if method.target is not None:
-            self.check_guards(self.compiled.states[method.target], self.state)
-        self.check_drop(method)
-        return self.answer(str(asked), method)
+        return self.answer(str(asked), self.decide(code))
 
-    # --- which method ------------------------------------------------------------------------
-
-    def resolve(self, asked: str | int, state: CompiledState) -> CompiledMethod | None:
+    def method_for(self, asked: str | int, state: CompiledState) -> str | None:
+        """The method code `asked` stands for; None (with a reason) when there is none."""
         compiled = self.compiled
-        if isinstance(asked, int) and not isinstance(asked, bool):
+        if isinstance(asked, int):
             target = compiled.states_by_id.get(asked)
             if target is None:
                 raise UnknownDefinition(
@@ -206,167 +174,87 @@ class _Check:
                     [str(s.id) for s in compiled.ordered_states],
                 )
             return self.method_to(target, state)
-        if not isinstance(asked, str):
-            raise UnknownDefinition("method or state", asked, f"class {compiled.code!r}")
-        having = [s for s, methods in compiled.methods.items() if asked in methods]
         if compiled.is_pipeline and asked == MOVE_PREFIX + state.code:
             return self.method_to(state, state)
-        if having:
-            found = compiled.method(state.code, asked)
-            if found is None:
-                self.fail(
-                    WRONG_STATE,
-                    f"method {asked!r} is not available in state {state.code!r}; states that "
-                    f"have it: {', '.join(having)}: move the item to one of them first",
-                    having,
-                )
-            return found
-        if compiled.create is not None and asked == compiled.create.code:
-            self.fail(
-                WRONG_STATE,
-                f"{asked!r} places new objects into class {compiled.code!r} and runs on no "
-                "item; place an object instead",
-            )
-            return None
+        known_methods = {code for methods in compiled.methods.values() for code in methods}
+        if asked in known_methods or (
+            compiled.create is not None and asked == compiled.create.code
+        ):
+            return asked
         if asked in compiled.states:
             return self.method_to(compiled.states[asked], state)
-        known = sorted({code for methods in compiled.methods.values() for code in methods})
         raise UnknownDefinition(
             "method or state",
             asked,
             f"class {compiled.code!r}",
-            [*known, *(s.code for s in compiled.ordered_states)],
+            [*sorted(known_methods), *(s.code for s in compiled.ordered_states)],
         )
 
-    def method_to(self, target: CompiledState, state: CompiledState) -> CompiledMethod | None:
+    def method_to(self, target: CompiledState, state: CompiledState) -> str | None:
         """The method of `state` leading to `target` the actor can best use, if any."""
         if target.code == state.code:
-            self.fail(
-                SAME_STATE,
-                f"item {self.row.id} already is in {state.code!r}; pick another state",
-                (state.code,),
+            self.reasons.append(
+                Reason(
+                    SAME_STATE,
+                    f"item {self.item_id} already is in {state.code!r}; pick another state",
+                    (state.code,),
+                )
             )
             return None
         if self.compiled.is_pipeline:
-            return self.compiled.method(state.code, MOVE_PREFIX + target.code)
-        leading = [
-            m for m in self.compiled.methods.get(state.code, {}).values() if m.target == target.code
-        ]
+            return MOVE_PREFIX + target.code
+        methods = self.compiled.methods
+        leading = [m for m in methods.get(state.code, {}).values() if m.target == target.code]
         if not leading:
             elsewhere = [
                 f"{m.code} (from {s})"
-                for s, methods in self.compiled.methods.items()
-                for m in methods.values()
+                for s, available in methods.items()
+                for m in available.values()
                 if m.target == target.code and s != state.code
             ]
             hint = f"; methods leading there: {', '.join(elsewhere)}" if elsewhere else ""
-            self.fail(
-                NO_TRANSITION,
-                f"no method of state {state.code!r} leads to {target.code!r}{hint}",
-                tuple(elsewhere),
+            self.reasons.append(
+                Reason(
+                    NO_TRANSITION,
+                    f"no method of state {state.code!r} leads to {target.code!r}{hint}",
+                    tuple(elsewhere),
+                )
             )
             return None
-        runnable = [
-            m
-            for m in leading
-            if self.compiled.allowed(self.actor, m, "execute")
-            and (self.actor.is_system or self.compiled.allowed(self.actor, m, "visible"))
-        ]
-        return (runnable or leading)[0]
+        return (_runnable(self.compiled, self.actor, leading) or leading)[0].code
 
-    # --- the runtime's checks ----------------------------------------------------------------
+    def decide(self, code: str) -> Decision:
+        decision = decide(
+            self.compiled, self.item_id, self.stage_id, self.deleted, code, self.actor, every=True
+        )
+        obstacles = list(decision.obstacles)
+        if decision.target is not None and decision.state is not None:
+            filled = self.filled(decision.target)
+            full = Decision(decision.state, decision.method, decision.target, (), True)
+            guards = guard_obstacles(full, self.checklist, filled, every=True)
+            # entering the target is checked before the drop's own rule, as executions meet them
+            drop = [o for o in obstacles if o.code == NOT_DELETED]
+            obstacles = [o for o in obstacles if o.code != NOT_DELETED] + [*guards, *drop]
+        for obstacle in obstacles:
+            self.reasons.append(Reason(obstacle.code, obstacle.message, obstacle.subjects))
+        return decision
 
-    def check_deleted(self, method: CompiledMethod) -> None:
-        if self.deleted and method.action not in ("restore", "drop", SLA_BREACH):
-            self.fail(
-                ITEM_DELETED,
-                f"item {self.row.id} is deleted; only restore and drop run on it: restore it first",
-            )
-
-    def check_access(self, method: CompiledMethod) -> None:
-        compiled, actor = self.compiled, self.actor
-        if actor.is_system:
-            return
-        visible = compiled.allowed(actor, method, "visible")
-        executable = compiled.allowed(actor, method, "execute")
-        if not visible and not executable:
-            why = "it is hidden" if not method.visible else "an access rule hides it"
-            self.fail(
-                HIDDEN,
-                f"method {method.code!r} is not shown to {_who(actor)}: {why}; it runs as the "
-                "system actor, or ask for an access rule that allows this user or a group",
-            )
-        elif not executable:
-            denied = [
-                rule
-                for rule in compiled.access
-                if rule.effect == "deny" and rule.matches(actor, method.code, "execute")
-            ]
-            if denied:
-                rule = denied[0]
-                why = f"an access rule denies {rule.subject_kind} {rule.subject!r}"
-            else:
-                why = "it is hidden and no access rule allows this actor to execute it"
-            self.fail(
-                NOT_PERMITTED,
-                f"{_who(actor)} may not execute {method.code!r}: {why}; ask for an access "
-                "rule that allows it",
-            )
-
-    def check_restriction(self, method: CompiledMethod, state: CompiledState) -> None:
-        if method.restriction is None or self.actor.is_system:
-            return
-        allowed = [
-            m.target
-            for m in self.compiled.methods.get(state.code, {}).values()
-            if m.action == "move" and m.restriction is None and m.target is not None
-        ]
-        rule = {
-            "allowed_moves": f"the pipeline allows only listed moves out of {state.code!r}",
-            "no_moving_back": "the pipeline does not let items move back",
-            "no_skipping_forward": "the pipeline does not let items skip stages forward",
-        }.get(method.restriction, f"the pipeline rule {method.restriction!r} refuses it")
-        targets = ", ".join(allowed) or "none"
-        self.fail(
-            MOVE_RESTRICTED,
-            f"moving from {state.code!r} to {method.target!r} is refused: {rule}; allowed "
-            f"from here: {targets} (the system actor may move anywhere)",
-            tuple(allowed),
+    def filled(self, target: CompiledState) -> set[int]:
+        if not target.required:
+            return set()
+        return set(
+            self.session.execute(
+                select(item_values.c.flow_column_id).where(
+                    item_values.c.flow_item_id == self.item_id,
+                    item_values.c.flow_column_id.in_([r.column_id for r in target.required]),
+                    item_values.c.value.is_not(None),
+                )
+            ).scalars()
         )
 
-    def check_guards(self, target: CompiledState, state: CompiledState) -> None:
-        missing = missing_required(self.conn, self.row.id, target)
-        if missing:
-            names = ", ".join(f"{name} ({label})" for name, label in missing)
-            self.fail(
-                MISSING_FIELDS,
-                f"stage {target.code!r} needs values in {names}: set them first",
-                tuple(name for name, _ in missing),
-            )
-        if not target.is_lost:
-            open_items = open_checklist_items(state, self.row.checklist_state)
-            if open_items:
-                names = ", ".join(f"{key} ({label})" for key, label in open_items)
-                self.fail(
-                    OPEN_CHECKLIST,
-                    f"stage {state.code!r} has open checklist items {names}: complete them first",
-                    tuple(key for key, _ in open_items),
-                )
-
-    def check_drop(self, method: CompiledMethod) -> None:
-        if method.action == "drop" and not self.deleted and "drop_object" in method.chain:
-            self.fail(
-                NOT_DELETED,
-                f"item {self.row.id} is not deleted; execute delete before drop",
-            )
-
-    # --- the answer --------------------------------------------------------------------------
-
-    def fail(self, code: str, message: str, subjects: Any = ()) -> None:
-        self.reasons.append(Reason(code, message, tuple(str(s) for s in subjects)))
-
-    def answer(self, asked: str, method: CompiledMethod | None) -> Explanation:
+    def answer(self, asked: str, decision: Decision | None) -> Explanation:
         state = self.state
+        method = decision.method if decision is not None else None
         target = method.target if method is not None else None
         events: tuple[str, ...] = ()
         if method is not None and state is not None and target not in (None, state.code):
@@ -376,12 +264,12 @@ class _Check:
                 for a in self.compiled.automations
                 if new is not None
                 and (
-                    (a.trigger == "stage_entered" and a.stage_id in (None, new.id))
-                    or (a.trigger == "stage_exited" and a.stage_id in (None, state.id))
+                    (a.trigger == Trigger.STAGE_ENTERED and a.stage_id in (None, new.id))
+                    or (a.trigger == Trigger.STAGE_EXITED and a.stage_id in (None, state.id))
                 )
             )
         return Explanation(
-            item_id=self.row.id,
+            item_id=self.item_id,
             class_code=self.compiled.code,
             state=state.code if state is not None else None,
             asked=asked,
@@ -394,5 +282,32 @@ class _Check:
         )
 
 
-def _who(actor: Actor) -> str:
-    return f"user {actor.user_id}" if actor.user_id is not None else "this actor"
+def _runnable(
+    compiled: CompiledClass, actor: Actor, methods: list[CompiledMethod]
+) -> list[CompiledMethod]:
+    """Of `methods`, those the actor may execute."""
+    return [
+        m
+        for m in methods
+        if compiled.allowed(actor, m, Permission.EXECUTE)
+        and (actor.is_system or compiled.allowed(actor, m, Permission.VISIBLE))
+    ]
+
+
+__all__ = [
+    "HIDDEN",
+    "ITEM_DELETED",
+    "MISSING_FIELDS",
+    "MOVE_RESTRICTED",
+    "NOT_DELETED",
+    "NOT_PERMITTED",
+    "NO_TRANSITION",
+    "OPEN_CHECKLIST",
+    "REASON_CODES",
+    "SAME_STATE",
+    "STATE_GONE",
+    "WRONG_STATE",
+    "Explainer",
+    "Explanation",
+    "Reason",
+]

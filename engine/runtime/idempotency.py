@@ -21,20 +21,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import ClauseElement, Dialect, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy import ClauseElement, bindparam, select, update
 
 from flowkernel.actors import Actor
 from flowkernel.errors import ConcurrentUpdate, IdempotencyKeyReused, InvalidArgument
+from flowkernel.runtime.executor import Executed, Executor
 from flowkernel.snapshots import ExecutionResult
 from flowkernel.store.prepared import Db, Statements
 from flowkernel.store.tables import idempotency_keys as keys
+from flowkernel.store.writer import Writer
 from flowkernel.validation import storable
 
 MAX_KEY_LENGTH: Final = 255
@@ -42,9 +42,6 @@ MAX_KEY_LENGTH: Final = 255
 
 _CLAIMED: Final[dict[str, Any]] = {}
 """The result column of a claimed key until its execution's result replaces it."""
-
-_Outcome = tuple[ExecutionResult, list[int] | None]
-"""An execution's result and its outbox ids, None for a replayed result."""
 
 
 def check_idempotency_key(key: object) -> str:
@@ -169,11 +166,10 @@ class KeyedRequest:
         )
 
 
-def _statement(dialect: str, key: str) -> ClauseElement:
+def _statement(writer: Writer, key: str) -> ClauseElement:
     if key == "claim":
-        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        return (
-            dialect_insert(keys)
+        claim: ClauseElement = (
+            writer.upsert(keys)
             .values(
                 scope=bindparam("scope"),
                 idempotency_key=bindparam("key"),
@@ -186,6 +182,7 @@ def _statement(dialect: str, key: str) -> ClauseElement:
             .on_conflict_do_nothing(index_elements=[keys.c.scope, keys.c.idempotency_key])
             .returning(keys.c.id)
         )
+        return claim
     if key == "find":
         return select(
             keys.c.flow_item_id, keys.c.method_code, keys.c.request_hash, keys.c.result
@@ -205,9 +202,9 @@ def _statement(dialect: str, key: str) -> ClauseElement:
 class IdempotencyKeys:
     """The key table's statements for one database, prepared on first use."""
 
-    def __init__(self, dialect: Dialect) -> None:
-        name = dialect.name
-        self._statements = Statements(dialect, lambda key: _statement(name, key))
+    def __init__(self, writer: Writer) -> None:
+        dialect = writer.engine.dialect
+        self._statements = Statements(dialect, lambda key: _statement(writer, key))
 
     def claim(self, db: Db, request: KeyedRequest) -> int | ExecutionResult:
         """Claim the key in `db`'s transaction: the new row's id, or the first result stored
@@ -244,24 +241,24 @@ class IdempotencyKeys:
 
 
 def execute_once(
-    store: IdempotencyKeys,
+    keys: IdempotencyKeys,
     request: KeyedRequest,
-    transact: Callable[[Callable[[Db, Session | None], _Outcome]], _Outcome],
-    execute: Callable[[Db, Session | None], tuple[ExecutionResult, list[int]]],
-    after_commit: Callable[[Sequence[int], Sequence[ExecutionResult]], None],
+    executor: Executor,
+    run: Callable[[Db], Executed],
 ) -> ExecutionResult:
-    """Run `execute` under the request's key in one transaction (see the module docstring);
-    `after_commit` follows a new execution, never a replayed one."""
+    """Run the execution `run` under the request's key in one transaction (see the module
+    docstring); the executor's `after_commit` follows a new execution, never a replayed one."""
 
-    def work(db: Db, session: Session | None) -> _Outcome:
-        claimed = store.claim(db, request)
+    def work(db: Db) -> tuple[ExecutionResult, Executed | None]:
+        claimed = keys.claim(db, request)
         if isinstance(claimed, ExecutionResult):
             return claimed, None
-        result, outbox_ids = execute(db, session)
-        store.finish(db, claimed, result)
-        return result, outbox_ids
+        executed = run(db)
+        (result,) = executed.results
+        keys.finish(db, claimed, result)
+        return result, executed
 
-    result, outbox_ids = transact(work)
-    if outbox_ids is not None:
-        after_commit(outbox_ids, (result,))
+    result, executed = executor.transact(work)
+    if executed is not None:
+        executor.after_commit(executed.outbox_ids, executed.results)
     return result

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flowkernel.access import EXECUTE, VISIBLE, check_class
 from flowkernel.actors import Actor
-from flowkernel.compile.compiler import CompiledClass, CompiledColumn, CompiledState
+from flowkernel.compile.compiled import CompiledClass, CompiledColumn, CompiledState
 from flowkernel.definition.pipelines.specs import ChecklistItem
 from flowkernel.definition.rules import class_rules
 from flowkernel.errors import (
@@ -162,7 +162,7 @@ class ItemOps:
         with self._sessions.begin() as session:
             row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
             _refuse_deleted(row)
-            compiled = self._runtime.compiled(session, row.flow_pipeline_id)
+            compiled = self._runtime.executor.current(session, row.flow_pipeline_id)
             prepared: list[tuple[CompiledColumn, str]] = []
             refused: list[InvalidValue] = []
             for name, value in values.items():
@@ -187,7 +187,7 @@ class ItemOps:
         with self._sessions.begin() as session:
             row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
             _refuse_deleted(row)
-            compiled = self._runtime.compiled(session, row.flow_pipeline_id)
+            compiled = self._runtime.executor.current(session, row.flow_pipeline_id)
             target = _writable(compiled, column)
             stage = compiled.states_by_id.get(row.flow_stage_id)
             if stage is not None and any(r.column_id == target.id for r in stage.required):
@@ -272,7 +272,7 @@ class ItemOps:
         """The current stage's checklist, in definition order, with the item's completion."""
         with self._sessions.begin() as session:
             row = self._load(session, item_id, actor, lock=False, permission=VISIBLE)
-            compiled = self._runtime.compiled(session, row.flow_pipeline_id)
+            compiled = self._runtime.executor.current(session, row.flow_pipeline_id)
         state = compiled.states_by_id.get(row.flow_stage_id)
         marks = row.checklist_state if isinstance(row.checklist_state, dict) else {}
         entries = state.checklist if state is not None else ()
@@ -282,7 +282,7 @@ class ItemOps:
         with self._sessions.begin() as session:
             row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
             _refuse_deleted(row)
-            compiled = self._runtime.compiled(session, row.flow_pipeline_id)
+            compiled = self._runtime.executor.current(session, row.flow_pipeline_id)
             state = compiled.states_by_id.get(row.flow_stage_id)
             entries = state.checklist if state is not None else ()
             entry = next((e for e in entries if e.key == key), None)
@@ -310,7 +310,7 @@ class ItemOps:
         with self._sessions.begin() as session:
             row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
             _refuse_deleted(row)
-            compiled = self._runtime.compiled(session, row.flow_pipeline_id)
+            compiled = self._runtime.executor.current(session, row.flow_pipeline_id)
             if row.assigned_iam_user_id != user_id:
                 now = datetime.now(UTC)
                 _update_item(session.connection(), row, now, assigned_iam_user_id=user_id)
@@ -361,7 +361,7 @@ class ItemOps:
                     .values(position=bindparam("pos")),
                     changes,
                 )
-            compiled = self._runtime.compiled(session, row.flow_pipeline_id)
+            compiled = self._runtime.executor.current(session, row.flow_pipeline_id)
             return _snapshot(compiled, row, position=position)
 
     # --- lifecycle -----------------------------------------------------------------------

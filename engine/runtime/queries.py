@@ -40,10 +40,10 @@ from sqlalchemy.types import NullType
 from flowkernel.access import VISIBLE, check_class
 from flowkernel.actors import Actor
 from flowkernel.definition.rules import class_rules, hidden_classes
-from flowkernel.errors import InvalidArgument, ItemNotFound, UnknownDefinition
+from flowkernel.errors import InvalidArgument, UnknownDefinition
 from flowkernel.hookspecs import EventLogStore
 from flowkernel.moments import utc_moment
-from flowkernel.runtime.runtime import Runtime
+from flowkernel.runtime import history as history_reader
 from flowkernel.snapshots import LoggedEvent
 from flowkernel.store.prepared import Db, Prepared
 from flowkernel.store.schema import UTCDateTime
@@ -65,7 +65,6 @@ from flowkernel.validation import (
     MIN_ID,
     check_id,
     check_int,
-    check_item_id,
     check_object,
     check_optional_text,
 )
@@ -214,11 +213,9 @@ class Queries:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        runtime: Runtime,
         plugin_manager: pluggy.PluginManager | None = None,
     ) -> None:
         self._sessions = sessions
-        self._runtime = runtime
         self._plugin_manager = plugin_manager
 
     # --- board -------------------------------------------------------------------------------
@@ -346,42 +343,20 @@ class Queries:
 
         Works for dropped items too: their history is kept.
         """
-        from_s = stages.alias("from_s")
-        to_s = stages.alias("to_s")
         with self._sessions.begin() as session:
-            conn = session.connection()
-            _item_account(conn, item_id, actor)
-            rows = conn.execute(
-                select(
-                    from_s.c.name.label("from_stage"),
-                    to_s.c.name.label("to_stage"),
-                    history.c.from_stage_id,
-                    history.c.to_stage_id,
-                    history.c.moved_by_iam_user_id,
-                    history.c.moved_at,
-                    history.c.method_code,
-                    history.c.is_system,
-                )
-                .select_from(
-                    history.outerjoin(from_s, from_s.c.id == history.c.from_stage_id).join(
-                        to_s, to_s.c.id == history.c.to_stage_id
-                    )
-                )
-                .where(history.c.flow_item_id == item_id)
-                .order_by(history.c.moved_at, history.c.id)
-            ).all()
+            steps = history_reader.read(session.connection(), item_id, actor)
         return [
             StageMove(
-                from_stage=r.from_stage,
-                to_stage=r.to_stage,
-                from_stage_id=r.from_stage_id,
-                to_stage_id=r.to_stage_id,
-                moved_by=r.moved_by_iam_user_id,
-                moved_at=r.moved_at,
-                method=r.method_code,
-                is_system=r.is_system,
+                from_stage=step.from_name,
+                to_stage=step.to_name,
+                from_stage_id=step.from_stage_id,
+                to_stage_id=step.to_stage_id,
+                moved_by=step.user_id,
+                moved_at=step.moved_at,
+                method=step.method,
+                is_system=step.is_system,
             )
-            for r in rows
+            for step in steps
         ]
 
     def time_in_stage(
@@ -395,7 +370,7 @@ class Queries:
         moment = utc_moment(now)
         with self._sessions.begin() as session:
             conn = session.connection()
-            _item_account(conn, item_id, actor)
+            history_reader.reach(conn, item_id, actor)
             return _stage_times(conn, history.c.flow_item_id == item_id, None, moment)
 
     # --- objects and pipelines ---------------------------------------------------------------
@@ -555,7 +530,7 @@ class Queries:
             )
         if item_id is not None:
             with self._sessions.begin() as session:
-                _item_account(session.connection(), item_id, actor)
+                history_reader.reach(session.connection(), item_id, actor)
         found: list[LoggedEvent] = plugin.events(
             actor.account_id, event_name=event_name, item_id=item_id, limit=limit
         )
@@ -600,27 +575,6 @@ def _item_scope(actor: Actor, pipeline_account: int | None) -> ColumnElement[boo
         return None
     # A platform pipeline holds items of many accounts: show the actor's own only.
     return or_(items.c.iam_account_id.is_(None), items.c.iam_account_id == actor.account_id)
-
-
-def _item_account(conn: Connection, item_id: int, actor: Actor) -> None:
-    """Refuse an item the actor cannot reach (`ItemNotFound`) or whose class a class-wide
-    access rule hides from it (`AccessDenied`); a dropped item's account and class are those
-    of its last call."""
-    check_item_id(item_id)
-    row = conn.execute(
-        select(items.c.iam_account_id, items.c.flow_pipeline_id).where(items.c.id == item_id)
-    ).first()
-    if row is None:
-        row = conn.execute(
-            select(calls.c.iam_account_id, calls.c.flow_pipeline_id)
-            .where(calls.c.flow_item_id == item_id)
-            .order_by(calls.c.id.desc())
-            .limit(1)
-        ).first()
-    if row is None or not actor.reaches(row[0]):
-        raise ItemNotFound(item_id)
-    if not actor.is_system:
-        check_class(class_rules(conn, row[1]), actor, VISIBLE, f"pipeline {row[1]}")
 
 
 def _stage(conn: Connection, pipeline: Any, key: str | int) -> int:

@@ -3,13 +3,14 @@
 The database keeps each item's due time (`flow_items.sla_due_at`, set by trigger from
 `last_stage_changed_at` and the stage's `sla_days`, NULL in won and lost stages) and, by
 trigger too, a queue of the breaches still to fire (`flow_sla_due`: live items with a due time
-whose breach has not fired since they entered their stage). A scan walks the queue in due order
-and handles one item per transaction: claim it by deleting its queue row and recording the
-breach (`flow_sla_breaches`), run its hidden `sla_breach` method as the system actor (which
-writes the `sla_breached` automation events and watcher notifications), commit, deliver. The
-claim is what makes a breach fire once per stage entry however often and however many scanners
-run; on PostgreSQL the candidate is taken with `FOR UPDATE SKIP LOCKED`, so parallel scanners
-share the due items instead of queueing.
+whose breach has not fired since they entered their stage). A scan walks the queue in due order,
+`batch_size` items per transaction (1,000 by default): it claims them by deleting their queue
+rows and recording their breaches (`flow_sla_breaches`), runs their hidden `sla_breach` methods
+as the system actor through the executor (which writes the `sla_breached` automation events and
+watcher notifications), commits, delivers. The claim is what makes a breach fire once per stage
+entry however often and however many scanners run; on PostgreSQL due rows and items are taken
+with `SKIP LOCKED`, so parallel scanners share the work, and an item a mover holds is left due
+for the next scan (its queue row untouched, for the mover's trigger to rewrite).
 """
 
 from __future__ import annotations
@@ -19,23 +20,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import ClauseElement, Select, delete, insert, select
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.base import Executable
-from sqlalchemy.sql.compiler import SQLCompiler
+from functools import partial
 
 from flowkernel.actors import SYSTEM
-from flowkernel.errors import FlowkernelError, InvalidArgument
+from flowkernel.errors import InvalidArgument, ItemNotFound, MethodNotAvailable
 from flowkernel.kinds import SLA_BREACH
 from flowkernel.moments import utc_moment
 from flowkernel.runtime.batch import MAX_BATCH
-from flowkernel.runtime.runtime import Runtime
+from flowkernel.runtime.decision import WRONG_STATE
+from flowkernel.runtime.executor import Executor, Refusal, Request
 from flowkernel.snapshots import ExecutionResult
-from flowkernel.store.tables import items, sla_breaches, sla_due
+from flowkernel.store.prepared import Db
+from flowkernel.store.writer import Due, Lock
 from flowkernel.validation import MAX_ID, check_int, check_optional_id
+
+DEFAULT_BATCH = 1000
+"""Due items claimed and fired per transaction."""
 
 Stop = threading.Event | Callable[[], bool]
 """What ends `run_forever`: an event that gets set, or a callable that returns True."""
@@ -100,9 +100,8 @@ class SlaScanner:
     any method code to the `sla_breach` action; the first one by sequence runs.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], runtime: Runtime) -> None:
-        self._sessions = sessions
-        self._runtime = runtime
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
 
     def scan(
         self,
@@ -110,46 +109,40 @@ class SlaScanner:
         pipeline_id: int | None = None,
         now: datetime | None = None,
         limit: int = 1000,
-        batch_size: int = 1,
+        batch_size: int = DEFAULT_BATCH,
     ) -> SlaReport:
         """Claim and fire up to `limit` items due at `now` (default: the current time).
 
-        Items are handled in due order, one transaction each, or `batch_size` per transaction
-        through batch execution (`flowkernel.runtime.sla_batch`). An item whose execution is refused
-        (a handler raised, its stage left the class) is reported in `failures`, left due and
-        not retried within this scan.
+        Items are handled in due order, `batch_size` per transaction. An item whose execution
+        is refused (a handler raised, its stage left the class) is reported in `failures`, left
+        due and not retried within this scan.
         """
         moment = utc_moment(now)
         check_optional_id("pipeline_id", pipeline_id)
         check_int("limit", limit, minimum=1, maximum=MAX_ID, error=InvalidArgument)
         check_int("batch_size", batch_size, minimum=1, maximum=MAX_BATCH, error=InvalidArgument)
-        if batch_size > 1:
-            from flowkernel.runtime.sla_batch import scan_in_batches
-
-            return scan_in_batches(
-                self._runtime, moment, pipeline_id=pipeline_id, limit=limit, batch_size=batch_size
-            )
         breaches: list[SlaBreach] = []
         failures: list[SlaFailure] = []
-        failed: list[int] = []
+        excluded: list[int] = []  # refused, or held by a mover: not tried again in this scan
         while len(breaches) + len(failures) < limit:
-            item_id: int | None = None
-            try:
-                with self._sessions.begin() as session:
-                    row = self._claim(session, moment, pipeline_id, failed)
-                    if row is None:
-                        break
-                    item_id = row.id
-                    breach, result = self._fire(session, row)
-            except FlowkernelError as exc:
-                if item_id is None:
-                    raise
-                failed.append(item_id)
-                failures.append(SlaFailure(item_id, exc.code, exc.message))
-                continue
-            breaches.append(breach)
-            if result is not None:
-                self._runtime.after_commit(breach.outbox_ids, (result,))
+            take = min(batch_size, limit - len(breaches) - len(failures))
+            found = self._executor.transact(
+                partial(
+                    self._claim_and_fire,
+                    moment=moment,
+                    pipeline_id=pipeline_id,
+                    excluded=excluded,
+                    take=take,
+                )
+            )
+            if found is None:
+                break
+            done, refused, held, outbox_ids, results = found
+            breaches.extend(done)
+            failures.extend(refused)
+            excluded.extend(f.item_id for f in refused)
+            excluded.extend(held)
+            self._executor.after_commit(outbox_ids, results)
         return SlaReport(
             now=moment,
             breaches=tuple(breaches),
@@ -157,55 +150,50 @@ class SlaScanner:
             limit_reached=len(breaches) + len(failures) >= limit,
         )
 
-    @staticmethod
-    def _claim(
-        session: Session, now: datetime, pipeline_id: int | None, failed: list[int]
-    ) -> Any | None:
-        """Lock and claim the next due item; None when no unlocked item is due."""
-        conn = session.connection()
-        row = conn.execute(_next_due(conn.dialect.name, now, pipeline_id, failed)).first()
-        if row is None:
+    def _claim_and_fire(
+        self,
+        db: Db,
+        moment: datetime,
+        pipeline_id: int | None,
+        excluded: list[int],
+        take: int,
+    ) -> (
+        tuple[list[SlaBreach], list[SlaFailure], list[int], tuple[int, ...], list[ExecutionResult]]
+        | None
+    ):
+        """One transaction: the due items taken, fired and claimed; None when none is due."""
+        writer = self._executor.writer
+        due = writer.due(db, moment, pipeline_id, excluded, take)
+        if not due:
             return None
-        conn.execute(delete(sla_due).where(sla_due.c.flow_item_id == row.id))
-        conn.execute(insert(sla_breaches).values(flow_item_id=row.id, breached_at=now))
-        return row
-
-    def _fire(self, session: Session, row: Any) -> tuple[SlaBreach, ExecutionResult | None]:
-        """Run the claimed item's sla_breach method in the caller's transaction."""
-        compiled = self._runtime.compiled(session, row.flow_pipeline_id)
-        state = compiled.states_by_id.get(row.flow_stage_id)
-        method = compiled.method_for_action(state.code, SLA_BREACH) if state else None
-        if state is not None and method is None:
-            skipped = SlaBreach(
-                row.id, row.flow_pipeline_id, row.flow_stage_id, row.sla_due_at, False, ()
-            )
-            return skipped, None
-        # A state the class no longer has falls through: execute_in refuses it (a failure).
-        result, outbox_ids = self._runtime.execute_in(
-            session,
-            row.id,
-            method.code if method is not None else SLA_BREACH,
-            SYSTEM,
-            {"due_at": row.sla_due_at.isoformat()},
-            False,
-        )
-        fired = SlaBreach(
-            row.id, row.flow_pipeline_id, row.flow_stage_id, row.sla_due_at, True, tuple(outbox_ids)
-        )
-        return fired, result
+        params = {d.item_id: {"due_at": d.due_at.isoformat()} for d in due}
+        requests = [
+            Request(d.item_id, SLA_BREACH, by_action=True, params=params[d.item_id]) for d in due
+        ]
+        executed = self._executor.run(db, requests, SYSTEM, skip=True, lock=Lock.SKIP)
+        done: list[SlaBreach] = []
+        refused: list[SlaFailure] = []
+        held: list[int] = []
+        for entry, outcome in zip(due, executed.outcomes, strict=True):
+            if isinstance(outcome, ExecutionResult):
+                written = executed.outbox_of.get(entry.item_id, ())
+                done.append(_breach(entry, True, written))
+            elif isinstance(outcome.error, ItemNotFound):
+                held.append(entry.item_id)  # a mover holds it (or it just left): still due
+            elif _without_method(outcome):
+                done.append(_breach(entry, False, ()))
+            else:
+                refused.append(SlaFailure(entry.item_id, outcome.error.code, outcome.error.message))
+        writer.claim_due(db, [b.item_id for b in done], moment)
+        return done, refused, held, executed.outbox_ids, executed.results
 
     def plan(self, *, pipeline_id: int | None = None, now: datetime | None = None) -> str:
         """The database's plan for the scan's candidate query (EXPLAIN), for operators."""
         check_optional_id("pipeline_id", pipeline_id)
-        with self._sessions.begin() as session:
-            conn = session.connection()
-            stmt = _next_due(conn.dialect.name, utc_moment(now), pipeline_id, ())
-            result = conn.execute(_Explain(stmt))
-            try:  # raw rows: the select's column types do not apply to plan text
-                rows = result.cursor.fetchall()
-            finally:
-                result.close()
-        return "\n".join(str(r[-1]) for r in rows)
+        moment = utc_moment(now)
+        writer = self._executor.writer
+        lines = self._executor.transact(lambda db: writer.due_plan(db, moment, pipeline_id))
+        return "\n".join(lines)
 
     def run_forever(
         self,
@@ -253,40 +241,15 @@ class SlaScanner:
         return runs
 
 
-def candidates(
-    now: datetime, *, pipeline_id: int | None = None, exclude: list[int] | tuple[int, ...] = ()
-) -> Select[Any]:
-    """The scan's candidate query: the next item of the due queue, in due order."""
-    stmt = (
-        select(
-            sla_due.c.flow_item_id.label("id"),
-            sla_due.c.flow_pipeline_id,
-            sla_due.c.flow_stage_id,
-            sla_due.c.due_at.label("sla_due_at"),
-        )
-        .where(sla_due.c.due_at <= now)
-        .order_by(sla_due.c.due_at, sla_due.c.flow_item_id)
-        .limit(1)
+def _breach(entry: Due, fired: bool, outbox_ids: tuple[int, ...]) -> SlaBreach:
+    return SlaBreach(
+        entry.item_id, entry.pipeline_id, entry.stage_id, entry.due_at, fired, outbox_ids
     )
-    if pipeline_id is not None:
-        stmt = stmt.where(sla_due.c.flow_pipeline_id == pipeline_id)
-    if exclude:
-        stmt = stmt.where(sla_due.c.flow_item_id.not_in(list(exclude)))
-    return stmt
 
 
-def _next_due(
-    dialect: str, now: datetime, pipeline_id: int | None, exclude: list[int] | tuple[int, ...]
-) -> Select[Any]:
-    """The next due item, locked on PostgreSQL with its queue row, skipping both when another
-    transaction holds either: a scanner's claim or a mover. (When the item is the one held,
-    the queue row stays locked until the scan's transaction ends, so that mover waits for it.)"""
-    stmt = candidates(now, pipeline_id=pipeline_id, exclude=exclude)
-    if dialect == "postgresql":
-        stmt = stmt.join(items, items.c.id == sla_due.c.flow_item_id).with_for_update(
-            of=(sla_due, items), skip_locked=True
-        )
-    return stmt
+def _without_method(refusal: Refusal) -> bool:
+    """Whether the item's state has no `sla_breach` method: the breach is claimed, not fired."""
+    return refusal.reason == WRONG_STATE and type(refusal.error) is MethodNotAvailable
 
 
 def _stopped(stop: Stop | None) -> bool:
@@ -308,18 +271,3 @@ def _wait(stop: Stop | None, seconds: float) -> None:
         if left <= 0:
             return
         time.sleep(min(left, 0.2))
-
-
-class _Explain(Executable, ClauseElement):
-    """`EXPLAIN <select>` (`EXPLAIN QUERY PLAN` on SQLite) with the select's typed parameters."""
-
-    inherit_cache = False
-
-    def __init__(self, stmt: Select[Any]) -> None:
-        self.stmt = stmt
-
-
-@compiles(_Explain)
-def _compile_explain(element: _Explain, compiler: SQLCompiler, **kw: Any) -> str:
-    prefix = "EXPLAIN QUERY PLAN " if compiler.dialect.name == "sqlite" else "EXPLAIN "
-    return prefix + compiler.process(element.stmt, **kw)

@@ -67,6 +67,15 @@ class Db:
             self.fail(exc, sql, params)
         return cursor
 
+    def run_many(self, sql: str, rows: Sequence[Any]) -> int:
+        """Execute SQL text once per row of parameters; the number of rows it changed."""
+        cursor = self.driver.cursor()
+        try:
+            cursor.executemany(sql, rows)
+        except Exception as exc:
+            self.fail(exc, sql, rows)
+        return int(cursor.rowcount)
+
 
 class Connections:
     """Pooled driver connections for hot-path transactions.
@@ -111,13 +120,14 @@ class Connections:
 class transaction:  # lower case: used like the function it replaces, `with transaction(e)`
     """A transaction on a pooled driver connection: committed on success, else rolled back.
 
-    SQLite takes the write lock at BEGIN (`BEGIN IMMEDIATE`), as Flowkernel's engines do.
+    `begin` starts it on the connection (the writer of the dialect knows how).
     """
 
-    __slots__ = ("_connections", "_db", "_pooled")
+    __slots__ = ("_begin", "_connections", "_db", "_pooled")
 
-    def __init__(self, connections: Connections) -> None:
+    def __init__(self, connections: Connections, begin: Callable[[Db], None]) -> None:
         self._connections = connections
+        self._begin = begin
 
     def __enter__(self) -> Db:
         engine = self._connections.engine
@@ -128,12 +138,11 @@ class transaction:  # lower case: used like the function it replaces, `with tran
             engine.pool._invalidate(pooled, exc)
 
         db = self._db = Db(pooled.driver_connection, engine.dialect, lost)
-        if engine.dialect.name == "sqlite":
-            try:
-                db.run_sql("BEGIN IMMEDIATE", ())
-            except BaseException:
-                self._connections.give(pooled)
-                raise
+        try:
+            self._begin(db)
+        except BaseException:
+            self._connections.give(pooled)
+            raise
         return db
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:

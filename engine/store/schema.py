@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Dialect,
     ForeignKey,
@@ -212,7 +213,11 @@ class MethodRow(Base):
     label: Mapped[str] = mapped_column(Text(), nullable=False)
     sequence: Mapped[int] = mapped_column(Integer(), nullable=False, server_default=text("0"))
     visible: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=TRUE)
+    # Which calls that change no state are logged: all, the last per item, or none.
+    call_log: Mapped[str] = mapped_column(String(8), nullable=False, server_default=text("'all'"))
     created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (CheckConstraint("call_log IN ('all', 'last', 'none')", name="call_log"),)
 
 
 class TransitionRow(Base):
@@ -280,8 +285,11 @@ class ItemRow(Base):
 
     __tablename__ = "flow_items"
     __table_args__ = (
+        # The seed's rule: one object occupies one stage of a pipeline.
         UniqueConstraint("flow_pipeline_id", "object_type", "object_id"),
+        # The board: a stage's items in order, and the end of a stage for the next position.
         Index("ix_flow_items_stage_position", "flow_stage_id", "position"),
+        # The pipelines an object is in (the seed's "pipelines of an object" query).
         Index("ix_flow_items_object", "object_type", "object_id"),
         # Item ids are never reused on SQLite: history and the call log outlive dropped items.
         {"sqlite_autoincrement": True},
@@ -292,7 +300,7 @@ class ItemRow(Base):
     flow_stage_id: Mapped[int] = mapped_column(ForeignKey("flow_stages.id"), nullable=False)
     object_type: Mapped[str] = mapped_column(Text(), nullable=False)
     object_id: Mapped[int] = mapped_column(BigInteger(), nullable=False)
-    iam_account_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True, index=True)
+    iam_account_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
     iam_user_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
     assigned_iam_user_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
     position: Mapped[int] = mapped_column(Integer(), nullable=False, server_default=text("0"))
@@ -330,14 +338,17 @@ class SlaBreachRow(Base):
 
 
 class StageHistoryRow(Base):
-    """Immutable audit log of every stage (state) change, the first placement included.
+    """Immutable audit log of every stage (state) change, the first placement included: what
+    moved the item (method, action, parameters), who (user, system) and the item's account.
 
     `flow_item_id` carries no foreign key so the log outlives a dropped item.
     """
 
     __tablename__ = "flow_stage_history"
     __table_args__ = (
+        # An item's history, in order.
         Index("ix_flow_stage_history_item", "flow_item_id", "moved_at"),
+        # The funnel and the stage times of one pipeline.
         Index("ix_flow_stage_history_pipeline_to", "flow_pipeline_id", "to_stage_id"),
     )
 
@@ -350,10 +361,14 @@ class StageHistoryRow(Base):
     moved_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, server_default=NOW)
     method_code: Mapped[str | None] = mapped_column(String(128), nullable=True)
     is_system: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
+    action_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    params: Mapped[Any | None] = mapped_column(Json, nullable=True)
+    iam_account_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
 
 
 class MethodCallRow(Base):
-    """Every executed method, state-changing or not."""
+    """An executed method that changed no state, for methods that keep every call (the
+    default); a state change is in the history instead."""
 
     __tablename__ = "fk_method_calls"
     __table_args__ = (Index("ix_fk_method_calls_item", "flow_item_id", "called_at"),)
@@ -370,6 +385,25 @@ class MethodCallRow(Base):
     is_system: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
     params: Mapped[Any | None] = mapped_column(Json, nullable=True)
     called_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, server_default=NOW)
+
+
+class LastCallRow(Base):
+    """The last call per item of a method that keeps only its last call (a device heartbeat),
+    with how many calls it stands for."""
+
+    __tablename__ = "fk_method_last_calls"
+
+    flow_item_id: Mapped[int] = mapped_column(BigInteger(), primary_key=True)
+    method_code: Mapped[str] = mapped_column(String(128), primary_key=True)
+    flow_pipeline_id: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+    action_code: Mapped[str] = mapped_column(String(64), nullable=False)
+    from_stage_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
+    iam_account_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
+    actor_iam_user_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
+    is_system: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
+    params: Mapped[Any | None] = mapped_column(Json, nullable=True)
+    called_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    call_count: Mapped[int] = mapped_column(BigInteger(), nullable=False, server_default=text("1"))
 
 
 # --- LEO flow: columns, values, requirements, automations, watchers ------------------------

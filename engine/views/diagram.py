@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy import func, or_, select
 
 from flowkernel.actors import Actor
-from flowkernel.compile.compiler import CompiledClass, CompiledMethod, CompiledState
+from flowkernel.compile.compiled import CompiledClass, CompiledMethod, CompiledState
 from flowkernel.definition.classes import Definitions
 from flowkernel.errors import GraphvizUnavailable, InvalidArgument, UnknownDefinition
 from flowkernel.kinds import STATE_TYPES
@@ -391,7 +391,7 @@ def compiled_for(fk: Flowkernel, class_ref: str | int, actor: Actor) -> Compiled
         )
         if not actor.reaches(row.iam_account_id):
             raise UnknownDefinition("class", class_ref)
-        return fk.runtime.compiled(session, row.id)
+        return fk.executor.current(session, row.id)
 
 
 def item_counts(fk: Flowkernel, compiled: CompiledClass, actor: Actor) -> dict[str, int]:

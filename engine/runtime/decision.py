@@ -1,0 +1,369 @@
+"""The one decision: may this actor run this method on this item now, and what would it do?
+
+`decide` answers for an item's class version, state and deletion mark, which is all a refusal
+before the handlers can depend on; `guard_obstacles` adds what the item's own values and
+checklist say about entering the target. Each `Obstacle` carries the reason code an
+explanation shows and the typed error an execution raises: `execute` raises the first one,
+`explain` lists them all (`every=True`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from flowkernel.actors import Actor
+from flowkernel.compile.compiled import CompiledClass, CompiledMethod, CompiledState
+from flowkernel.errors import (
+    AccessDenied,
+    ChecklistIncomplete,
+    FlowkernelError,
+    InvalidDefinition,
+    ItemNotDeleted,
+    MethodHidden,
+    MethodNotAvailable,
+    MoveNotAllowed,
+    RequirementMissing,
+)
+from flowkernel.kinds import SLA_BREACH, Permission, RuleEffect
+
+ITEM_DELETED: Final = "item_deleted"
+"""The item is soft-deleted: only restore and drop run on it."""
+WRONG_STATE: Final = "wrong_state"
+"""The method does not exist in the item's current state."""
+NO_TRANSITION: Final = "no_transition"
+"""No method of the current state leads to the asked state."""
+SAME_STATE: Final = "same_state"
+"""The item already is in the asked state."""
+STATE_GONE: Final = "state_gone"
+"""The item sits in a stage its class no longer has."""
+HIDDEN: Final = "hidden"
+"""The method is hidden from the actor (runs for the system actor or by access rule)."""
+NOT_PERMITTED: Final = "not_permitted"
+"""An access rule (or the lack of one) keeps the actor from executing the method."""
+MOVE_RESTRICTED: Final = "move_restricted"
+"""The pipeline's movement rules refuse this move for users."""
+MISSING_FIELDS: Final = "missing_fields"
+"""Required columns of the target stage have no value on the item."""
+OPEN_CHECKLIST: Final = "open_checklist"
+"""Required checklist entries of the current stage are still open."""
+NOT_DELETED: Final = "not_deleted"
+"""Drop removes only deleted items."""
+
+REASON_CODES: Final = (
+    ITEM_DELETED,
+    WRONG_STATE,
+    NO_TRANSITION,
+    SAME_STATE,
+    STATE_GONE,
+    HIDDEN,
+    NOT_PERMITTED,
+    MOVE_RESTRICTED,
+    MISSING_FIELDS,
+    OPEN_CHECKLIST,
+    NOT_DELETED,
+)
+
+ON_DELETED: Final = ("restore", "drop", SLA_BREACH)
+"""The actions that run on a soft-deleted item."""
+
+_RULES: Final = {
+    "allowed_moves": "the pipeline allows only listed moves out of {state!r}",
+    "no_moving_back": "the pipeline does not let items move back",
+    "no_skipping_forward": "the pipeline does not let items skip stages forward",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Obstacle:
+    """One reason a method cannot run now: its code (`REASON_CODES`), what an explanation says
+    of it (naming the next step), the error an execution raises for it, and what it is about
+    (states, columns, checklist keys, stages)."""
+
+    code: str
+    message: str
+    error: FlowkernelError
+    subjects: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What running `method` on an item in `state` does, or why it cannot.
+
+    `target` is the state its transition leads to (None: it changes no state); `obstacles`
+    are the refusals that stand before its handlers run, `guarded` whether entering the
+    target depends on the item's values or checklist (see `guard_obstacles`).
+    """
+
+    state: CompiledState | None
+    method: CompiledMethod | None
+    target: CompiledState | None
+    obstacles: tuple[Obstacle, ...]
+    guarded: bool
+
+
+def visible_methods(
+    compiled: CompiledClass, state: str, actor: Actor, deleted: bool = False
+) -> list[CompiledMethod]:
+    """The methods of `state` the actor may see, by sequence."""
+    return [
+        m
+        for m in compiled.methods.get(state, {}).values()
+        if compiled.allowed(actor, m, Permission.VISIBLE)
+        and (actor.is_system or m.restriction is None)
+        and (not deleted or m.action in ("restore", "drop"))
+    ]
+
+
+def decide(
+    compiled: CompiledClass,
+    item_id: int,
+    stage_id: int,
+    deleted: bool,
+    asked: str,
+    actor: Actor,
+    *,
+    by_action: bool = False,
+    every: bool = False,
+) -> Decision:
+    """Decide `asked` (a method code, or an action's when `by_action`) on the item.
+
+    Without `every` it stops at the first obstacle, as an execution does.
+    """
+    state = compiled.states_by_id.get(stage_id)
+    if state is None:
+        error = _gone(compiled, item_id, stage_id)
+        return Decision(None, None, None, (Obstacle(STATE_GONE, error.message, error),), False)
+    method = (
+        compiled.method_for_action(state.code, asked)
+        if by_action
+        else compiled.method(state.code, asked)
+    )
+    obstacles: list[Obstacle] = []
+    label = f"{state.code} (deleted)" if deleted else state.code
+    if method is None:
+        obstacles.append(_not_here(compiled, state, asked, label, actor, deleted))
+        return Decision(state, None, None, tuple(obstacles), False)
+    target = compiled.states[method.target] if method.target is not None else None
+    checks = (_deleted, _access, _restriction, _drop)
+    for check in checks:
+        found = check(compiled, state, method, deleted, label, item_id, actor)
+        if found is not None:
+            obstacles.append(found)
+            if not every:
+                break
+    guarded = target is not None and (
+        bool(target.required)
+        or (not target.is_lost and any(entry.required for entry in state.checklist))
+    )
+    return Decision(state, method, target, tuple(obstacles), guarded)
+
+
+def state_of(compiled: CompiledClass, item_id: int, stage_id: int) -> CompiledState:
+    """The item's state; `InvalidDefinition` when its stage left the class."""
+    state = compiled.states_by_id.get(stage_id)
+    if state is None:
+        raise _gone(compiled, item_id, stage_id)
+    return state
+
+
+def _gone(compiled: CompiledClass, item_id: int, stage_id: int) -> InvalidDefinition:
+    return InvalidDefinition(
+        f"item {item_id} sits in stage {stage_id}, which class {compiled.code!r} no longer has; "
+        "move it with the system actor or restore the stage",
+        item_id=item_id,
+    )
+
+
+def guard_obstacles(
+    decision: Decision,
+    checklist_state: Any,
+    filled: Collection[int],
+    *,
+    every: bool = False,
+) -> tuple[Obstacle, ...]:
+    """What keeps the item from entering the decision's target: required columns without a
+    value (`filled` holds the item's columns that have one), then the current state's open
+    required checklist entries (not when the target is the lost stage)."""
+    state, target = decision.state, decision.target
+    if state is None or target is None or not decision.guarded:
+        return ()
+    obstacles: list[Obstacle] = []
+    missing = [(r.name, r.label) for r in target.required if r.column_id not in filled]
+    if missing:
+        names = ", ".join(f"{name} ({label})" for name, label in missing)
+        obstacles.append(
+            Obstacle(
+                MISSING_FIELDS,
+                f"stage {target.code!r} needs values in {names}: set them first",
+                RequirementMissing(target.code, missing),
+                tuple(name for name, _ in missing),
+            )
+        )
+        if not every:
+            return tuple(obstacles)
+    if not target.is_lost:
+        open_items = open_checklist_items(state, checklist_state)
+        if open_items:
+            names = ", ".join(f"{key} ({label})" for key, label in open_items)
+            obstacles.append(
+                Obstacle(
+                    OPEN_CHECKLIST,
+                    f"stage {state.code!r} has open checklist items {names}: complete them first",
+                    ChecklistIncomplete(state.code, open_items),
+                    tuple(key for key, _ in open_items),
+                )
+            )
+    return tuple(obstacles)
+
+
+def open_checklist_items(state: CompiledState, checklist_state: Any) -> list[tuple[str, str]]:
+    """Required checklist entries of `state` not completed in `checklist_state`."""
+    done: Mapping[str, Any] = checklist_state if isinstance(checklist_state, dict) else {}
+    return [
+        (entry.key, entry.label)
+        for entry in state.checklist
+        if entry.required
+        and not (isinstance(done.get(entry.key), dict) and done[entry.key].get("completed"))
+    ]
+
+
+# --- the checks, in the order an execution meets them ------------------------------------
+
+
+def _available(
+    compiled: CompiledClass, state: CompiledState, actor: Actor, deleted: bool
+) -> list[str]:
+    return [m.code for m in visible_methods(compiled, state.code, actor, deleted)]
+
+
+def _not_here(
+    compiled: CompiledClass,
+    state: CompiledState,
+    asked: str,
+    label: str,
+    actor: Actor,
+    deleted: bool,
+) -> Obstacle:
+    available = _available(compiled, state, actor, deleted)
+    if compiled.create is not None and asked == compiled.create.code:
+        hint = (
+            f"{asked!r} places new objects into class {compiled.code!r} and runs on no item; "
+            "place an object instead"
+        )
+        return Obstacle(WRONG_STATE, hint, MethodNotAvailable(asked, label, available, hint))
+    having = [s for s, methods in compiled.methods.items() if asked in methods]
+    hint = (
+        f"states that have it: {', '.join(having)}: move the item to one of them first"
+        if having
+        else ""
+    )
+    error = MethodNotAvailable(asked, label, available, hint)
+    message = f"method {asked!r} is not available in state {state.code!r}; {hint}"
+    return Obstacle(WRONG_STATE, message if having else error.message, error, tuple(having))
+
+
+def _deleted(
+    compiled: CompiledClass,
+    state: CompiledState,
+    method: CompiledMethod,
+    deleted: bool,
+    label: str,
+    item_id: int,
+    actor: Actor,
+) -> Obstacle | None:
+    if not deleted or method.action in ON_DELETED:
+        return None
+    available = _available(compiled, state, actor, deleted)
+    hint = f"item {item_id} is deleted; only restore and drop run on it: restore it first"
+    error = MethodNotAvailable(method.code, label, available, hint)
+    return Obstacle(ITEM_DELETED, hint, error)
+
+
+def _access(
+    compiled: CompiledClass,
+    state: CompiledState,
+    method: CompiledMethod,
+    deleted: bool,
+    label: str,
+    item_id: int,
+    actor: Actor,
+) -> Obstacle | None:
+    if actor.is_system:
+        return None
+    visible = compiled.allowed(actor, method, Permission.VISIBLE)
+    executable = compiled.allowed(actor, method, Permission.EXECUTE)
+    if not visible and not executable:
+        reason = "hidden" if not method.visible else "hidden from this actor by an access rule"
+        why = "it is hidden" if not method.visible else "an access rule hides it"
+        available = _available(compiled, state, actor, deleted)
+        message = (
+            f"method {method.code!r} is not shown to {_who(actor)}: {why}; it runs as the "
+            "system actor, or ask for an access rule that allows this user or a group"
+        )
+        return Obstacle(HIDDEN, message, MethodHidden(method.code, label, available, reason))
+    if executable:
+        return None
+    denied = [
+        rule
+        for rule in compiled.access
+        if rule.effect == RuleEffect.DENY and rule.matches(actor, method.code, Permission.EXECUTE)
+    ]
+    if denied:
+        why = f"an access rule denies {denied[0].subject_kind} {denied[0].subject!r}"
+    else:
+        why = "it is hidden and no access rule allows this actor to execute it"
+    message = (
+        f"{_who(actor)} may not execute {method.code!r}: {why}; ask for an access rule that "
+        "allows it"
+    )
+    error = AccessDenied(
+        f"{_who(actor)} may not execute {method.code!r} of class {compiled.code!r}: {why}; ask "
+        "for an access rule that allows it",
+        method=method.code,
+        user_id=actor.user_id,
+    )
+    return Obstacle(NOT_PERMITTED, message, error)
+
+
+def _restriction(
+    compiled: CompiledClass,
+    state: CompiledState,
+    method: CompiledMethod,
+    deleted: bool,
+    label: str,
+    item_id: int,
+    actor: Actor,
+) -> Obstacle | None:
+    if method.restriction is None or actor.is_system:
+        return None
+    allowed = [
+        m.target
+        for m in compiled.methods.get(state.code, {}).values()
+        if m.action == "move" and m.restriction is None and m.target is not None
+    ]
+    rule = _RULES.get(method.restriction, "the pipeline rule {rule!r} refuses it").format(
+        state=state.code, rule=method.restriction
+    )
+    error = MoveNotAllowed(state.code, method.target or "?", method.restriction, rule, allowed)
+    return Obstacle(MOVE_RESTRICTED, error.message, error, tuple(allowed))
+
+
+def _drop(
+    compiled: CompiledClass,
+    state: CompiledState,
+    method: CompiledMethod,
+    deleted: bool,
+    label: str,
+    item_id: int,
+    actor: Actor,
+) -> Obstacle | None:
+    if method.action != "drop" or deleted or "drop_object" not in method.chain:
+        return None
+    message = f"item {item_id} is not deleted; execute delete before drop"
+    return Obstacle(NOT_DELETED, message, ItemNotDeleted(item_id, state.code))
+
+
+def _who(actor: Actor) -> str:
+    return f"user {actor.user_id}" if actor.user_id is not None else "this actor"
