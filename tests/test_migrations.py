@@ -251,6 +251,7 @@ def expected_triggers(dialect: str) -> set[str]:
             "flow_items_sla_due_update",
             "flow_items_sla_queue",
             "flow_items_sla_forget",
+            "flow_items_value_totals_update",
         }
         | TOTALS_TRIGGERS
     )

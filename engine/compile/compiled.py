@@ -150,6 +150,8 @@ class CompiledClass:
     machine: Machine = field(repr=False, compare=False)
     # unguarded transitions the machine answered: (state, method) -> state
     fired: dict[tuple[str, str], str] = field(default_factory=dict, repr=False, compare=False)
+    # decisions that found no obstacle, by (stage id, deleted, method, by action, actor)
+    decided: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_pipeline(self) -> bool:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flowkernel.actors import Actor
 from flowkernel.compile.cache import ClassCache
-from flowkernel.compile.compiled import CompiledClass, CompiledState
+from flowkernel.compile.compiled import MEMO_LIMIT, CompiledClass, CompiledState
 from flowkernel.errors import (
     ConcurrentUpdate,
     FlowkernelError,
@@ -220,9 +220,8 @@ class Executor:
         self, requests: Sequence[Request], items: Mapping[int, ItemRecord], actor: Actor
     ) -> list[Refusal | tuple[Request, ItemRecord, CompiledClass, Decision]]:
         """Every request's item, class and decision, or its refusal; decided once per class
-        version, state, deletion mark and method."""
+        version, state, deletion mark, method and actor."""
         plan: list[Refusal | tuple[Request, ItemRecord, CompiledClass, Decision]] = []
-        decided: dict[tuple[int, int, int, bool, str, bool], Decision] = {}
         for request in requests:
             item = items.get(request.item_id)
             if item is None or not actor.reaches(item.account_id):
@@ -232,14 +231,8 @@ class Executor:
             asked = request.method
             if request.stage_id is not None:
                 asked = MOVE_PREFIX + _stage(compiled, request.stage_id).code
-            key = (
-                compiled.id,
-                compiled.version,
-                item.stage_id,
-                item.deleted,
-                asked,
-                request.by_action,
-            )
+            decided = compiled.decided  # kept with the class version
+            key = (item.stage_id, item.deleted, asked, request.by_action, actor)
             decision = decided.get(key)
             if decision is None:
                 decision = decide(
@@ -251,8 +244,8 @@ class Executor:
                     actor,
                     by_action=request.by_action,
                 )
-                if not decision.obstacles:  # a refusal names its item: not shared
-                    decided[key] = decision
+                if not decision.obstacles and len(decided) < MEMO_LIMIT:
+                    decided[key] = decision  # a refusal names its item: not shared
             if decision.obstacles:
                 first = decision.obstacles[0]
                 plan.append(Refusal(item.id, first.error, first.code))

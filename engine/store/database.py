@@ -76,6 +76,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # A checkpoint every 10,000 WAL pages (about 40 MB) instead of every 1,000: a page many
+    # commits rewrite (the end of the history, a stage's total, the end of a stage in the
+    # board's index) is copied into the database once per checkpoint, and the checkpoint's
+    # fsyncs come a tenth as often. The WAL file is cut back to 64 MB after a checkpoint.
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
+    cursor.execute("PRAGMA journal_size_limit=67108864")
     cursor.close()
 
 

@@ -12,6 +12,10 @@ A method chooses which of its calls that change no state are logged (`fk_methods
 `all` (the default, as before), `last` (only the last call per item, in
 `fk_method_last_calls`, with a count: a device's heartbeat) or `none`.
 
+On SQLite a move no longer reads the item's number values to keep the stage sums: the trigger
+that keeps the counts runs for every change of stage, account or deletion, and a second one
+moves the item's number values between the sums only when it has some.
+
 `flow_items` loses its index on `iam_account_id`, which no query reads: every read of items
 goes by id, by stage (the board's index), by object (the object index) or by pipeline and
 object (the unique constraint), and on PostgreSQL a move writes an entry into every index of
@@ -44,6 +48,65 @@ _MATCH = (
     "AND c.method_code = flow_stage_history.method_code "
     "AND c.to_stage_id = flow_stage_history.to_stage_id "
     "AND c.called_at = flow_stage_history.moved_at"
+)
+
+
+SLOTS = 16
+NO_ACCOUNT = -1
+_CHANGED = (
+    "OLD.flow_stage_id IS NOT NEW.flow_stage_id "
+    "OR OLD.iam_account_id IS NOT NEW.iam_account_id "
+    "OR (OLD.deleted_at IS NULL) <> (NEW.deleted_at IS NULL)"
+)
+_UNCOUNT_OLD = (
+    "UPDATE flow_stage_totals SET item_count = item_count - 1 "
+    "WHERE OLD.deleted_at IS NULL AND flow_stage_id = OLD.flow_stage_id "
+    f"AND account_key = coalesce(OLD.iam_account_id, {NO_ACCOUNT}) AND slot = OLD.id % {SLOTS};"
+)
+_COUNT_NEW = (
+    "INSERT INTO flow_stage_totals (flow_stage_id, account_key, slot, item_count) "
+    f"SELECT NEW.flow_stage_id, coalesce(NEW.iam_account_id, {NO_ACCOUNT}), NEW.id % {SLOTS}, 1 "
+    "WHERE NEW.deleted_at IS NULL "
+    "ON CONFLICT (flow_stage_id, account_key, slot) "
+    "DO UPDATE SET item_count = item_count + excluded.item_count;"
+)
+_NUMBER = "CAST(NULLIF(v.value, '') AS NUMERIC)"
+
+
+def _values(row: str, sign: str) -> str:
+    """Add (`sign` '') or subtract ('-') the number values of item `row` to its stage's sums."""
+    return (
+        "INSERT INTO flow_stage_value_totals "
+        "(flow_stage_id, flow_column_id, account_key, slot, value_count, value_sum) "
+        f"SELECT {row}.flow_stage_id, v.flow_column_id, "
+        f"coalesce({row}.iam_account_id, {NO_ACCOUNT}), {row}.id % {SLOTS}, "
+        f"{sign}count(*), {sign}sum({_NUMBER}) "
+        "FROM flow_item_values v JOIN flow_columns c ON c.id = v.flow_column_id "
+        f"WHERE v.flow_item_id = {row}.id AND {row}.deleted_at IS NULL "
+        f"AND c.field_type = 'number' AND {_NUMBER} IS NOT NULL "
+        "GROUP BY v.flow_column_id "
+        "ON CONFLICT (flow_stage_id, flow_column_id, account_key, slot) "
+        "DO UPDATE SET value_count = value_count + excluded.value_count, "
+        "value_sum = CASE WHEN value_count + excluded.value_count = 0 THEN 0 "
+        "ELSE value_sum + excluded.value_sum END;"
+    )
+
+
+_HAS_NUMBERS = (
+    "EXISTS (SELECT 1 FROM flow_item_values v JOIN flow_columns c ON c.id = v.flow_column_id "
+    "WHERE v.flow_item_id = NEW.id AND c.field_type = 'number')"
+)
+SQLITE_TOTALS_0003 = (
+    "CREATE TRIGGER flow_items_totals_update AFTER UPDATE OF flow_stage_id, iam_account_id, "
+    f"deleted_at ON flow_items WHEN {_CHANGED} BEGIN "
+    f"{_UNCOUNT_OLD} {_values('OLD', '-')} {_COUNT_NEW} {_values('NEW', '')} END"
+)
+SQLITE_TOTALS = (
+    "CREATE TRIGGER flow_items_totals_update AFTER UPDATE OF flow_stage_id, iam_account_id, "
+    f"deleted_at ON flow_items WHEN {_CHANGED} BEGIN {_UNCOUNT_OLD} {_COUNT_NEW} END",
+    "CREATE TRIGGER flow_items_value_totals_update AFTER UPDATE OF flow_stage_id, "
+    f"iam_account_id, deleted_at ON flow_items WHEN ({_CHANGED}) AND {_HAS_NUMBERS} BEGIN "
+    f"{_values('OLD', '-')} {_values('NEW', '')} END",
 )
 
 
@@ -90,9 +153,17 @@ def upgrade() -> None:
         ),
     )
     op.drop_index("ix_flow_items_iam_account_id", table_name="flow_items")
+    if op.get_context().dialect.name == "sqlite":
+        op.execute("DROP TRIGGER flow_items_totals_update")
+        for statement in SQLITE_TOTALS:
+            op.execute(statement)
 
 
 def downgrade() -> None:
+    if op.get_context().dialect.name == "sqlite":
+        op.execute("DROP TRIGGER flow_items_value_totals_update")
+        op.execute("DROP TRIGGER flow_items_totals_update")
+        op.execute(SQLITE_TOTALS_0003)
     op.create_index("ix_flow_items_iam_account_id", "flow_items", ["iam_account_id"])
     op.execute(
         "INSERT INTO fk_method_calls (flow_item_id, flow_pipeline_id, iam_account_id, "
