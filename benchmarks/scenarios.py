@@ -12,17 +12,19 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select
 from transitions import Machine
 
-from flowkernel import SYSTEM, Actor, Flowkernel, StageSpec
+from flowkernel import SYSTEM, Actor, ColumnSpec, Flowkernel, StageSpec
 from flowkernel.compile.compiler import compile_class
 from flowkernel.examples.charging_station import TRANSITIONS, build_station_class
 from flowkernel.store.tables import (
     actions,
+    item_values,
     items,
     methods,
     sla_breaches,
@@ -31,10 +33,18 @@ from flowkernel.store.tables import (
     transitions,
 )
 
+from . import anchors
 from .baselines import HandRolled, Raw, handrolled_engine
-from .scratch import Scratch, load_million, place_rows
+from .scratch import Scratch, bare, load_million, place_rows
 
 Op = Callable[[int], None]
+
+FLOOR = "floor (seed SQL, bare tables)"
+"""The anchors' floor: the seed's statements on the seed's bare tables, through the driver."""
+PEER = "peer (ORM + transitions)"
+"""The anchors' hand-rolled peer: one Session, a Machine per loaded row, commit per move."""
+UPDATE_ANY = "floor UPDATE = ANY (bare table)"
+"""The floor's batch: one UPDATE of the batch's rows of the bare `flow_items`."""
 
 
 @dataclass(frozen=True)
@@ -150,72 +160,98 @@ def _interleave(
 
 
 def move(ctx: Context) -> list[Measure]:
-    """A move on a pipeline item, one commit per move, as a user of the account."""
+    """A stage move, one commit per move, as a user of the account, beside the floor and the
+    peer of the anchors: five stages, the third requiring a column every item has filled,
+    10,000 items, each move taking a random item one stage on (the last back to the first).
+
+    The engine's pipeline has no automation: the floor only reads the automation the seed's
+    tables hold, firing nothing, and an engine without one fires nothing either. Two more
+    baselines run the same moves on Flowkernel's own migrated schema (its indexes, triggers
+    and columns): the seed's SQL (`raw`) and a hand-rolled ORM (`hand-rolled`); they measure
+    the engine against itself."""
     fk, scale = ctx.fk, ctx.scale
     admin = Actor.user(1, 1)
+    codes = [f"s{n}" for n in range(anchors.STAGES)]
     pipeline = fk.pipelines.create_pipeline(
         "Bench moves",
         admin,
-        stages=[
-            StageSpec("Lead"),
-            StageSpec("Qualified"),
-            StageSpec("Proposal"),
-            StageSpec("Won", is_won=True),
-            StageSpec("Lost", is_lost=True),
-        ],
+        stages=[StageSpec(code.upper(), code=code) for code in codes],
+        columns=[ColumnSpec("close_date", label="Expected Close", field_type="date")],
     )
-    stage = {s.code: s.id for s in fk.compiled(pipeline.id, 1).ordered_states}
-    pool = max(1, min(scale.moves, 1000))
+    fk.pipelines.require_column(pipeline.id, codes[2], "close_date", admin)
+    compiled = fk.compiled(pipeline.id, 1)
+    stage = {s.code: s.id for s in compiled.ordered_states}
+    count = anchors.ITEMS
     with fk.engine.begin() as conn:
         pools = [
             place_rows(
                 conn,
                 pipeline.id,
-                [stage["qualified"]],
+                [stage[codes[0]]],
                 "deal",
-                range(base + 1, base + pool + 1),
+                range(base + 1, base + count + 1),
                 account_id=1,
             )
             for base in (0, 1_000_000, 2_000_000)
         ]
-    at = [["qualified"] * pool for _ in pools]
+        column = compiled.columns["close_date"].id
+        conn.execute(
+            insert(item_values),
+            [
+                {"flow_item_id": item, "flow_column_id": column, "value": "2026-07-01"}
+                for pool in pools
+                for item in pool
+            ],
+        )
+    picks = [anchors.random_items() for _ in pools]
+    at: list[dict[int, int]] = [{} for _ in pools]
 
-    def step(side: int, i: int) -> tuple[int, str, str]:
-        slot = i % pool
-        old = at[side][slot]
-        new = "proposal" if old == "qualified" else "qualified"
-        at[side][slot] = new
-        return pools[side][slot], old, new
+    def step(side: int) -> tuple[int, int, int]:
+        item = pools[side][picks[side]() - 1]
+        old = at[side].get(item, 0)
+        new = (old + 1) % anchors.STAGES
+        at[side][item] = new
+        return item, old, new
 
-    raw = Raw(ctx.scratch)
-    hand = HandRolled(handrolled_engine(ctx.scratch), stage)
+    with ExitStack() as stack:
+        floor_space = stack.enter_context(bare(ctx.scratch, "floor"))
+        peer_space = stack.enter_context(bare(ctx.scratch, "peer"))
+        floor = anchors.floor(floor_space)
+        stack.callback(floor.close)
+        peer = anchors.Peer(handrolled_engine(peer_space))
+        stack.callback(peer.close)
+        raw = Raw(ctx.scratch)
+        stack.callback(raw.close)
+        hand = HandRolled(handrolled_engine(ctx.scratch), stage)
+        stack.callback(hand.sessions.kw["bind"].dispose)
+        floor_pick, peer_pick = anchors.random_items(), anchors.random_items()
 
-    def engine_op(i: int) -> None:
-        item, _old, new = step(0, i)
-        fk.move(item, new, admin)
+        def engine_op(_i: int) -> None:
+            item, _old, new = step(0)
+            fk.move(item, codes[new], admin)
 
-    def raw_op(i: int) -> None:
-        item, old, new = step(1, i)
-        raw.move(item, pipeline.id, stage[old], stage[new], 1)
+        def raw_op(_i: int) -> None:
+            item, old, new = step(1)
+            raw.move(item, pipeline.id, stage[codes[old]], stage[codes[new]], 1)
 
-    def hand_op(i: int) -> None:
-        item, _old, new = step(2, i)
-        hand.move(item, new, 1)
+        def hand_op(_i: int) -> None:
+            item, _old, new = step(2)
+            hand.move(item, codes[new], 1)
 
-    try:
         rates = _interleave(
             ctx,
             [
                 ("engine", engine_op, scale.moves),
+                ("floor", lambda _i: floor.move(floor_pick()), scale.moves),
+                ("peer", lambda _i: peer.move(peer_pick()), scale.handrolled),
                 ("raw", raw_op, scale.moves),
                 ("hand-rolled", hand_op, scale.handrolled),
             ],
-            warmup=min(50, pool),
+            warmup=min(50, scale.moves),
         )
-    finally:
-        raw.close()
-        hand.sessions.kw["bind"].dispose()
     return [
+        Measure("move", FLOOR, rates["engine"], rates["floor"]),
+        Measure("move", PEER, rates["engine"], rates["peer"]),
         Measure("move", "raw", rates["engine"], rates["raw"]),
         Measure("move", "hand-rolled", rates["engine"], rates["hand-rolled"]),
     ]
@@ -362,6 +398,57 @@ def batch(ctx: Context, station: tuple[int, dict[str, int]]) -> list[Measure]:
             "batch", "raw batched writes", engine, [r * size for r in rates["writes"]], "items/s"
         ),
     ]
+
+
+def heartbeat_batches(ctx: Context, station: tuple[int, dict[str, int]]) -> list[Measure]:
+    """Device heartbeats in batches of `batch_size` and ten times as many stations per call,
+    as a gateway sends them (the system actor; the heartbeat keeps only its last call per
+    station), beside the floor's batch: one `UPDATE ... WHERE id = ANY(...)` of as many rows of
+    the bare `flow_items`. Rows per second."""
+    fk, scale = ctx.fk, ctx.scale
+    class_id, state = station
+    for code in ("available", "unavailable", "faulted"):
+        fk.definitions.edit_method("bench_station", code, "heartbeat", call_log="last")
+    sizes = [scale.batch_size, min(10 * scale.batch_size, anchors.ITEMS)]
+    with fk.engine.begin() as conn:
+        stations = place_rows(
+            conn,
+            class_id,
+            [state["unavailable"]],
+            "charging_station",
+            range(9_000_001, 9_000_001 + sizes[-1]),
+            account_id=None,
+        )
+    params = {"status": "ok"}
+    measures: list[Measure] = []
+    with bare(ctx.scratch, "floor") as space:
+        floor = anchors.floor(space)
+        try:
+            for size in sizes:
+                mine, rows = stations[:size], list(range(1, size + 1))
+
+                def engine_op(_i: int, mine: list[int] = mine) -> None:
+                    assert fk.execute_batch(mine, "heartbeat", SYSTEM, params=params).ok
+
+                def floor_op(_i: int, rows: list[int] = rows) -> None:
+                    floor.batch_update(rows)
+
+                calls = max(1, scale.batches * scale.batch_size // size)
+                rates = _interleave(
+                    ctx, [("engine", engine_op, calls), ("floor", floor_op, calls)], warmup=1
+                )
+                measures.append(
+                    Measure(
+                        f"heartbeat_batch_{size}",
+                        UPDATE_ANY,
+                        [r * size for r in rates["engine"]],
+                        [r * size for r in rates["floor"]],
+                        "rows/s",
+                    )
+                )
+        finally:
+            floor.close()
+    return measures
 
 
 # --- compile -----------------------------------------------------------------------------------

@@ -101,6 +101,38 @@ def scratch(url: str | None) -> Iterator[Scratch]:
         admin.dispose()
 
 
+@contextmanager
+def bare(place: Scratch, label: str) -> Iterator[Scratch]:
+    """An empty space beside the scratch database, for baselines with tables of their own: a
+    file in the same folder on SQLite, a schema in the same database on PostgreSQL; removed
+    afterwards."""
+    tag = f"flowkernel_{label}_{uuid.uuid4().hex[:8]}"
+    if place.kind == "sqlite":
+        assert place.path is not None
+        path = Path(place.path).parent / f"{tag}.db"
+        try:
+            yield Scratch(f"sqlite:///{path}", "sqlite", path=str(path))
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                with suppress(FileNotFoundError):
+                    os.remove(f"{path}{suffix}")
+        return
+    base = make_url(place.url)
+    query = {k: v for k, v in base.query.items() if k != "options"}
+    admin = create_engine(base.set(query=query), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{tag}"'))
+        scoped = base.update_query_dict({"options": f"-c search_path={tag}"})
+        try:
+            yield Scratch(scoped.render_as_string(hide_password=False), "postgresql", schema=tag)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{tag}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
 def _migrate(url: str) -> None:
     engine = database.open_engine(url)
     try:

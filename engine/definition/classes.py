@@ -26,7 +26,7 @@ from flowkernel.errors import (
     UnknownDefinition,
     UnknownHandler,
 )
-from flowkernel.kinds import MOVEMENTS, STATE_TYPES, Movement
+from flowkernel.kinds import MOVEMENTS, STATE_TYPES, CallLog, Movement
 from flowkernel.store.schema import (
     AccessRuleRow,
     ActionRow,
@@ -120,6 +120,7 @@ class MethodDef:
     label: str
     sequence: int
     visible: bool
+    call_log: str = CallLog.ALL.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -590,14 +591,19 @@ class Definitions:
         label: str | None = None,
         sequence: int | None = None,
         visible: bool = True,
+        call_log: str = CallLog.ALL.value,
         account_id: int | None = None,
     ) -> MethodDef:
-        """The seed's AddMethod: an action bound to a class and a state (None: global)."""
+        """The seed's AddMethod: an action bound to a class and a state (None: global).
+
+        `call_log` says which of its calls that change no state the method-call log keeps:
+        `all`, `last` (the last per item, counted: a device's heartbeat) or `none`."""
         check_key("action", action)
         code = _check_method_code(action if code is None else code)
         check_optional_text("label", label)
         check_optional_int("sequence", sequence, minimum=MIN_INT)
         check_bool("visible", visible)
+        _check_call_log(call_log)
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
             state_row = self._state(session, cls, state) if state is not None else None
@@ -626,12 +632,13 @@ class Definitions:
                 label=label or action_row.label,
                 sequence=sequence,
                 visible=visible,
+                call_log=call_log,
             )
             session.add(row)
             session.flush()
             self._touch(session, cls)
             return MethodDef(
-                row.id, cls.code or "", state, action, code, row.label, sequence, visible
+                row.id, cls.code or "", state, action, code, row.label, sequence, visible, call_log
             )
 
     def list_methods(self, class_code: str, account_id: int | None = None) -> list[MethodDef]:
@@ -655,6 +662,7 @@ class Definitions:
                     m.label,
                     m.sequence,
                     m.visible,
+                    m.call_log,
                 )
                 for m, a in rows
             ]
@@ -668,13 +676,16 @@ class Definitions:
         label: str | None = None,
         sequence: int | None = None,
         visible: bool | None = None,
+        call_log: str | None = None,
         account_id: int | None = None,
     ) -> MethodDef:
-        """Change a method's label, sequence or visibility."""
+        """Change a method's label, sequence, visibility or call log (as for `add_method`)."""
         check_optional_text("label", label)
         check_optional_int("sequence", sequence, minimum=MIN_INT)
         if visible is not None:
             check_bool("visible", visible)
+        if call_log is not None:
+            _check_call_log(call_log)
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
             row = self._method(session, cls, state, code)
@@ -684,6 +695,8 @@ class Definitions:
                 row.sequence = sequence
             if visible is not None:
                 row.visible = visible
+            if call_log is not None:
+                row.call_log = call_log
             session.flush()
             self._touch(session, cls)
             action = session.get(ActionRow, row.action_id)
@@ -697,6 +710,7 @@ class Definitions:
                 row.label,
                 row.sequence,
                 row.visible,
+                row.call_log,
             )
 
     def delete_method(
@@ -1078,6 +1092,14 @@ def _owned(
     if row is None:
         raise UnknownDefinition(kind, row_id)
     return row
+
+
+def _check_call_log(value: object) -> None:
+    choices = tuple(c.value for c in CallLog)
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidArgument(
+            f"call_log must be one of {', '.join(choices)}, not {value!r}", call_log=value
+        )
 
 
 def _check_method_code(code: object) -> str:

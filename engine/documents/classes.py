@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from flowkernel.compile.compiler import compile_class
 from flowkernel.definition.classes import ClassInfo, Definitions
 from flowkernel.errors import DefinitionError, DuplicateCode, InvalidDocument, UnknownDefinition
-from flowkernel.kinds import MOVEMENTS, STATE_TYPES, Movement
+from flowkernel.kinds import MOVEMENTS, STATE_TYPES, CallLog, Movement
 from flowkernel.store.schema import ActionRow
 from flowkernel.validation import check_document_text, check_optional_id
 
@@ -37,7 +37,8 @@ CLASS_KEYS: Final = (
 )  # fmt: skip
 ACTION_KEYS: Final = ("code", "label")
 STATE_KEYS: Final = ("code", "type", "label", "position")
-METHOD_KEYS: Final = ("code", "action", "state", "label", "sequence", "visible")
+METHOD_KEYS: Final = ("code", "action", "state", "label", "sequence", "visible", "call_log")
+CALL_LOGS: Final = tuple(c.value for c in CallLog)
 TRANSITION_KEYS: Final = ("state", "method", "to")
 EVENT_KEYS: Final = ("action", "handler", "parent", "label", "sequence", "enabled")
 ACCESS_KEYS: Final = ("method", "subject_kind", "subject", "permission", "effect")
@@ -97,6 +98,8 @@ def dump_class(fk: Flowkernel, code: str, account_id: int | None = None) -> dict
             "label": m.label,
             "sequence": m.sequence,
             "visible": m.visible,
+            # written only when it is not the default, every call
+            **({"call_log": m.call_log} if m.call_log != CallLog.ALL else {}),
         }
         for m in methods
     ]
@@ -230,6 +233,7 @@ def load_class(
                     label=m.label,
                     sequence=m.sequence,
                     visible=m.visible,
+                    call_log=m.call_log,
                     account_id=account_id,
                 )
         for t in spec.transitions:
@@ -321,6 +325,7 @@ class _Method:
     label: str | None
     sequence: int | None
     visible: bool
+    call_log: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,6 +503,7 @@ def _parse(document: Mapping[str, Any]) -> _Document:
                 r.text(e, "label", path),
                 r.integer(e, "sequence", path),
                 r.boolean(e, "visible", path, True),
+                r.choice(e, "call_log", path, CALL_LOGS, CallLog.ALL.value),
             )
         )
     transitions = []

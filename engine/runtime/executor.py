@@ -51,6 +51,8 @@ _T = TypeVar("_T")
 AfterCommit = Callable[[Sequence[int], Sequence[ExecutionResult]], None]
 """What runs after a commit: the outbox rows to deliver and the results to report."""
 
+_UNSET: Any = object()
+
 ATTEMPTS = 5
 """How often a transaction starts again to compile a class version it met first."""
 
@@ -189,6 +191,7 @@ class Executor:
         filled = self.writer.filled(db, guarded) if guarded else {}
         outcomes: list[ExecutionResult | Refusal] = []
         changes: list[Change] = []
+        texts: dict[int, str | None] = {}  # parameters as JSON, once per mapping
         fired: list[tuple[Change, ItemSnapshot, CompiledClass, CompiledState, CompiledState]] = []
         for step in plan:
             if isinstance(step, Refusal):
@@ -197,9 +200,13 @@ class Executor:
                 outcomes.append(step)
                 continue
             request, item, compiled, decision = step
+            params = request.params
+            text = texts.get(id(params), _UNSET) if params else None
+            if text is _UNSET:
+                text = texts[id(params)] = json.dumps(dict(params or {}))
             try:
                 change, result, snapshot, new = self._run_one(
-                    request, item, compiled, decision, actor, filled.get(item.id, ()), now
+                    request, item, compiled, decision, actor, filled.get(item.id, ()), now, text
                 )
             except FlowkernelError as exc:
                 if not skip:
@@ -262,8 +269,10 @@ class Executor:
         actor: Actor,
         filled: Collection[int],
         now: datetime,
+        params_json: str | None,
     ) -> tuple[Change, ExecutionResult, ItemSnapshot, CompiledState]:
-        """Run one item's handler chain and say what it changes."""
+        """Run one item's handler chain and say what it changes (`params_json`: the request's
+        parameters as JSON text)."""
         state, method, target = decision.state, decision.method, decision.target
         assert state is not None and method is not None
         snapshot = ItemSnapshot(
@@ -309,7 +318,7 @@ class Executor:
             deleted=deleted,
             dropped=dropped,
             log=method.log,
-            params=json.dumps(params) if params else None,
+            params=params_json,
         )
         result = ExecutionResult(
             item_id=item.id,

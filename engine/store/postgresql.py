@@ -32,11 +32,13 @@ from flowkernel.store.writer import (
 _LOAD: Final = (
     f"SELECT {ITEM_COLUMNS} FROM {ITEM_FROM} WHERE i.id = ANY(%s::bigint[]) ORDER BY i.id"
 )
+_LOAD_ONE: Final = f"SELECT {ITEM_COLUMNS} FROM {ITEM_FROM} WHERE i.id = %s"
 _LOADS: Final = {
-    Lock.NONE: _LOAD,
-    Lock.WAIT: f"{_LOAD} FOR UPDATE OF i",
-    Lock.SKIP: f"{_LOAD} FOR UPDATE OF i SKIP LOCKED",
+    Lock.NONE: (_LOAD, _LOAD_ONE),
+    Lock.WAIT: (f"{_LOAD} FOR UPDATE OF i", f"{_LOAD_ONE} FOR UPDATE OF i"),
+    Lock.SKIP: (f"{_LOAD} FOR UPDATE OF i SKIP LOCKED", f"{_LOAD_ONE} FOR UPDATE OF i SKIP LOCKED"),
 }
+"""Loading items, by lock: many (an array of ids, in id order), and one (planned faster)."""
 _FILLED: Final = (
     "SELECT flow_item_id, flow_column_id FROM flow_item_values "
     "WHERE flow_item_id = ANY(%s::bigint[]) AND value IS NOT NULL"
@@ -141,6 +143,52 @@ SELECT i, %(moment)s FROM unnest(%(ids)s::bigint[]) AS t(i) ORDER BY i
     ON CONFLICT (flow_item_id) DO UPDATE SET breached_at = excluded.breached_at
 """
 
+# One execution's writes, as plain statements.
+_HISTORY_COLUMNS: Final = """
+INSERT INTO flow_stage_history
+       (flow_item_id, flow_pipeline_id, from_stage_id, to_stage_id, moved_by_iam_user_id,
+        moved_at, method_code, is_system, action_code, params, iam_account_id)"""
+_MOVE_ONE: Final = f"""
+WITH moved AS (
+    UPDATE flow_items
+       SET flow_stage_id = %(target)s, last_stage_changed_at = %(now)s, checklist_state = NULL,
+           position = (SELECT coalesce(max(position) + 1, 0) FROM flow_items
+                        WHERE flow_stage_id = %(target)s),
+           version = version + 1, updated_at = %(now)s,
+           deleted_at = CASE WHEN %(keep)s THEN deleted_at WHEN %(deleted)s THEN %(now)s END
+     WHERE id = %(item)s AND version = %(version)s
+    RETURNING id
+)
+{_HISTORY_COLUMNS}
+SELECT id, %(class)s, %(source)s, %(target)s, %(user_id)s, %(now)s, %(method)s, %(is_system)s,
+       %(action)s, CAST(%(params)s AS jsonb), %(account)s
+  FROM moved
+"""
+_HISTORY_ONE: Final = f"""{_HISTORY_COLUMNS}
+VALUES (%(item)s, %(class)s, %(source)s, %(target)s, %(user_id)s, %(now)s, %(method)s,
+        %(is_system)s, %(action)s, CAST(%(params)s AS jsonb), %(account)s)
+"""
+_CALL_ONE: Final = """
+INSERT INTO fk_method_calls
+       (flow_item_id, flow_pipeline_id, iam_account_id, method_code, action_code, from_stage_id,
+        to_stage_id, actor_iam_user_id, is_system, params, called_at)
+VALUES (%(item)s, %(class)s, %(account)s, %(method)s, %(action)s, %(source)s, NULL,
+        %(user_id)s, %(is_system)s, CAST(%(params)s AS jsonb), %(now)s)
+"""
+_LAST_CALL_ONE: Final = """
+INSERT INTO fk_method_last_calls AS l
+       (flow_item_id, method_code, flow_pipeline_id, action_code, from_stage_id, iam_account_id,
+        actor_iam_user_id, is_system, params, called_at)
+VALUES (%(item)s, %(method)s, %(class)s, %(action)s, %(source)s, %(account)s, %(user_id)s,
+        %(is_system)s, CAST(%(params)s AS jsonb), %(now)s)
+    ON CONFLICT (flow_item_id, method_code) DO UPDATE
+   SET flow_pipeline_id = excluded.flow_pipeline_id, action_code = excluded.action_code,
+       from_stage_id = excluded.from_stage_id, iam_account_id = excluded.iam_account_id,
+       actor_iam_user_id = excluded.actor_iam_user_id, is_system = excluded.is_system,
+       params = excluded.params, called_at = excluded.called_at,
+       call_count = l.call_count + 1
+"""
+
 _OUTBOX: Final = """
 INSERT INTO fk_outbox
        (event_id, kind, event_name, trigger, flow_pipeline_id, flow_item_id,
@@ -209,7 +257,11 @@ class PostgresqlWriter(Writer):
         return postgresql_insert(table)
 
     def load(self, db: Db, ids: Sequence[int], *, lock: Lock) -> dict[int, ItemRecord]:
-        rows = db.run_sql(_LOADS[lock], (_ints(ids),)).fetchall()
+        many, one = _LOADS[lock]
+        if len(ids) == 1:
+            rows = db.run_sql(one, (ids[0],)).fetchall()
+        else:
+            rows = db.run_sql(many, (_ints(ids),)).fetchall()
         return {row[0]: ItemRecord(row, row[11]) for row in rows}
 
     def filled(self, db: Db, ids: Sequence[int]) -> dict[int, set[int]]:
@@ -261,6 +313,9 @@ class PostgresqlWriter(Writer):
         logged = [c for c in changes if c.logged]
         if not moves and not logged:
             return
+        if len(logged) == 1 and moves in ([], logged):
+            self._one(db, logged[0], user_id, is_system, now)
+            return
         names: dict[str, int] = {}
 
         def index(name: str) -> int:
@@ -293,6 +348,38 @@ class PostgresqlWriter(Writer):
             },
         )
         check_count(moves, cursor.fetchone()[0])
+
+    def _one(
+        self, db: Db, change: Change, user_id: int | None, is_system: bool, now: datetime
+    ) -> None:
+        """One execution's writes in one plain statement: planned in a fraction of the time
+        the statement over arrays takes, which a single execution would pay for nothing."""
+        item = change.item
+        values = {
+            "item": item.id,
+            "class": item.class_id,
+            "account": item.account_id,
+            "version": item.version,
+            "method": change.method,
+            "action": change.action,
+            "source": item.stage_id,
+            "target": change.to_stage,
+            "params": change.params,
+            "user_id": user_id,
+            "is_system": is_system,
+            "now": now,
+        }
+        if change.moved:
+            values["keep"] = change.deleted and item.deleted
+            values["deleted"] = change.deleted
+            cursor = db.run_sql(_MOVE_ONE, values)
+            check_count([change], cursor.rowcount)
+        elif change.to_stage is not None:  # changed state, then dropped: the history row
+            db.run_sql(_HISTORY_ONE, values)
+        elif change.log == CallLog.ALL:
+            db.run_sql(_CALL_ONE, values)
+        else:
+            db.run_sql(_LAST_CALL_ONE, values)
 
     def due(
         self,
