@@ -370,8 +370,9 @@ def operations_taking_an_actor() -> set[str]:
         (f"{n}.", api, inspect.getmembers(api, inspect.isfunction))
         for n, api in API_CLASSES.items()
     ]
-    documents = flowkernel.documents
-    members += [("documents.", documents, inspect.getmembers(documents, inspect.isfunction))]
+    documents = flowkernel.documents  # its functions load on first use: ask for each
+    public = [(name, getattr(documents, name)) for name in documents.__all__]
+    members += [("documents.", documents, [(n, f) for n, f in public if inspect.isfunction(f)])]
     return {
         prefix + name
         for prefix, owner, functions in members

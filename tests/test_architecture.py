@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,3 +21,20 @@ def test_the_import_contracts_hold(
     out = capsys.readouterr().out
     assert status == 0, out
     assert "0 broken" in out, out
+
+
+def test_the_command_line_starts_without_the_database_layers() -> None:
+    """`flowkernel --help` and `--version` build the parser only: SQLAlchemy, Alembic and the
+    engine load when a command opens a database (start-up is measured by
+    `benchmarks/startup.py`, not here)."""
+    script = (
+        "import sys, flowkernel.cli\n"
+        "flowkernel.cli.build_parser()\n"
+        "heavy = ('sqlalchemy', 'alembic', 'transitions', 'pluggy', 'flowkernel.kernel',\n"
+        "         'flowkernel.store.database', 'flowkernel.runtime.executor')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert run.stdout.strip() == "[]", run.stdout

@@ -9,9 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import pytest
 from sqlalchemy import func, select, update
@@ -478,6 +479,16 @@ def test_user_errors_print_one_line_and_no_traceback(tmp_path: Path) -> None:
     assert "expected a user id or 'system', not 'root'" in bad_actor.stderr
 
 
+def _first_line(stream: IO[str], timeout: float = 60) -> str:
+    """The stream's first line, waiting at most `timeout` seconds for it."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert lines, f"nothing printed within {timeout} s"
+    return lines[0]
+
+
 def test_a_scheduled_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert _run(tmp_path, "db", "upgrade").returncode == 0
     env = {k: v for k, v in os.environ.items() if k != "FLOWKERNEL_DATABASE_URL"}
@@ -490,7 +501,9 @@ def test_a_scheduled_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(3)  # past start-up: the worker is waiting between passes
+        assert worker.stderr is not None
+        started = _first_line(worker.stderr)  # printed once the worker listens for signals
+        assert started.startswith(f"flowkernel {' '.join(command)}: a pass every 0.2 s"), started
         assert worker.poll() is None
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=30)

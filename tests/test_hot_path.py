@@ -167,8 +167,14 @@ def _kill_pooled_backends(fk: Flowkernel, database_url: str) -> None:
             ),
             {"db": name, "pid": mine},
         )
+        # the backend is gone once the server no longer lists it
+        deadline = time.monotonic() + 30
+        while conn.execute(
+            text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"), {"pid": mine}
+        ).first():
+            assert time.monotonic() < deadline, f"backend {mine} still runs"
+            time.sleep(0.01)
     admin.dispose()
-    time.sleep(0.2)
 
 
 def test_a_connection_lost_while_idle_is_replaced_at_checkout(

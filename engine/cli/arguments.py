@@ -7,14 +7,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from flowkernel.actors import Actor
 from flowkernel.cli.output import cell
 from flowkernel.cli.parser import Parser
 from flowkernel.cli.refusals import UsageError
 from flowkernel.errors import UnknownDefinition
-from flowkernel.kernel import Flowkernel
+
+if TYPE_CHECKING:
+    from flowkernel.kernel import Flowkernel
 
 Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
 """The `commands` of `build_parser`, which each command family adds its commands to."""

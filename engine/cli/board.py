@@ -16,7 +16,6 @@ from flowkernel.cli.arguments import (
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import print_json
 from flowkernel.cli.refusals import EPILOG, EXIT_OK
-from flowkernel.views.board import render_board
 
 
 def add_commands(commands: Commands) -> None:
@@ -59,5 +58,7 @@ def _board(args: argparse.Namespace) -> int:
     if args.json:
         print_json(board)
     else:
+        from flowkernel.views.board import render_board
+
         print(render_board(board, args.width or shutil.get_terminal_size().columns))
     return EXIT_OK

@@ -6,11 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from flowkernel import documents
 from flowkernel.cli.arguments import Commands, positive_int, read
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import cell, section, table
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
-from flowkernel.documents.classes import FORMATS, dump_class, dumps, load_class, loads
+from flowkernel.documents.formats import FORMATS
 
 
 def add_commands(commands: Commands) -> None:
@@ -49,14 +50,14 @@ def _class_load(args: argparse.Namespace) -> int:
     fmt = args.format
     if fmt is None and args.file != "-":
         fmt = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}.get(Path(args.file).suffix)
-    document = loads(text, fmt)
+    document = documents.loads(text, fmt)
     if "stages" in document and "states" not in document:
         raise UsageError(
             f"{args.file} is a pipeline document (stages, not states): "
             f"`flowkernel pipeline create {args.file} --account ID` creates it"
         )
     with kernel(args) as fk:
-        info = load_class(fk, document, args.account_id)
+        info = documents.load_class(fk, document, args.account_id)
         counts = {
             "states": len(fk.definitions.list_states(info.code, args.account_id)),
             "methods": len(fk.definitions.list_methods(info.code, args.account_id)),
@@ -70,8 +71,8 @@ def _class_load(args: argparse.Namespace) -> int:
 
 def _class_dump(args: argparse.Namespace) -> int:
     with kernel(args) as fk:
-        document = dump_class(fk, args.code, args.account_id)
-    sys.stdout.write(dumps(document, args.format))
+        document = documents.dump_class(fk, args.code, args.account_id)
+    sys.stdout.write(documents.dumps(document, args.format))
     return EXIT_OK
 
 

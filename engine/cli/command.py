@@ -16,10 +16,9 @@ from flowkernel.cli.refusals import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    PLUGINS_VAR,
     refusal_of,
 )
-from flowkernel.store import database
+from flowkernel.settings import DATABASE_URL_VAR, PLUGINS_VAR
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -59,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--database-url",
         metavar="URL",
-        help=f"database to use (default: ${database.ENV_VAR}, else sqlite:///flowkernel.db)",
+        help=f"database to use (default: ${DATABASE_URL_VAR}, else sqlite:///flowkernel.db)",
     )
     parser.add_argument(
         "--plugin",
@@ -101,7 +100,7 @@ def _add_database_option_everywhere(parser: argparse.ArgumentParser) -> None:
                 "--database-url",
                 metavar="URL",
                 default=argparse.SUPPRESS,
-                help=f"database to use (default: ${database.ENV_VAR}, else sqlite:///flowkernel.db)",
+                help=f"database to use (default: ${DATABASE_URL_VAR}, else sqlite:///flowkernel.db)",
             )
 
     visit(parser)

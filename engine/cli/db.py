@@ -7,7 +7,6 @@ import argparse
 from flowkernel.cli.arguments import Commands
 from flowkernel.cli.connection import connect, database_url, missing_sqlite_file
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
-from flowkernel.store import database
 
 
 def add_commands(commands: Commands) -> None:
@@ -34,6 +33,8 @@ def _db_downgrade(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace, *, up: bool) -> int:
     """Migrate up (creating a missing SQLite file) or down to `args.revision`; print where."""
+    from flowkernel.store import database
+
     _check_revision(args.revision)
     engine = connect(args, migrated=False, create=up)
     try:
@@ -47,6 +48,8 @@ def _migrate(args: argparse.Namespace, *, up: bool) -> int:
 
 
 def _db_current(args: argparse.Namespace) -> int:
+    from flowkernel.store import database
+
     url = database_url(args)
     if missing_sqlite_file(url):
         print(_describe(None))
@@ -60,6 +63,8 @@ def _db_current(args: argparse.Namespace) -> int:
 
 
 def _describe(revision: str | None) -> str:
+    from flowkernel.store import database
+
     head = database.head_revision()
     if revision is None:
         return f"none (not migrated; head is {head})"
@@ -68,12 +73,16 @@ def _describe(revision: str | None) -> str:
 
 def _positions() -> dict[str, int]:
     """Where each revision name this version knows stands, `base` (-1) and `head` included."""
+    from flowkernel.store import database
+
     known = database.revisions()
     return {"base": -1, **{rev: n for n, rev in enumerate(known)}, "head": len(known) - 1}
 
 
 def _check_revision(revision: str) -> None:
     """Refuse a revision this version does not ship."""
+    from flowkernel.store import database
+
     if revision not in _positions():
         known = ", ".join(database.revisions())
         raise UsageError(

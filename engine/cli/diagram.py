@@ -10,8 +10,7 @@ from flowkernel.actors import Actor
 from flowkernel.cli.arguments import Commands, positive_int
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
-from flowkernel.views.diagram import FORMATS as DIAGRAM_FORMATS
-from flowkernel.views.diagram import draw
+from flowkernel.views.formats import DIAGRAM_FORMATS
 
 
 def add_commands(commands: Commands) -> None:
@@ -37,6 +36,8 @@ def add_commands(commands: Commands) -> None:
 def _diagram(args: argparse.Namespace) -> int:
     ref: str | int = int(args.code) if args.code.isdigit() else args.code
     with kernel(args) as fk:
+        from flowkernel.views.diagram import draw
+
         text = draw(fk, ref, Actor.system(args.account), args.format, counts=args.counts)
     if args.output is None:
         sys.stdout.write(text)

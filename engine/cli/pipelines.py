@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
+from flowkernel import documents
 from flowkernel.cli.arguments import (
     Commands,
     actor_of,
@@ -20,9 +21,10 @@ from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import cell, print_json, section, table
 from flowkernel.cli.progress import Progress
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
-from flowkernel.definition.pipelines.admin import PipelineInfo
-from flowkernel.documents.classes import FORMATS, dumps
-from flowkernel.documents.pipelines import dump_pipeline, load_pipeline, parse_pipeline_text
+from flowkernel.documents.formats import FORMATS
+
+if TYPE_CHECKING:
+    from flowkernel.definition.pipelines.admin import PipelineInfo
 
 PIPELINE_CREATE_HELP: Final = """\
 From a document: `flowkernel pipeline create sales.yaml --account 1`; its keys are described
@@ -122,7 +124,8 @@ def _pipeline_create(args: argparse.Namespace) -> int:
             raise UsageError(
                 "pass a pipeline document FILE or --name with --stage and --column, not both"
             )
-        document = parse_pipeline_text(read(args.file), args.format or _format_of(args.file))
+        text = read(args.file)
+        document = documents.parse_pipeline_text(text, args.format or _format_of(args.file))
         if "states" in document and "stages" not in document:
             raise UsageError(
                 f"{args.file} is a class document (states, not stages): "
@@ -139,7 +142,7 @@ def _pipeline_create(args: argparse.Namespace) -> int:
     if actor.account_id is None and not document.get("is_system"):
         raise UsageError("a pipeline belongs to an account: pass --account ID")
     with kernel(args) as fk:
-        info = load_pipeline(fk, document, actor)
+        info = documents.load_pipeline(fk, document, actor)
     if args.json:
         print_json(info)
     else:
@@ -294,7 +297,7 @@ def _pipeline_dump(args: argparse.Namespace) -> int:
     actor = actor_of(args)
     with kernel(args) as fk:
         info = fk.pipelines.get_pipeline(pipeline_id(fk, args.pipeline, actor), actor)
-    sys.stdout.write(dumps(dump_pipeline(info), args.format))
+    sys.stdout.write(documents.dumps(documents.dump_pipeline(info), args.format))
     return EXIT_OK
 
 

@@ -6,7 +6,7 @@ import argparse
 import csv
 import io
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from flowkernel.actors import Actor
 from flowkernel.cli.arguments import actor_of, assignments, code_or_id, read
@@ -14,11 +14,13 @@ from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import print_json
 from flowkernel.cli.progress import Progress
 from flowkernel.cli.refusals import EXIT_ERROR, EXIT_OK, UsageError, refusal_of
-from flowkernel.compile.compiled import CompiledClass
 from flowkernel.errors import ColumnInactive, UnknownDefinition
 from flowkernel.fields import normalize
-from flowkernel.kernel import Flowkernel
-from flowkernel.snapshots import ItemSnapshot
+
+if TYPE_CHECKING:
+    from flowkernel.compile.compiled import CompiledClass
+    from flowkernel.kernel import Flowkernel
+    from flowkernel.snapshots import ItemSnapshot
 
 CSV_FIELDS: Final = ("object_type", "object_id", "stage", "assigned_user_id")
 """Columns of a placement CSV file; any other column is a custom value of the item."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Final
 
-from sqlalchemy.exc import OperationalError
-
 from flowkernel.errors import (
     DatabaseError,
     DefinitionError,
@@ -18,10 +16,7 @@ from flowkernel.errors import (
     UnknownDefinition,
     UnknownHandler,
 )
-from flowkernel.store import database
-
-PLUGINS_VAR: Final = "FLOWKERNEL_PLUGINS"
-"""Plugins to register, by module path, comma-separated (before any `--plugin`)."""
+from flowkernel.settings import DATABASE_URL_VAR, PLUGINS_VAR
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -33,7 +28,7 @@ EXIT_INTERRUPTED: Final = 130
 
 EPILOG: Final = f"""\
 database:
-  --database-url, else ${database.ENV_VAR}, else the SQLite file flowkernel.db in the
+  --database-url, else ${DATABASE_URL_VAR}, else the SQLite file flowkernel.db in the
   current folder. PostgreSQL: postgresql://user@host:5432/name (driver psycopg).
 
 exit status:
@@ -91,8 +86,12 @@ def refusal_of(
         return "database error", exc.message, EXIT_DATABASE
     if isinstance(exc, FlowkernelError):
         return "error", exc.message, EXIT_ERROR
+    from sqlalchemy.exc import OperationalError  # loaded once something went wrong
+
     if isinstance(exc, OperationalError):  # a statement failed: database locked, read-only
-        cause = database.first_line(exc)
+        from flowkernel.store.database import first_line
+
+        cause = first_line(exc)
         return "database error", f"{cause}; {_next_step(cause)}", EXIT_DATABASE
     return None
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from flowkernel.actors import SYSTEM
 from flowkernel.cli.arguments import (
@@ -24,8 +25,10 @@ from flowkernel.cli.arguments import (
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import jsonable, jsonable_dict
 from flowkernel.cli.refusals import EPILOG, EXIT_OK
-from flowkernel.runtime.sla import SlaReport
-from flowkernel.store.delivery import DeliveryReport
+
+if TYPE_CHECKING:
+    from flowkernel.runtime.sla import SlaReport
+    from flowkernel.store.delivery import DeliveryReport
 
 
 def add_commands(commands: Commands) -> None:
@@ -119,6 +122,7 @@ def _sla_scan(args: argparse.Namespace) -> int:
                     break
         else:
             with stop_on_signals() as stop:
+                _scheduled("sla scan", args.every)
                 fk.sla.run_forever(
                     args.every,
                     stop=stop,
@@ -146,6 +150,8 @@ def _events_deliver(args: argparse.Namespace) -> int:
 
     runs = 0
     with kernel(args, deliver_events=False) as fk, stop_on_signals() as stop:
+        if args.every is not None:
+            _scheduled("events deliver", args.every)
         while not stop.is_set():
             report = fk.delivery.deliver(limit=args.limit)
             handled = show(report, always=args.every is None and runs == 0)
@@ -158,6 +164,16 @@ def _events_deliver(args: argparse.Namespace) -> int:
                 break
             stop.wait(args.every)
     return EXIT_OK
+
+
+def _scheduled(command: str, every: float) -> None:
+    """Say on standard error that a scheduled worker runs, once it listens for signals."""
+    print(
+        f"flowkernel {command}: a pass every {every:g} s; SIGTERM or Ctrl-C stops after the "
+        "current pass",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 @contextmanager

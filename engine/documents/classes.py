@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flowkernel.compile.compiler import compile_class
 from flowkernel.definition.classes import ClassInfo, Definitions
+from flowkernel.documents.formats import FORMATS
 from flowkernel.errors import DefinitionError, DuplicateCode, InvalidDocument, UnknownDefinition
 from flowkernel.kinds import MOVEMENTS, STATE_TYPES, CallLog, Movement
 from flowkernel.store.schema import ActionRow
@@ -29,7 +30,6 @@ from flowkernel.validation import check_document_text, check_optional_id
 if TYPE_CHECKING:
     from flowkernel.kernel import Flowkernel
 
-FORMATS: Final = ("yaml", "json")
 
 CLASS_KEYS: Final = (
     "class", "label", "parent", "abstract", "movement", "object_type",
@@ -677,6 +677,3 @@ def _kind(value: object) -> str:
 
 def _label(code: str) -> str:
     return code.replace("_", " ").capitalize()
-
-
-__all__ = ["FORMATS", "dump_class", "dumps", "load_class", "loads"]

@@ -33,10 +33,11 @@ from flowkernel.errors import (
     DatabaseUnreachable,
     InvalidArgument,
 )
+from flowkernel.settings import DATABASE_URL_VAR, DEFAULT_DATABASE_URL
 from flowkernel.store.prepared import run_sql
 
-ENV_VAR: Final = "FLOWKERNEL_DATABASE_URL"
-DEFAULT_URL: Final = "sqlite:///flowkernel.db"
+ENV_VAR: Final = DATABASE_URL_VAR
+DEFAULT_URL: Final = DEFAULT_DATABASE_URL
 SUPPORTED_DRIVERS: Final = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 
 

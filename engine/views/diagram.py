@@ -34,11 +34,12 @@ from flowkernel.definition.classes import Definitions
 from flowkernel.errors import GraphvizUnavailable, InvalidArgument, UnknownDefinition
 from flowkernel.kinds import STATE_TYPES
 from flowkernel.store.tables import items
+from flowkernel.views.formats import DIAGRAM_FORMATS
 
 if TYPE_CHECKING:
     from flowkernel.kernel import Flowkernel
 
-FORMATS: Final = ("mermaid", "dot", "svg")
+FORMATS: Final = DIAGRAM_FORMATS
 START: Final = "fk_start"
 END: Final = "fk_end"
 ANY: Final = "*"
