@@ -10,3 +10,5 @@ DEFAULT_DATABASE_URL: Final = "sqlite:///flowkernel.db"
 """The database without a URL or the variable: the SQLite file in the current folder."""
 PLUGINS_VAR: Final = "FLOWKERNEL_PLUGINS"
 """Plugins the command registers, by module path, comma-separated (before any `--plugin`)."""
+SLA_BATCH_SIZE: Final = 1000
+"""Due items an SLA scan claims and fires per transaction."""

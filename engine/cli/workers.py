@@ -25,6 +25,7 @@ from flowkernel.cli.arguments import (
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import jsonable, jsonable_dict
 from flowkernel.cli.refusals import EPILOG, EXIT_OK
+from flowkernel.settings import SLA_BATCH_SIZE
 
 if TYPE_CHECKING:
     from flowkernel.runtime.sla import SlaReport
@@ -52,9 +53,9 @@ def add_commands(commands: Commands) -> None:
     scan.add_argument(
         "--batch-size",
         type=positive_int,
-        default=1,
+        default=SLA_BATCH_SIZE,
         metavar="N",
-        help="breaches fired per transaction, through batch execution (default 1)",
+        help=f"breaches fired per transaction, through batch execution (default {SLA_BATCH_SIZE})",
     )
     scan.add_argument("--max-runs", type=positive_int, metavar="N", help="stop after N scans")
     scan.add_argument(

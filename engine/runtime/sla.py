@@ -29,12 +29,13 @@ from flowkernel.moments import utc_moment
 from flowkernel.runtime.batch import MAX_BATCH
 from flowkernel.runtime.decision import WRONG_STATE
 from flowkernel.runtime.executor import Executor, Refusal, Request
+from flowkernel.settings import SLA_BATCH_SIZE
 from flowkernel.snapshots import ExecutionResult
 from flowkernel.store.prepared import Db
 from flowkernel.store.writer import Due, Lock
 from flowkernel.validation import MAX_ID, check_int, check_optional_id
 
-DEFAULT_BATCH = 1000
+DEFAULT_BATCH = SLA_BATCH_SIZE
 """Due items claimed and fired per transaction."""
 
 Stop = threading.Event | Callable[[], bool]
@@ -202,7 +203,7 @@ class SlaScanner:
         stop: Stop | None = None,
         pipeline_id: int | None = None,
         limit: int = 1000,
-        batch_size: int = 1,
+        batch_size: int = DEFAULT_BATCH,
         max_runs: int | None = None,
         on_report: Callable[[SlaReport], None] | None = None,
     ) -> int:
