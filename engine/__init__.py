@@ -59,6 +59,9 @@ if TYPE_CHECKING:
         DefinitionInUse as DefinitionInUse,
     )
     from flowkernel.errors import (
+        DefinitionWarning as DefinitionWarning,
+    )
+    from flowkernel.errors import (
         DuplicateCode as DuplicateCode,
     )
     from flowkernel.errors import (
@@ -152,6 +155,9 @@ if TYPE_CHECKING:
         ChangeState as ChangeState,
     )
     from flowkernel.snapshots import (
+        DefinitionProblem as DefinitionProblem,
+    )
+    from flowkernel.snapshots import (
         DropItem as DropItem,
     )
     from flowkernel.snapshots import (
@@ -199,6 +205,8 @@ _EXPORTS: Final = {
     "DatabaseUnreachable": "flowkernel.errors",
     "DefinitionError": "flowkernel.errors",
     "DefinitionInUse": "flowkernel.errors",
+    "DefinitionProblem": "flowkernel.snapshots",
+    "DefinitionWarning": "flowkernel.errors",
     "DropItem": "flowkernel.snapshots",
     "DuplicateCode": "flowkernel.errors",
     "DuplicateTransition": "flowkernel.errors",
@@ -260,6 +268,8 @@ __all__ = [
     "DatabaseUnreachable",
     "DefinitionError",
     "DefinitionInUse",
+    "DefinitionProblem",
+    "DefinitionWarning",
     "DropItem",
     "DuplicateCode",
     "DuplicateTransition",

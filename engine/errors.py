@@ -143,6 +143,13 @@ class DefinitionInUse(DefinitionError):
         super().__init__(f"{kind} {key!r} is still used by {users}; remove those first")
 
 
+class DefinitionWarning(UserWarning):
+    """A definition that is accepted but is likely a mistake, such as a trap state.
+
+    `Flowkernel(strict_states=True)` refuses such definitions with `InvalidDefinition` instead.
+    """
+
+
 # --- runtime errors ----------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from flowkernel.actors import Actor
 from flowkernel.compile.cache import ClassCache
 from flowkernel.compile.compiled import CompiledClass
+from flowkernel.compile.soundness import class_problems
 from flowkernel.definition.classes import Definitions
 from flowkernel.definition.pipelines.admin import PipelineAdmin
 from flowkernel.hookspecs import EventHandler
@@ -43,6 +44,9 @@ class Flowkernel:
     otherwise they wait for `deliver_events()` or the `flowkernel events deliver` worker.
     A failed delivery is retried after `delivery_backoff * 2 ** (attempt - 1)` and is dead after
     `delivery_attempts` attempts; a worker holds claimed events for `delivery_lease`.
+    A definition write that leaves items nowhere to start or a state unreachable is refused;
+    one that leaves a trap state (active, with no way out) warns, or with `strict_states` is
+    refused too (`fk.definitions.problems(code)` lists what a class breaks).
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class Flowkernel:
         delivery_backoff: timedelta | float = timedelta(seconds=2),
         delivery_lease: timedelta | float = timedelta(seconds=60),
         engine: Engine | None = None,
+        strict_states: bool = False,
     ) -> None:
         self.engine = engine if engine is not None else database.open_engine(database_url)
         self._schema = database.SchemaGuard(self.engine)
@@ -72,7 +77,12 @@ class Flowkernel:
                 self.plugin_manager.register(plugin)
         self._handlers = collect_handlers(self.plugin_manager)
         self.cache = ClassCache()
-        self.definitions = Definitions(self.sessions, lambda: self._handlers.keys())
+        self.definitions = Definitions(
+            self.sessions,
+            lambda: self._handlers.keys(),
+            class_problems,
+            strict_states=strict_states,
+        )
         self.delivery = Delivery(
             self.engine,
             self.plugin_manager,

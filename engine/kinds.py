@@ -74,6 +74,17 @@ class CallLog(StrEnum):
     NONE = "none"
 
 
+class ClassRule(StrEnum):
+    """A whole-class rule, checked when a definition is written."""
+
+    NO_START = "no_start"
+    """Items have nowhere to start: no create transition and no state of type created."""
+    UNREACHABLE = "unreachable_state"
+    """No chain of transitions leads from where items start to the state."""
+    TRAP = "trap_state"
+    """An item in the state (created or enabled) can never leave it."""
+
+
 MOVE_PREFIX: Final = "move_to_"
 """A pipeline's move into stage S is the method `move_to_<S>`."""
 SLA_BREACH: Final = "sla_breach"

@@ -164,3 +164,14 @@ class InboxEntry:
     payload: dict[str, Any]
     created_at: datetime
     read_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionProblem:
+    """A whole-class rule a class breaks, at one of its states or (state None) at the class."""
+
+    class_code: str
+    rule: str
+    state: str | None
+    state_id: int | None
+    message: str

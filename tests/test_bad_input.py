@@ -638,6 +638,7 @@ def definition_cases() -> list[Case]:
         c(REF, d + "add_transition", "lamp", "on", X, "on"),
         c(REF, d + "add_transition", "lamp", "on", "inspect", X, _words=("state",)),
         c(REF, d + "list_transitions", X, _words=cls),
+        c(REF, d + "problems", X, _words=cls),
         c(REF, d + "delete_transition", "lamp", "off", X),
         c(REF, d + "delete_transition", X, "off", "switch_on", _words=cls),
         c(REF, d + "add_event", "lamp", X, "change_object_state"),
@@ -1106,9 +1107,10 @@ def test_bad_input_is_refused_with_a_typed_error_and_changes_nothing(
 
 NO_ARGUMENTS_TO_GET_WRONG = {
     "close", "upgrade", "register_plugin", "definitions.list_actions", "delivery.after_commit",
+    "definitions.transaction",
 }  # fmt: skip
-"""Calls without caller data: lifecycle, plugin registration, the whole action catalogue, and
-the hook the engine itself calls after each commit."""
+"""Calls without caller data: lifecycle, plugin registration, the whole action catalogue, an
+authoring transaction, and the hook the engine itself calls after each commit."""
 
 
 def public_operations() -> set[str]:

@@ -1,22 +1,32 @@
-"""The `class` commands: load, dump, list and show state-machine classes."""
+"""The `class` commands: load, dump, list, show and check state-machine classes."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowkernel import documents
 from flowkernel.cli.arguments import Commands, positive_int, read
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import cell, section, table
-from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
+from flowkernel.cli.refusals import EPILOG, EXIT_DEFINITION, EXIT_OK, UsageError
 from flowkernel.documents.formats import FORMATS
+from flowkernel.errors import DefinitionWarning
+from flowkernel.kinds import ClassRule
+
+if TYPE_CHECKING:
+    from flowkernel.snapshots import DefinitionProblem
 
 
 def add_commands(commands: Commands) -> None:
-    """Add `class load`, `class dump`, `class list` and `class show`."""
-    cls = commands.add_parser("class", help="load, dump, list and show classes", epilog=EPILOG)
+    """Add `class load`, `class dump`, `class list`, `class show` and `class check`."""
+    cls = commands.add_parser(
+        "class", help="load, dump, list, show and check classes", epilog=EPILOG
+    )
     cls_commands = cls.add_subparsers(title="class commands", required=True, metavar="COMMAND")
     load = cls_commands.add_parser("load", help="create a class from a YAML or JSON document")
     load.add_argument("file", metavar="FILE", help="the document; - reads standard input")
@@ -35,7 +45,16 @@ def add_commands(commands: Commands) -> None:
     )
     show.add_argument("code", metavar="CODE")
     show.set_defaults(command=_class_show)
-    for sub in (load, dump, listing, show):
+    check = cls_commands.add_parser(
+        "check",
+        help="check a class's whole-class rules (exit 3 when one refuses it)",
+        description="List where a class breaks a whole-class rule: no state of type created "
+        "or create transition, a state no transition reaches, an active state with no way "
+        "out (a trap, a warning). Exits 0 when nothing refuses the class.",
+    )
+    check.add_argument("code", metavar="CODE")
+    check.set_defaults(command=_class_check)
+    for sub in (load, dump, listing, show, check):
         sub.add_argument(
             "--account-id",
             "--account",
@@ -56,7 +75,8 @@ def _class_load(args: argparse.Namespace) -> int:
             f"{args.file} is a pipeline document (stages, not states): "
             f"`flowkernel pipeline create {args.file} --account ID` creates it"
         )
-    with kernel(args) as fk:
+    with kernel(args) as fk, warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always", DefinitionWarning)
         info = documents.load_class(fk, document, args.account_id)
         counts = {
             "states": len(fk.definitions.list_states(info.code, args.account_id)),
@@ -66,6 +86,8 @@ def _class_load(args: argparse.Namespace) -> int:
         }
     summary = ", ".join(f"{n} {kind}" for kind, n in counts.items())
     print(f"loaded class {info.code!r} ({summary}), version {info.version}")
+    for warning in warned:
+        print(f"warning: {warning.message}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -101,6 +123,7 @@ def _class_show(args: argparse.Namespace) -> int:
         transitions = d.list_transitions(args.code, account)
         events = d.list_events(args.code, account)
         rules = d.list_access_rules(args.code, account)
+        problems = d.problems(args.code, account)
     header = (
         f"class {info.code}: {info.label}\n"
         f"parent {cell(info.parent)}, movement {info.movement}, abstract {cell(info.is_abstract)}"
@@ -146,5 +169,27 @@ def _class_show(args: argparse.Namespace) -> int:
                 ],
             )
         )
+    if problems:
+        sections.append(_problems(problems))
     print("\n\n".join(sections))
     return EXIT_OK
+
+
+def _class_check(args: argparse.Namespace) -> int:
+    with kernel(args) as fk:
+        info = fk.definitions.get_class(args.code, args.account_id)
+        problems = fk.definitions.problems(args.code, args.account_id)
+    if not problems:
+        print(f"class {info.code!r} keeps every whole-class rule")
+        return EXIT_OK
+    print(_problems(problems))
+    refused = [p for p in problems if p.rule != ClassRule.TRAP or fk.definitions.strict_states]
+    return EXIT_DEFINITION if refused else EXIT_OK
+
+
+def _problems(problems: Sequence[DefinitionProblem]) -> str:
+    return section(
+        "problems",
+        ("rule", "state", "problem"),
+        [(p.rule, p.state or "(class)", p.message) for p in problems],
+    )

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowkernel.definition.codes import RESERVED_METHOD_CODES, state_code
+from flowkernel.definition.guard import Guard, Problems
 from flowkernel.errors import (
     AbstractClassError,
     DefinitionInUse,
@@ -27,6 +28,7 @@ from flowkernel.errors import (
     UnknownHandler,
 )
 from flowkernel.kinds import MOVEMENTS, STATE_TYPES, CallLog, Movement
+from flowkernel.snapshots import DefinitionProblem
 from flowkernel.store.schema import (
     AccessRuleRow,
     ActionRow,
@@ -165,25 +167,73 @@ class Definitions:
     """Add, edit and delete classes, states, actions, methods, transitions, events, access rules."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], handler_names: Callable[[], Collection[str]]
+        self,
+        sessions: sessionmaker[Session],
+        handler_names: Callable[[], Collection[str]],
+        problems: Problems,
+        *,
+        strict_states: bool = False,
+        guarded: bool = True,
     ) -> None:
         self._sessions = sessions
         self._handler_names = handler_names
+        self._problems = problems
+        self._guarded = guarded
+        self.strict_states = strict_states
         self._local = threading.local()
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
-        """One transaction per call; calls made inside another call share its transaction."""
+        """One transaction per call; calls made inside another call share its transaction.
+
+        Before the commit, the guard refuses the transaction if its writes broke a whole-class
+        rule that held before them (`flowkernel.definition.guard`)."""
         current: Session | None = getattr(self._local, "session", None)
         if current is not None:
             yield current
             return
         with self._sessions.begin() as session:
+            guard = (
+                Guard(self._problems, strict_states=self.strict_states) if self._guarded else None
+            )
             self._local.session = session
+            self._local.guard = guard
             try:
                 yield session
+                if guard is not None:
+                    guard.verify(session)
             finally:
                 self._local.session = None
+                self._local.guard = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make the authoring calls inside the block one transaction: all of them or none.
+
+        Whole-class rules are checked once, at the end of the block, against the classes as they
+        were before it: a class can be reshaped in several steps that each alone would break one.
+        """
+        with self._tx():
+            yield
+
+    def _watch(self, session: Session, cls: PipelineRow) -> None:
+        """Keep the whole-class rules of `cls` and the classes below it through this write."""
+        guard: Guard | None = self._local.guard
+        if guard is not None:
+            guard.watch(session, _family(session, cls.id))
+
+    def _added_state(self, row: StageRow) -> None:
+        guard: Guard | None = self._local.guard
+        if guard is not None:
+            guard.added_state(row.id)
+
+    def problems(
+        self, class_code: str | int, account_id: int | None = None
+    ) -> list[DefinitionProblem]:
+        """The whole-class rules a class (by code or id) breaks, empty when it keeps them all:
+        where its items start, states no transition reaches, active states with no way out."""
+        with self._tx() as session:
+            return list(self._problems(session, self.class_row(session, class_code, account_id).id))
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -271,18 +321,9 @@ class Definitions:
     @staticmethod
     def _touch(session: Session, cls: PipelineRow) -> None:
         """Bump the version of a class and of every class below it."""
-        ids = [cls.id]
-        frontier = [cls.id]
-        while frontier:
-            frontier = list(
-                session.execute(
-                    select(PipelineRow.id).where(PipelineRow.parent_id.in_(frontier))
-                ).scalars()
-            )
-            ids.extend(frontier)
         session.execute(
             update(PipelineRow)
-            .where(PipelineRow.id.in_(ids))
+            .where(PipelineRow.id.in_(_family(session, cls.id)))
             .values(version=PipelineRow.version + 1, updated_at=func.now())
         )
 
@@ -376,6 +417,8 @@ class Definitions:
             check_key("class", parent)
         with self._tx() as session:
             row = self.class_row(session, code, account_id)
+            if parent is not False or abstract is not None:
+                self._watch(session, row)
             if label is not None:
                 row.name = label
             if parent is not False:
@@ -449,6 +492,7 @@ class Definitions:
                 ).scalars()
             ):
                 raise DuplicateCode("state", code, f"class {cls.code!r}")
+            self._watch(session, cls)
             if position is None:
                 position = session.execute(
                     select(func.coalesce(func.max(StageRow.position) + 1, 0)).where(
@@ -464,6 +508,7 @@ class Definitions:
             )
             session.add(row)
             session.flush()
+            self._added_state(row)
             self._touch(session, cls)
             return _state_info(cls, row)
 
@@ -496,6 +541,8 @@ class Definitions:
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
             row = self._state(session, cls, code)
+            if position is not None:
+                self._watch(session, cls)
             if new_code is not None and new_code != code:
                 try:
                     self._state(session, cls, new_code)
@@ -531,6 +578,7 @@ class Definitions:
             ).scalar_one()
             if moves:
                 raise DefinitionInUse("state", code, f"{moves} history row(s)")
+            self._watch(session, cls)
             session.delete(row)
             session.flush()
             self._touch(session, cls)
@@ -620,6 +668,7 @@ class Definitions:
             if clash is not None:
                 where = f"state {state!r}" if state else "the global methods"
                 raise DuplicateCode("method", code, f"{where} of class {cls.code!r}")
+            self._watch(session, cls)
             if sequence is None:
                 sequence = session.execute(
                     select(func.count()).select_from(MethodRow).where(MethodRow.class_id == cls.id)
@@ -719,7 +768,9 @@ class Definitions:
         """Delete a method and its transitions."""
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
-            session.delete(self._method(session, cls, state, code))
+            method_row = self._method(session, cls, state, code)
+            self._watch(session, cls)
+            session.delete(method_row)
             session.flush()
             self._touch(session, cls)
 
@@ -755,6 +806,7 @@ class Definitions:
             if existing is not None:
                 old = session.get(StageRow, existing.new_state_id)
                 raise DuplicateTransition(state, method, state_code(old) if old else "?")
+            self._watch(session, cls)
             row = TransitionRow(
                 class_id=cls.id,
                 state_id=state_row.id if state_row else None,
@@ -821,6 +873,7 @@ class Definitions:
             ).scalar_one_or_none()
             if row is None:
                 raise UnknownDefinition("transition", f"{state or '*'} -{method}->", cls.code or "")
+            self._watch(session, cls)
             session.delete(row)
             session.flush()
             self._touch(session, cls)
@@ -1092,6 +1145,20 @@ def _owned(
     if row is None:
         raise UnknownDefinition(kind, row_id)
     return row
+
+
+def _family(session: Session, class_id: int) -> list[int]:
+    """A class and every class below it."""
+    ids = [class_id]
+    frontier = [class_id]
+    while frontier:
+        frontier = list(
+            session.execute(
+                select(PipelineRow.id).where(PipelineRow.parent_id.in_(frontier))
+            ).scalars()
+        )
+        ids.extend(frontier)
+    return ids
 
 
 def _check_call_log(value: object) -> None:

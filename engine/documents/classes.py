@@ -20,7 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowkernel.compile.compiler import compile_class
+from flowkernel.compile.soundness import class_problems, problems
 from flowkernel.definition.classes import ClassInfo, Definitions
+from flowkernel.definition.guard import sort_out
 from flowkernel.documents.formats import FORMATS
 from flowkernel.errors import DefinitionError, DuplicateCode, InvalidDocument, UnknownDefinition
 from flowkernel.kinds import MOVEMENTS, STATE_TYPES, CallLog, Movement
@@ -61,7 +63,8 @@ def dump_class(fk: Flowkernel, code: str, account_id: int | None = None) -> dict
     are not part of a class document.
     """
     with _transaction(fk) as sessions:
-        d = Definitions(sessions, lambda: fk.handlers.keys())
+        # The whole document is checked at the end, so the writes need no guard of their own.
+        d = Definitions(sessions, lambda: fk.handlers.keys(), class_problems, guarded=False)
         info = d.get_class(code, account_id)
         with sessions.begin() as session:
             object_type = Definitions.class_row(session, info.id, account_id).object_type
@@ -201,7 +204,8 @@ def load_class(
     check_optional_id("account_id", account_id)
     spec = _parse(document)
     with _transaction(fk) as sessions:
-        d = Definitions(sessions, lambda: fk.handlers.keys())
+        # The whole document is checked at the end, so the writes need no guard of their own.
+        d = Definitions(sessions, lambda: fk.handlers.keys(), class_problems, guarded=False)
         with sessions.begin() as session:
             catalogue = _check_references(spec, session, set(fk.handlers), account_id)
         for action in spec.actions:
@@ -264,9 +268,20 @@ def load_class(
                 )
         info = d.get_class(spec.code, account_id)
         # The rows may each be valid and still not compile together (a parent's transition
-        # into a state the subclass lacks); such a class is refused like any other problem.
+        # into a state the subclass lacks), or break a whole-class rule; such a class is
+        # refused like any other problem.
         with sessions.begin() as session, _reported_at(""):
-            compile_class(session, info.id)
+            found = sort_out(
+                problems(compile_class(session, info.id)),
+                strict_states=fk.definitions.strict_states,
+            )
+        if found:
+            paths = {s.code: s.path for s in spec.states}
+            raise InvalidDocument(
+                paths.get(found[0].state or "", ""),
+                found[0].message,
+                [(paths.get(p.state or "", ""), p.message) for p in found],
+            )
         return info
 
 

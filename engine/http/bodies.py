@@ -557,6 +557,14 @@ class TransitionOut(Out):
     new_state: str
 
 
+class ProblemOut(Out):
+    """A whole-class rule the class breaks, at a state or (state null) at the class."""
+
+    rule: str = Field(description="no_start, unreachable_state or trap_state (a warning)")
+    state: str | None
+    message: str
+
+
 class EventOut(Out):
     """An entry of the class's chain for an action: a handler, or the parent's chain."""
 

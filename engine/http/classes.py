@@ -20,6 +20,7 @@ from flowkernel.http.bodies import (
     ClassOut,
     EventOut,
     MethodDefOut,
+    ProblemOut,
     StateOut,
     TransitionOut,
     ref,
@@ -42,7 +43,7 @@ CLASS_DOCUMENT: dict[str, Any] = {
     "class": "door",
     "label": "Door",
     "states": [
-        {"code": "closed", "type": "enabled"},
+        {"code": "closed", "type": "created"},
         {"code": "open", "type": "enabled"},
     ],
     "methods": [
@@ -105,6 +106,21 @@ def show_class(
 ) -> ClassDetailOut:
     account = account_for(actor, account_id)
     return _detail(fk, fk.definitions.get_class(ref(code), account), account)
+
+
+@router.get(
+    "/{code}/problems",
+    summary="The whole-class rules a class breaks (empty when it keeps them all)",
+    description="no_start: no create transition and no state of type created; "
+    "unreachable_state: no transition leads to the state from where items start; trap_state: "
+    "an active state with no way out (a warning, unless the engine runs with strict states).",
+)
+def class_problems(
+    code: ClassRef, fk: Kernel, actor: CurrentActor, account_id: AccountQuery = None
+) -> list[ProblemOut]:
+    account = account_for(actor, account_id)
+    info = fk.definitions.get_class(ref(code), account)
+    return [ProblemOut.model_validate(p) for p in fk.definitions.problems(info.code, account)]
 
 
 @router.get("/{code}/document", summary="A class as a document that creates it again")
