@@ -722,7 +722,8 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "flowkernel/migrations/versions/0004_sla_queue.py",
         "flowkernel/migrations/versions/0005_truncate_triggers.py",
         "flowkernel/migrations/versions/0006_moves_written_once.py",
-        "flowkernel/store/schema.py",
+        "flowkernel/store/schema/__init__.py",
+        "flowkernel/store/schema/items.py",
     } <= names
     # one package at the top level of site-packages, beside its distribution metadata
     tops = {name.split("/")[0] for name in names}

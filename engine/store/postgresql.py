@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Table
+from sqlalchemy import Table, extract
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
 from flowkernel.kinds import CallLog
@@ -252,6 +252,9 @@ class PostgresqlWriter(Writer):
     """PostgreSQL: row locks at load, arrays unnested, one statement per kind of write."""
 
     dialect = "postgresql"
+
+    def seconds(self, end: Any, start: Any) -> Any:
+        return extract("epoch", end - start)
 
     def upsert(self, table: Table) -> Any:
         return postgresql_insert(table)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Table
+from sqlalchemy import Float, Integer, Table, cast, func
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from flowkernel.kinds import CallLog
@@ -38,6 +38,15 @@ def _moment(value: datetime) -> str:
 
 def _read(value: str) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _epoch(moment: Any) -> Any:
+    """Seconds since 1970 of a UTC text timestamp, to the microsecond.
+
+    Whole seconds and the fraction apart: julianday() as a double is off by tens of
+    microseconds at today's dates.
+    """
+    return cast(func.strftime("%s", moment), Integer()) + cast(func.substr(moment, 20), Float())
 
 
 def read_moment(value: str | None) -> datetime | None:
@@ -130,6 +139,9 @@ class SqliteWriter(Writer):
     """SQLite: `BEGIN IMMEDIATE`, JSON arrays of ids, `executemany` for batches."""
 
     dialect = "sqlite"
+
+    def seconds(self, end: Any, start: Any) -> Any:
+        return _epoch(end) - _epoch(start)
 
     def upsert(self, table: Table) -> Any:
         return sqlite_insert(table)

@@ -173,6 +173,10 @@ class Writer:
         """The dialect's INSERT into `table`, which takes ON CONFLICT clauses."""
         raise NotImplementedError
 
+    def seconds(self, end: Any, start: Any) -> Any:
+        """`end - start` in seconds, as a SQL expression over two timestamp columns."""
+        raise NotImplementedError
+
     # --- transactions --------------------------------------------------------------------
 
     @contextmanager

@@ -1,281 +1,37 @@
-"""The database schema: the LEO seed's `flow_*` tables plus the kernel's `fk_*` tables.
-
-A pipeline row is a class, a stage row is a state, and `flow_items.flow_stage_id` is the one
-place an item's current state lives. Alembic owns the DDL; these models mirror it and a test
-checks that they match.
-"""
+"""Item rows: items, their SLA queue and breaches, history, method calls, values, stage totals,
+watchers, the outbox, the event log, the inbox, idempotency keys and API tokens."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
-    CheckConstraint,
-    DateTime,
-    Dialect,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     Numeric,
     SmallInteger,
     String,
     Text,
     UniqueConstraint,
-    func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING_CONVENTION: dict[str, str] = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-Id = BigInteger().with_variant(Integer(), "sqlite")
-"""Primary keys: BIGINT identity on PostgreSQL, the rowid alias on SQLite."""
-
-Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
-"""JSON documents: JSONB on PostgreSQL so the seed's `jsonb_set` statements run unchanged.
-
-Python None is stored as SQL NULL, not JSON `null`: the seed resets `checklist_state` to NULL
-and its `COALESCE(checklist_state::jsonb, '{}'::jsonb)` cannot set a key in a JSON `null`.
-"""
-
-FALSE = text("false")
-TRUE = text("true")
-NOW = func.now()
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored in UTC and always read back timezone-aware."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    """Declarative base carrying the constraint naming convention."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-def _created() -> Mapped[datetime]:
-    return mapped_column(UTCDateTime(), nullable=False, server_default=NOW)
-
-
-def _deleted() -> Mapped[datetime | None]:
-    return mapped_column(UTCDateTime(), nullable=True)
-
-
-# --- kernel catalogue --------------------------------------------------------------------
-
-
-class StateTypeRow(Base):
-    """The four fixed state types: created, enabled, disabled, deleted."""
-
-    __tablename__ = "fk_state_types"
-
-    id: Mapped[int] = mapped_column(SmallInteger(), primary_key=True, autoincrement=False)
-    code: Mapped[str] = mapped_column(String(16), nullable=False, unique=True)
-    label: Mapped[str] = mapped_column(Text(), nullable=False)
-
-
-class ActionRow(Base):
-    """The global catalogue of verbs methods bind to."""
-
-    __tablename__ = "fk_actions"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    code: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    label: Mapped[str] = mapped_column(Text(), nullable=False)
-    description: Mapped[str | None] = mapped_column(Text(), nullable=True)
-    is_standard: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
-    created_at: Mapped[datetime] = _created()
-
-
-# --- classes and states (the seed's pipelines and stages) --------------------------------
-
-
-class PipelineRow(Base):
-    """A pipeline, which is also the persisted class."""
-
-    __tablename__ = "flow_pipelines"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    name: Mapped[str] = mapped_column(Text(), nullable=False)
-    description: Mapped[str | None] = mapped_column(Text(), nullable=True)
-    object_type: Mapped[str | None] = mapped_column(Text(), nullable=True)
-    iam_account_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True, index=True)
-    iam_user_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
-    is_template: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
-    is_system: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
-    code: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
-    parent_id: Mapped[int | None] = mapped_column(
-        ForeignKey("flow_pipelines.id"), nullable=True, index=True
-    )
-    is_abstract: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
-    movement: Mapped[str] = mapped_column(String(16), nullable=False, server_default=text("'free'"))
-    allow_skip_forward: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=TRUE)
-    allow_backward: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=TRUE)
-    template_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
-    version: Mapped[int] = mapped_column(Integer(), nullable=False, server_default=text("1"))
-    deleted_at: Mapped[datetime | None] = _deleted()
-    created_at: Mapped[datetime] = _created()
-    updated_at: Mapped[datetime] = _created()
-
-
-class StageRow(Base):
-    """A stage, which is also the persisted state."""
-
-    __tablename__ = "flow_stages"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    flow_pipeline_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_pipelines.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    name: Mapped[str] = mapped_column(Text(), nullable=False)
-    code: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    state_type: Mapped[str | None] = mapped_column(ForeignKey("fk_state_types.code"), nullable=True)
-    position: Mapped[int] = mapped_column(Integer(), nullable=False, server_default=text("0"))
-    color: Mapped[str | None] = mapped_column(Text(), nullable=True)
-    probability: Mapped[int | None] = mapped_column(Integer(), nullable=True)
-    sla_days: Mapped[int | None] = mapped_column(Integer(), nullable=True)
-    is_won: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
-    is_lost: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
-    checklist: Mapped[Any | None] = mapped_column(Json, nullable=True)
-    deleted_at: Mapped[datetime | None] = _deleted()
-    created_at: Mapped[datetime] = _created()
-    updated_at: Mapped[datetime] = _created()
-
-
-class StageMoveRow(Base):
-    """An allowed move of a pipeline that restricts movement."""
-
-    __tablename__ = "flow_stage_moves"
-    __table_args__ = (UniqueConstraint("from_stage_id", "to_stage_id"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    flow_pipeline_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_pipelines.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    from_stage_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_stages.id", ondelete="CASCADE"), nullable=False
-    )
-    to_stage_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_stages.id", ondelete="CASCADE"), nullable=False
-    )
-
-
-# --- kernel definitions --------------------------------------------------------------------
-
-
-class MethodRow(Base):
-    """An action bound to a class and a state (NULL state: global)."""
-
-    __tablename__ = "fk_methods"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    class_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_pipelines.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    state_id: Mapped[int | None] = mapped_column(
-        ForeignKey("flow_stages.id", ondelete="CASCADE"), nullable=True
-    )
-    action_id: Mapped[int] = mapped_column(ForeignKey("fk_actions.id"), nullable=False)
-    code: Mapped[str] = mapped_column(String(128), nullable=False)
-    label: Mapped[str] = mapped_column(Text(), nullable=False)
-    sequence: Mapped[int] = mapped_column(Integer(), nullable=False, server_default=text("0"))
-    visible: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=TRUE)
-    # Which calls that change no state are logged: all, the last per item, or none.
-    call_log: Mapped[str] = mapped_column(String(8), nullable=False, server_default=text("'all'"))
-    created_at: Mapped[datetime] = _created()
-
-    __table_args__ = (CheckConstraint("call_log IN ('all', 'last', 'none')", name="call_log"),)
-
-
-class TransitionRow(Base):
-    """When in `state_id` (NULL: any) and `method_id` runs, move to `new_state_id`."""
-
-    __tablename__ = "fk_transitions"
-    __table_args__ = (UniqueConstraint("state_id", "method_id"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    class_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_pipelines.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    state_id: Mapped[int | None] = mapped_column(
-        ForeignKey("flow_stages.id", ondelete="CASCADE"), nullable=True
-    )
-    method_id: Mapped[int] = mapped_column(
-        ForeignKey("fk_methods.id", ondelete="CASCADE"), nullable=False
-    )
-    new_state_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_stages.id", ondelete="CASCADE"), nullable=False
-    )
-
-
-class EventRow(Base):
-    """One handler (or a splice of the parent's chain) in a class's chain for an action."""
-
-    __tablename__ = "fk_events"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    class_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_pipelines.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    action_id: Mapped[int] = mapped_column(ForeignKey("fk_actions.id"), nullable=False)
-    handler: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    is_parent: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
-    label: Mapped[str] = mapped_column(Text(), nullable=False, server_default=text("''"))
-    sequence: Mapped[int] = mapped_column(Integer(), nullable=False, server_default=text("0"))
-    enabled: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=TRUE)
-
-
-class AccessRuleRow(Base):
-    """Allow or deny a user or group to execute or see a class's methods."""
-
-    __tablename__ = "fk_access_rules"
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    class_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_pipelines.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    method_id: Mapped[int | None] = mapped_column(
-        ForeignKey("fk_methods.id", ondelete="CASCADE"), nullable=True
-    )
-    method_code: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    subject_kind: Mapped[str] = mapped_column(String(8), nullable=False)
-    subject: Mapped[str] = mapped_column(String(128), nullable=False)
-    permission: Mapped[str] = mapped_column(String(8), nullable=False)
-    effect: Mapped[str] = mapped_column(String(8), nullable=False)
-
+from flowkernel.store.schema.base import (
+    FALSE,
+    NOW,
+    Base,
+    Id,
+    Json,
+    UTCDateTime,
+    created_column,
+    deleted_column,
+)
 
 # --- items, values, history ----------------------------------------------------------------
 
@@ -305,12 +61,12 @@ class ItemRow(Base):
     assigned_iam_user_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
     position: Mapped[int] = mapped_column(Integer(), nullable=False, server_default=text("0"))
     checklist_state: Mapped[Any | None] = mapped_column(Json, nullable=True)
-    last_stage_changed_at: Mapped[datetime] = _created()
+    last_stage_changed_at: Mapped[datetime] = created_column()
     sla_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     version: Mapped[int] = mapped_column(Integer(), nullable=False, server_default=text("1"))
-    deleted_at: Mapped[datetime | None] = _deleted()
-    created_at: Mapped[datetime] = _created()
-    updated_at: Mapped[datetime] = _created()
+    deleted_at: Mapped[datetime | None] = deleted_column()
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = created_column()
 
 
 class SlaDueRow(Base):
@@ -406,49 +162,6 @@ class LastCallRow(Base):
     call_count: Mapped[int] = mapped_column(BigInteger(), nullable=False, server_default=text("1"))
 
 
-# --- LEO flow: columns, values, requirements, automations, watchers ------------------------
-
-
-class ColumnRow(Base):
-    """A typed custom field of a pipeline."""
-
-    __tablename__ = "flow_columns"
-    __table_args__ = (UniqueConstraint("flow_pipeline_id", "name"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    flow_pipeline_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_pipelines.id", ondelete="CASCADE"), nullable=False
-    )
-    name: Mapped[str] = mapped_column(Text(), nullable=False)
-    label: Mapped[str] = mapped_column(Text(), nullable=False)
-    field_type: Mapped[str] = mapped_column(
-        String(16), nullable=False, server_default=text("'text'")
-    )
-    is_required: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
-    position: Mapped[int] = mapped_column(Integer(), nullable=False, server_default=text("0"))
-    options: Mapped[Any | None] = mapped_column(Json, nullable=True)
-    is_active: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=TRUE)
-    deleted_at: Mapped[datetime | None] = _deleted()
-    created_at: Mapped[datetime] = _created()
-    updated_at: Mapped[datetime] = _created()
-
-
-class StageRequiredColumnRow(Base):
-    """A column that must hold a value before an item enters the stage."""
-
-    __tablename__ = "flow_stage_required_columns"
-    __table_args__ = (UniqueConstraint("flow_stage_id", "flow_column_id"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    flow_stage_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_stages.id", ondelete="CASCADE"), nullable=False
-    )
-    flow_column_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_columns.id", ondelete="CASCADE"), nullable=False
-    )
-    created_at: Mapped[datetime] = _created()
-
-
 class ItemValueRow(Base):
     """EAV: one custom column value of one item, stored as text."""
 
@@ -463,8 +176,8 @@ class ItemValueRow(Base):
         ForeignKey("flow_columns.id", ondelete="CASCADE"), nullable=False, index=True
     )
     value: Mapped[str | None] = mapped_column(Text(), nullable=True)
-    created_at: Mapped[datetime] = _created()
-    updated_at: Mapped[datetime] = _created()
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = created_column()
 
 
 class StageTotalRow(Base):
@@ -506,29 +219,6 @@ class StageValueTotalRow(Base):
     value_sum: Mapped[Decimal] = mapped_column(Numeric(), nullable=False)
 
 
-class AutomationRow(Base):
-    """A rule firing a named event when a pipeline transition occurs."""
-
-    __tablename__ = "flow_automations"
-    __table_args__ = (Index("ix_flow_automations_pipeline", "flow_pipeline_id", "trigger"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    flow_pipeline_id: Mapped[int] = mapped_column(
-        ForeignKey("flow_pipelines.id", ondelete="CASCADE"), nullable=False
-    )
-    flow_stage_id: Mapped[int | None] = mapped_column(
-        ForeignKey("flow_stages.id", ondelete="CASCADE"), nullable=True
-    )
-    name: Mapped[str | None] = mapped_column(Text(), nullable=True)
-    trigger: Mapped[str] = mapped_column(String(32), nullable=False)
-    event_name: Mapped[str] = mapped_column(Text(), nullable=False)
-    payload_template: Mapped[Any | None] = mapped_column(Json, nullable=True)
-    is_active: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=TRUE)
-    deleted_at: Mapped[datetime | None] = _deleted()
-    created_at: Mapped[datetime] = _created()
-    updated_at: Mapped[datetime] = _created()
-
-
 class WatcherRow(Base):
     """A user following an item."""
 
@@ -540,7 +230,7 @@ class WatcherRow(Base):
         ForeignKey("flow_items.id", ondelete="CASCADE"), nullable=False
     )
     iam_user_id: Mapped[int] = mapped_column(BigInteger(), nullable=False, index=True)
-    created_at: Mapped[datetime] = _created()
+    created_at: Mapped[datetime] = created_column()
 
 
 # --- outgoing events and the inbox ----------------------------------------------------------
@@ -568,8 +258,8 @@ class OutboxRow(Base):
     )
     attempts: Mapped[int] = mapped_column(Integer(), nullable=False, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text(), nullable=True)
-    available_at: Mapped[datetime] = _created()
-    created_at: Mapped[datetime] = _created()
+    available_at: Mapped[datetime] = created_column()
+    created_at: Mapped[datetime] = created_column()
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
@@ -586,7 +276,7 @@ class EventLogRow(Base):
     flow_item_id: Mapped[int] = mapped_column(BigInteger(), nullable=False)
     iam_account_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True, index=True)
     payload: Mapped[Any] = mapped_column(Json, nullable=False)
-    logged_at: Mapped[datetime] = _created()
+    logged_at: Mapped[datetime] = created_column()
 
 
 class InboxRow(Base):
@@ -603,7 +293,7 @@ class InboxRow(Base):
     trigger: Mapped[str] = mapped_column(String(32), nullable=False)
     message: Mapped[str] = mapped_column(Text(), nullable=False)
     payload: Mapped[Any] = mapped_column(Json, nullable=False)
-    created_at: Mapped[datetime] = _created()
+    created_at: Mapped[datetime] = created_column()
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
@@ -623,7 +313,7 @@ class IdempotencyKeyRow(Base):
     method_code: Mapped[str] = mapped_column(String(128), nullable=False)
     request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     result: Mapped[Any] = mapped_column(Json, nullable=False)
-    created_at: Mapped[datetime] = _created()
+    created_at: Mapped[datetime] = created_column()
 
 
 class ApiTokenRow(Base):
@@ -639,9 +329,6 @@ class ApiTokenRow(Base):
     iam_user_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
     groups: Mapped[Any] = mapped_column(Json, nullable=False)
     is_system: Mapped[bool] = mapped_column(Boolean(), nullable=False, server_default=FALSE)
-    created_at: Mapped[datetime] = _created()
+    created_at: Mapped[datetime] = created_column()
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-metadata = Base.metadata
