@@ -451,25 +451,27 @@ def test_an_expired_lease_passes_the_events_to_another_worker(
 
 
 def test_a_long_batch_renews_its_lease(producer: Flowkernel, database_url: str) -> None:
-    for n in range(4):
+    for n in range(3):
         place(producer, n)
     taker = Recorder()
     slow = Recorder()
     with (
         kernel(database_url, taker) as second,
-        kernel(database_url, slow, delivery_lease=1.0) as first,
+        kernel(database_url, slow, delivery_lease=2.0) as first,
     ):
         checks: list[DeliveryReport] = []
 
         def slowly(_event: OutgoingEvent) -> None:
-            time.sleep(0.6)
+            # past half the lease, so the lease is renewed after every row; 0.9 s of the
+            # lease is left when the second worker looks, room for a busy machine
+            time.sleep(1.1)
             checks.append(second.deliver_events())
 
         slow.during = slowly
-        assert first.deliver_events() == DeliveryReport(delivered=4)
-    # the batch took about twice the lease, but the lease was renewed as it went
-    assert checks == [DeliveryReport()] * 4
-    assert taker.events == [] and len(slow.events) == 4
+        assert first.deliver_events() == DeliveryReport(delivered=3)
+    # the batch took well over the lease, but the lease was renewed as it went
+    assert checks == [DeliveryReport()] * 3
+    assert taker.events == [] and len(slow.events) == 3
 
 
 # --- the worker loop ---------------------------------------------------------------------------
