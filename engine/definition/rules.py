@@ -1,14 +1,23 @@
-"""Class-wide access rules as stored, read for a class and its ancestors (`flowkernel.access`)."""
+"""Access rules: written per class (or method), read for a class and its ancestors.
+
+The checks themselves are pure and live in `flowkernel.access`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
 from flowkernel.access import VISIBLE, AccessRule, class_denial
 from flowkernel.actors import Actor
+from flowkernel.definition.authoring import Authoring
+from flowkernel.errors import InvalidDefinition, UnknownDefinition
+from flowkernel.kinds import Movement
+from flowkernel.store.schema import AccessRuleRow, MethodRow, PipelineRow
 from flowkernel.store.tables import access_rules, pipelines
+from flowkernel.validation import MAX_CODE, check_key, check_text
 
 
 def class_rules(conn: Connection, class_id: int) -> tuple[AccessRule, ...]:
@@ -55,3 +64,119 @@ def _rules(conn: Connection, class_ids: Sequence[int]) -> tuple[AccessRule, ...]
         )
         for r in rows
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRuleDef:
+    """Allow or deny a user or group to execute or see a method (None: every method)."""
+
+    id: int
+    class_code: str
+    method: str | None
+    subject_kind: str
+    subject: str
+    permission: str
+    effect: str
+
+
+class RuleAuthoring(Authoring):
+    """Add, list and delete the access rules of a class."""
+
+    def add_access_rule(
+        self,
+        class_code: str,
+        *,
+        subject: str,
+        subject_kind: str = "user",
+        permission: str = "execute",
+        effect: str = "allow",
+        method: str | None = None,
+        account_id: int | None = None,
+    ) -> AccessRuleDef:
+        """Allow or deny a user (id) or group to `execute` or see (`visible`) a method or all."""
+        for value, allowed, name in (
+            (subject_kind, ("user", "group"), "subject_kind"),
+            (permission, ("execute", "visible"), "permission"),
+            (effect, ("allow", "deny"), "effect"),
+        ):
+            if value not in allowed:
+                raise InvalidDefinition(
+                    f"{name} must be one of {allowed}, not {value!r}", **{name: value}
+                )
+        check_text("subject", subject, max_length=MAX_CODE)
+        if (
+            subject_kind == "user"
+            and subject != "*"
+            and not (subject.isascii() and subject.isdigit())
+        ):
+            raise InvalidDefinition(
+                f"a user rule's subject is a user id or '*' (every user), not {subject!r}; "
+                "name a group with subject_kind='group'",
+                subject=subject,
+            )
+        if method is not None:
+            check_key("method", method)
+        with self._tx() as session:
+            cls = self.class_row(session, class_code, account_id)
+            method_row = None
+            if method is not None:
+                method_row = (
+                    session.execute(
+                        select(MethodRow).where(
+                            MethodRow.class_id == cls.id, MethodRow.code == method
+                        )
+                    )
+                    .scalars()
+                    .first()
+                )
+                if method_row is None and cls.movement == Movement.EXPLICIT:
+                    raise UnknownDefinition("method", method, f"class {cls.code!r}")
+            row = AccessRuleRow(
+                class_id=cls.id,
+                method_id=method_row.id if method_row else None,
+                method_code=method,
+                subject_kind=subject_kind,
+                subject=subject,
+                permission=permission,
+                effect=effect,
+            )
+            session.add(row)
+            session.flush()
+            self._touch(session, cls)
+            return AccessRuleDef(
+                row.id, cls.code or "", method, subject_kind, subject, permission, effect
+            )
+
+    def list_access_rules(
+        self, class_code: str, account_id: int | None = None
+    ) -> list[AccessRuleDef]:
+        """Access rules of a class."""
+        with self._tx() as session:
+            cls = self.class_row(session, class_code, account_id)
+            rows = session.execute(
+                select(AccessRuleRow)
+                .where(AccessRuleRow.class_id == cls.id)
+                .order_by(AccessRuleRow.id)
+            ).scalars()
+            return [
+                AccessRuleDef(
+                    r.id,
+                    cls.code or "",
+                    r.method_code,
+                    r.subject_kind,
+                    r.subject,
+                    r.permission,
+                    r.effect,
+                )
+                for r in rows
+            ]
+
+    def delete_access_rule(self, rule_id: int, account_id: int | None = None) -> None:
+        """Delete an access rule."""
+        with self._tx() as session:
+            row = self._owned(session, AccessRuleRow, rule_id, "access rule", account_id)
+            cls = session.get(PipelineRow, row.class_id)
+            session.delete(row)
+            session.flush()
+            if cls is not None:
+                self._touch(session, cls)

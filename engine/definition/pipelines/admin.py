@@ -54,7 +54,7 @@ from flowkernel.definition.pipelines.specs import (
     UNSET,
     ColumnSpec,
     StageSpec,
-    _Unset,
+    Unset,
     check_outcomes,
     column_spec,
     read_specs,
@@ -229,9 +229,9 @@ class PipelineAdmin(StageAdmin, ColumnAdmin, AutomationAdmin, TemplateAdmin):
         actor: Actor,
         *,
         name: str | None = None,
-        code: str | _Unset | None = UNSET,
-        description: str | _Unset | None = UNSET,
-        object_type: str | _Unset | None = UNSET,
+        code: str | Unset | None = UNSET,
+        description: str | Unset | None = UNSET,
+        object_type: str | Unset | None = UNSET,
         is_template: bool | None = None,
     ) -> PipelineInfo:
         """Rename a pipeline, change its code, description or object type, or (un)mark it a
@@ -240,17 +240,17 @@ class PipelineAdmin(StageAdmin, ColumnAdmin, AutomationAdmin, TemplateAdmin):
         if name is not None:
             check_text("name", name)
             values["name"] = name
-        if not isinstance(description, _Unset):
+        if not isinstance(description, Unset):
             check_optional_text("description", description, max_length=MAX_TEXT)
             values["description"] = description
-        if not isinstance(object_type, _Unset):
+        if not isinstance(object_type, Unset):
             check_optional_text("object_type", object_type, max_length=MAX_OBJECT_TYPE)
             values["object_type"] = object_type
         if is_template is not None:
             values["is_template"] = check_bool("is_template", is_template)
         with self._sessions.begin() as session:
             row = pipeline_row(session, pipeline_id, actor, write=True)
-            if not isinstance(code, _Unset) and code != row.code:
+            if not isinstance(code, Unset) and code != row.code:
                 if code is not None:
                     check_code("pipeline", code, max_length=MAX_CODE)
                     check_free_code(session, code, row.iam_account_id)
@@ -283,7 +283,7 @@ class PipelineAdmin(StageAdmin, ColumnAdmin, AutomationAdmin, TemplateAdmin):
         *,
         allow_skip_forward: bool | None = None,
         allow_backward: bool | None = None,
-        allowed_moves: Sequence[tuple[StageRef, StageRef]] | _Unset | None = UNSET,
+        allowed_moves: Sequence[tuple[StageRef, StageRef]] | Unset | None = UNSET,
     ) -> PipelineInfo:
         """Restrict (or free) how users move items; the system actor is never restricted.
 
@@ -298,7 +298,7 @@ class PipelineAdmin(StageAdmin, ColumnAdmin, AutomationAdmin, TemplateAdmin):
             flags["allow_backward"] = check_bool("allow_backward", allow_backward)
         with self._sessions.begin() as session:
             row = pipeline_row(session, pipeline_id, actor, write=True)
-            if not isinstance(allowed_moves, _Unset):
+            if not isinstance(allowed_moves, Unset):
                 if allowed_moves is not None and (
                     isinstance(allowed_moves, str | bytes)
                     or not isinstance(allowed_moves, Sequence)

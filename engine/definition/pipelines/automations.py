@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from flowkernel.actors import Actor
 from flowkernel.definition.pipelines.info import AutomationInfo, StageRef, read_pipeline
 from flowkernel.definition.pipelines.rows import find_stage, pipeline_row, utc_now
-from flowkernel.definition.pipelines.specs import UNSET, _Unset
+from flowkernel.definition.pipelines.specs import UNSET, Unset
 from flowkernel.errors import InvalidDefinition, UnknownDefinition
 from flowkernel.kinds import TRIGGERS
 from flowkernel.store.schema import AutomationRow, PipelineRow
@@ -87,9 +87,9 @@ class AutomationAdmin:
         *,
         trigger: str | None = None,
         event_name: str | None = None,
-        stage: StageRef | _Unset | None = UNSET,
-        name: str | _Unset | None = UNSET,
-        payload_template: Mapping[str, Any] | _Unset | None = UNSET,
+        stage: StageRef | Unset | None = UNSET,
+        name: str | Unset | None = UNSET,
+        payload_template: Mapping[str, Any] | Unset | None = UNSET,
         is_active: bool | None = None,
     ) -> AutomationInfo:
         """Change an automation; `stage=None` makes it fire for every stage."""
@@ -99,16 +99,16 @@ class AutomationAdmin:
         if event_name is not None:
             check_text("event_name", event_name)
             values["event_name"] = event_name
-        if not isinstance(name, _Unset):
+        if not isinstance(name, Unset):
             check_optional_text("name", name)
             values["name"] = name
-        if not isinstance(payload_template, _Unset):
+        if not isinstance(payload_template, Unset):
             values["payload_template"] = _check_payload(payload_template)
         if is_active is not None:
             values["is_active"] = check_bool("is_active", is_active)
         with self._sessions.begin() as session:
             row, automation = _automation_row(session, automation_id, actor)
-            if not isinstance(stage, _Unset):
+            if not isinstance(stage, Unset):
                 values["flow_stage_id"] = (
                     find_stage(session, row, stage).id if stage is not None else None
                 )

@@ -134,9 +134,8 @@ def utc_now() -> datetime:
 
 
 def locked(session: Session, stmt: Select[Any]) -> Select[Any]:
-    """`stmt` locking its rows on PostgreSQL; SQLite transactions already hold the write lock."""
-    bind = session.get_bind()
-    return stmt.with_for_update() if bind.dialect.name == "postgresql" else stmt
+    """`stmt` locking its rows (SQLite leaves FOR UPDATE out: its transactions hold the lock)."""
+    return stmt.with_for_update()
 
 
 def bump_pipeline(session: Session, pipeline_id: int, **values: Any) -> None:

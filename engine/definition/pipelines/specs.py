@@ -46,11 +46,13 @@ class ChecklistItem:
     required: bool
 
 
-class _Unset(enum.Enum):
+class Unset(enum.Enum):
+    """The type of `UNSET`: an argument left out, as opposed to None."""
+
     UNSET = "unset"
 
 
-UNSET: Final = _Unset.UNSET
+UNSET: Final = Unset.UNSET
 """Default of optional edits whose None means "clear": the value stays as it is."""
 
 _T = TypeVar("_T")

@@ -28,7 +28,7 @@ from flowkernel.definition.pipelines.specs import (
     UNSET,
     ChecklistItem,
     StageSpec,
-    _Unset,
+    Unset,
     check_color,
     check_outcomes,
     check_probability,
@@ -141,10 +141,10 @@ class StageAdmin:
         name: str | None = None,
         code: str | None = None,
         position: int | None = None,
-        color: str | _Unset | None = UNSET,
-        probability: int | _Unset | None = UNSET,
-        sla_days: int | _Unset | None = UNSET,
-        checklist: Sequence[Mapping[str, Any] | ChecklistItem] | _Unset | None = UNSET,
+        color: str | Unset | None = UNSET,
+        probability: int | Unset | None = UNSET,
+        sla_days: int | Unset | None = UNSET,
+        checklist: Sequence[Mapping[str, Any] | ChecklistItem] | Unset | None = UNSET,
         is_won: bool | None = None,
         is_lost: bool | None = None,
     ) -> StageInfo:
@@ -162,13 +162,13 @@ class StageAdmin:
             check_code("stage", code, max_length=MAX_CODE)
         if position is not None:
             check_int("position", position, maximum=MAX_POSITION)
-        if not isinstance(color, _Unset):
+        if not isinstance(color, Unset):
             values["color"] = check_color(color)
-        if not isinstance(probability, _Unset):
+        if not isinstance(probability, Unset):
             values["probability"] = check_probability(probability)
-        if not isinstance(sla_days, _Unset):
+        if not isinstance(sla_days, Unset):
             values["sla_days"] = check_sla(sla_days)
-        if not isinstance(checklist, _Unset):
+        if not isinstance(checklist, Unset):
             parsed = parse_checklist(checklist)
             values["checklist"] = checklist_json(parsed) if parsed else null()
         if is_won is not None:
