@@ -101,7 +101,7 @@ class Flowkernel:
         self.runtime = Runtime(self.executor)
         self.pipelines = PipelineAdmin(self.sessions)
         self.items = ItemOps(self.sessions, self.runtime, self.plugin_manager)
-        self.queries = Queries(self.sessions, self.plugin_manager)
+        self.queries = Queries(self.sessions, self.executor.writer, self.plugin_manager)
         self.sla = SlaScanner(self.executor)
 
     # --- setup ---------------------------------------------------------------------------

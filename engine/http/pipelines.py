@@ -17,7 +17,7 @@ from flowkernel.http.bodies import (
     StageTimeOut,
     ref,
 )
-from flowkernel.runtime.queries import MAX_PAGE
+from flowkernel.runtime.scope import MAX_PAGE
 
 router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
 

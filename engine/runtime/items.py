@@ -1,4 +1,5 @@
-"""Item operations of pipelines: custom values, checklists, assignment, ordering, watchers.
+"""Item operations of pipelines: custom values, checklists, assignment, ordering (and, from
+`flowkernel.runtime.watching`, watchers and their inbox).
 
 Decisions:
 - Values are validated and normalised by `flowkernel.fields` and written with the seed's upsert
@@ -20,76 +21,40 @@ Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pluggy
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, and_, bindparam, delete, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from flowkernel.access import EXECUTE, VISIBLE, check_class
+from flowkernel.access import EXECUTE, VISIBLE
 from flowkernel.actors import Actor
 from flowkernel.compile.compiled import CompiledClass, CompiledColumn, CompiledState
 from flowkernel.definition.pipelines.specs import ChecklistItem
-from flowkernel.definition.rules import class_rules
 from flowkernel.errors import (
-    AccessDenied,
     ColumnInactive,
     ConcurrentUpdate,
     InvalidArgument,
     InvalidDefinition,
     InvalidValue,
     InvalidValues,
-    ItemDeleted,
-    ItemNotFound,
     UnknownDefinition,
 )
 from flowkernel.fields import FieldSpec, normalize, parse
-from flowkernel.hookspecs import InboxStore
-from flowkernel.runtime.runtime import Runtime
-from flowkernel.snapshots import ExecutionResult, InboxEntry, ItemSnapshot
-from flowkernel.store.tables import columns, item_values, items, watchers
-from flowkernel.store.tables import inbox as inbox_table
-from flowkernel.validation import check_bool, check_id, check_int, check_item_id, check_key
-
-MAX_INBOX = 10_000
-"""The most inbox entries one call hands out."""
-
-_ITEM = select(
-    items.c.id,
-    items.c.flow_pipeline_id,
-    items.c.flow_stage_id,
-    items.c.object_type,
-    items.c.object_id,
-    items.c.iam_account_id,
-    items.c.assigned_iam_user_id,
-    items.c.position,
-    items.c.checklist_state,
-    items.c.version,
-    items.c.deleted_at,
-    items.c.last_stage_changed_at,
+from flowkernel.runtime.item_rows import (
+    LoadedItem,
+    check_user,
+    load_item,
+    refuse_deleted,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class _Loaded:
-    """An item row as loaded for one operation."""
-
-    id: int
-    flow_pipeline_id: int
-    flow_stage_id: int
-    object_type: str
-    object_id: int
-    iam_account_id: int | None
-    assigned_iam_user_id: int | None
-    position: int
-    checklist_state: Any
-    version: int
-    deleted_at: datetime | None
-    last_stage_changed_at: datetime | None
+from flowkernel.runtime.runtime import Runtime
+from flowkernel.runtime.watching import Watching
+from flowkernel.snapshots import ExecutionResult, ItemSnapshot
+from flowkernel.store.tables import columns, item_values, items
+from flowkernel.validation import check_int, check_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +90,7 @@ class ChecklistEntry:
     completed_at: datetime | None
 
 
-class ItemOps:
+class ItemOps(Watching):
     """Item operations of pipelines: custom values, checklists, assignment, ordering, watchers.
 
     Every call checks that the actor reaches the item's account (else `ItemNotFound`), and
@@ -140,6 +105,7 @@ class ItemOps:
     ) -> None:
         self._sessions = sessions
         self._runtime = runtime
+        self._writer = runtime.executor.writer
         self._pm = plugin_manager
 
     # --- custom values -------------------------------------------------------------------
@@ -160,8 +126,8 @@ class ItemOps:
                 values=values,
             )
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
-            _refuse_deleted(row)
+            row = load_item(session, item_id, actor, lock=True, permission=EXECUTE)
+            refuse_deleted(row)
             compiled = self._runtime.executor.current(session, row.flow_pipeline_id)
             prepared: list[tuple[CompiledColumn, str]] = []
             refused: list[InvalidValue] = []
@@ -176,7 +142,7 @@ class ItemOps:
             if not prepared:
                 return []
             now = datetime.now(UTC)
-            _upsert(session.connection(), row.id, [(c.id, text) for c, text in prepared], now)
+            self._upsert(session.connection(), row.id, [(c.id, text) for c, text in prepared], now)
             return [_value(c, text, now) for c, text in prepared]
 
     def clear_value(self, item_id: int, column: str, actor: Actor) -> bool:
@@ -185,8 +151,8 @@ class ItemOps:
         Refused while the item's stage requires the column: it was needed to get there.
         """
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
-            _refuse_deleted(row)
+            row = load_item(session, item_id, actor, lock=True, permission=EXECUTE)
+            refuse_deleted(row)
             compiled = self._runtime.executor.current(session, row.flow_pipeline_id)
             target = _writable(compiled, column)
             stage = compiled.states_by_id.get(row.flow_stage_id)
@@ -205,7 +171,7 @@ class ItemOps:
     def values(self, item_id: int, actor: Actor) -> list[ItemValue]:
         """The seed's read query: active columns of the item's pipeline by position, with values."""
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=False, permission=VISIBLE)
+            row = load_item(session, item_id, actor, lock=False, permission=VISIBLE)
             rows = (
                 session.connection()
                 .execute(
@@ -271,7 +237,7 @@ class ItemOps:
     def checklist(self, item_id: int, actor: Actor) -> list[ChecklistEntry]:
         """The current stage's checklist, in definition order, with the item's completion."""
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=False, permission=VISIBLE)
+            row = load_item(session, item_id, actor, lock=False, permission=VISIBLE)
             compiled = self._runtime.executor.current(session, row.flow_pipeline_id)
         state = compiled.states_by_id.get(row.flow_stage_id)
         marks = row.checklist_state if isinstance(row.checklist_state, dict) else {}
@@ -280,8 +246,8 @@ class ItemOps:
 
     def _mark(self, item_id: int, key: str, actor: Actor, *, completed: bool) -> ChecklistEntry:
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
-            _refuse_deleted(row)
+            row = load_item(session, item_id, actor, lock=True, permission=EXECUTE)
+            refuse_deleted(row)
             compiled = self._runtime.executor.current(session, row.flow_pipeline_id)
             state = compiled.states_by_id.get(row.flow_stage_id)
             entries = state.checklist if state is not None else ()
@@ -306,10 +272,10 @@ class ItemOps:
     def assign(self, item_id: int, user_id: int | None, actor: Actor) -> ItemSnapshot:
         """Assign the item to a user, or unassign it with None."""
         if user_id is not None:
-            _check_user(user_id)
+            check_user(user_id)
         with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=True, permission=EXECUTE)
-            _refuse_deleted(row)
+            row = load_item(session, item_id, actor, lock=True, permission=EXECUTE)
+            refuse_deleted(row)
             compiled = self._runtime.executor.current(session, row.flow_pipeline_id)
             if row.assigned_iam_user_id != user_id:
                 now = datetime.now(UTC)
@@ -320,23 +286,23 @@ class ItemOps:
         """Put the item at `position` (0-based) among its stage's live items; others shift."""
         check_int("position", position, error=InvalidArgument)
         with self._sessions.begin() as session:
-            first = self._load(session, item_id, actor, lock=False, permission=EXECUTE)
-            _refuse_deleted(first)
+            first = load_item(session, item_id, actor, lock=False, permission=EXECUTE)
+            refuse_deleted(first)
             conn = session.connection()
             # Lock the whole stage in id order, so concurrent reorders queue instead of deadlocking.
+            # (SQLite leaves FOR UPDATE out: its transactions already hold the write lock.)
             stmt = (
                 select(items.c.id, items.c.position, items.c.deleted_at)
                 .where(items.c.flow_stage_id == first.flow_stage_id)
                 .order_by(items.c.id)
+                .with_for_update()
             )
-            if conn.dialect.name == "postgresql":
-                stmt = stmt.with_for_update()
             stage_rows = conn.execute(stmt).all()
-            row = self._load(session, item_id, actor, lock=False, permission=EXECUTE)
+            row = load_item(session, item_id, actor, lock=False, permission=EXECUTE)
             # not among the stage's locked rows: moved away (and maybe back) in between
             if row.id not in {r.id for r in stage_rows}:
                 raise ConcurrentUpdate(row.id)
-            _refuse_deleted(row)
+            refuse_deleted(row)
             ordered = sorted(stage_rows, key=lambda r: (r.position, r.id))
             live = [r.id for r in ordered if r.deleted_at is None]
             if not 0 <= position < len(live):
@@ -378,154 +344,30 @@ class ItemOps:
         """Remove a deleted item for good (its history stays): the drop method."""
         return self._runtime.execute(item_id, "drop", actor, by_action=True)
 
-    # --- watchers ------------------------------------------------------------------------
-
-    def watch(self, item_id: int, user_id: int, actor: Actor) -> bool:
-        """Make a user watch the item; whether they were not watching it yet."""
-        _check_user(user_id)
-        with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=False, permission=EXECUTE)
-            _refuse_deleted(row)
-            conn = session.connection()
-            values = {"flow_item_id": row.id, "iam_user_id": user_id}
-            if conn.dialect.name in ("postgresql", "sqlite"):
-                dialect_insert = (
-                    postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-                )
-                stmt = (
-                    dialect_insert(watchers)
-                    .values(**values)
-                    .on_conflict_do_nothing()
-                    .returning(watchers.c.id)
-                )
-                return conn.execute(stmt).first() is not None
-            if conn.execute(
-                select(watchers.c.id).where(
-                    watchers.c.flow_item_id == row.id, watchers.c.iam_user_id == user_id
-                )
-            ).first():
-                return False
-            conn.execute(insert(watchers).values(**values))
-            return True
-
-    def unwatch(self, item_id: int, user_id: int, actor: Actor) -> bool:
-        """Stop a user watching the item; whether they were watching it."""
-        _check_user(user_id)
-        with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=False, permission=EXECUTE)
-            removed = session.connection().execute(
-                delete(watchers).where(
-                    watchers.c.flow_item_id == row.id, watchers.c.iam_user_id == user_id
-                )
-            )
-            return removed.rowcount > 0
-
-    def watchers(self, item_id: int, actor: Actor) -> list[int]:
-        """The users watching the item, by id."""
-        with self._sessions.begin() as session:
-            row = self._load(session, item_id, actor, lock=False, permission=VISIBLE)
-            return list(
-                session.connection()
-                .execute(
-                    select(watchers.c.iam_user_id)
-                    .where(watchers.c.flow_item_id == row.id)
-                    .order_by(watchers.c.iam_user_id)
-                )
-                .scalars()
-            )
-
-    # --- the watchers' inbox -------------------------------------------------------------
-
-    def inbox(
-        self, user_id: int, actor: Actor, *, unread_only: bool = False, limit: int = 100
-    ) -> list[InboxEntry]:
-        """A user's watcher notifications, newest first; only their own unless system actor."""
-        _check_user(user_id)
-        check_bool("unread_only", unread_only, error=InvalidArgument)
-        check_int("limit", limit, minimum=1, maximum=MAX_INBOX, error=InvalidArgument)
-        plugin = self._inbox_for(user_id, actor)
-        entries = plugin.entries(user_id, unread_only=unread_only, limit=limit)
-        allowed = self._reachable_entries(actor, [e.id for e in entries])
-        return [e for e in entries if allowed is None or e.id in allowed]
-
-    def mark_read(self, user_id: int, actor: Actor, entry_ids: Sequence[int] | None = None) -> int:
-        """Mark a user's notifications read (all when `entry_ids` is None); how many changed."""
-        _check_user(user_id)
-        if entry_ids is not None:
-            if isinstance(entry_ids, str | bytes) or not isinstance(entry_ids, Sequence):
-                raise InvalidArgument(
-                    f"entry_ids must be a list of inbox entry ids or None, not {entry_ids!r}",
-                    entry_ids=entry_ids,
-                )
-            for entry_id in entry_ids:
-                check_id("entry_ids", entry_id)
-        plugin = self._inbox_for(user_id, actor)
-        ids = None if entry_ids is None else list(entry_ids)
-        if actor.is_system and actor.account_id is not None:
-            if ids is None:
-                ids = [e.id for e in plugin.entries(user_id, unread_only=True, limit=1_000_000)]
-            reachable = self._reachable_entries(actor, ids)
-            ids = [i for i in ids if reachable is None or i in reachable]
-        return plugin.mark_read(user_id, ids)
-
-    def _inbox_for(self, user_id: int, actor: Actor) -> InboxStore:
-        if not actor.is_system and actor.user_id != user_id:
-            raise AccessDenied(
-                f"user {actor.user_id} may read only their own inbox, not user {user_id}'s",
-                user_id=user_id,
-            )
-        plugin = self._pm.get_plugin("inbox") if self._pm is not None else None
-        if not isinstance(plugin, InboxStore):
-            known = [name for name, _ in self._pm.list_name_plugin()] if self._pm else []
-            raise UnknownDefinition("plugin", "inbox", "the plugin manager", known)
-        return plugin
-
-    def _reachable_entries(self, actor: Actor, ids: list[int]) -> set[int] | None:
-        """Of `ids`, the entries about accounts the actor reaches (None: every entry)."""
-        if not (actor.is_system and actor.account_id is not None):
-            return None
-        if not ids:
-            return set()
-        with self._sessions.begin() as session:
-            return set(
-                session.connection()
-                .execute(
-                    select(inbox_table.c.id).where(
-                        inbox_table.c.id.in_(ids),
-                        or_(
-                            inbox_table.c.iam_account_id == actor.account_id,
-                            inbox_table.c.iam_account_id.is_(None),
-                        ),
-                    )
-                )
-                .scalars()
-            )
-
     # --- helpers -------------------------------------------------------------------------
 
-    @staticmethod
-    def _load(
-        session: Session, item_id: int, actor: Actor, *, lock: bool, permission: str
-    ) -> _Loaded:
-        """The item, if the actor reaches its account (else `ItemNotFound`) and no class-wide
-        access rule denies the actor `permission` (else `AccessDenied`)."""
-        check_item_id(item_id)
-        stmt = _ITEM.where(items.c.id == item_id)
-        if lock and session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        conn = session.connection()
-        row = conn.execute(stmt).first()
-        if row is None or not actor.reaches(row.iam_account_id):
-            raise ItemNotFound(item_id)
-        if not actor.is_system:
-            rules = class_rules(conn, row.flow_pipeline_id)
-            check_class(rules, actor, permission, f"pipeline {row.flow_pipeline_id}")
-        return _Loaded(**row._mapping)
-
-
-def _refuse_deleted(row: _Loaded) -> None:
-    if row.deleted_at is not None:
-        raise ItemDeleted(row.id)
+    def _upsert(
+        self, conn: Connection, item_id: int, rows: list[tuple[int, str]], now: datetime
+    ) -> None:
+        """The seed's INSERT ... ON CONFLICT (item, column) DO UPDATE SET value, updated_at."""
+        stmt = self._writer.upsert(item_values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[item_values.c.flow_item_id, item_values.c.flow_column_id],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+        )
+        conn.execute(
+            stmt,
+            [
+                {
+                    "flow_item_id": item_id,
+                    "flow_column_id": column_id,
+                    "value": text,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for column_id, text in rows
+            ],
+        )
 
 
 def _writable(compiled: CompiledClass, name: str) -> CompiledColumn:
@@ -538,41 +380,7 @@ def _writable(compiled: CompiledClass, name: str) -> CompiledColumn:
     return column
 
 
-def _upsert(conn: Connection, item_id: int, rows: list[tuple[int, str]], now: datetime) -> None:
-    """The seed's INSERT ... ON CONFLICT (item, column) DO UPDATE SET value, updated_at."""
-    params = [
-        {
-            "flow_item_id": item_id,
-            "flow_column_id": column_id,
-            "value": text,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for column_id, text in rows
-    ]
-    if conn.dialect.name in ("postgresql", "sqlite"):
-        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = dialect_insert(item_values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[item_values.c.flow_item_id, item_values.c.flow_column_id],
-            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
-        )
-        conn.execute(stmt, params)
-        return
-    for param in params:  # other databases: update, else insert (the item row is locked)
-        changed = conn.execute(
-            update(item_values)
-            .where(
-                item_values.c.flow_item_id == item_id,
-                item_values.c.flow_column_id == param["flow_column_id"],
-            )
-            .values(value=param["value"], updated_at=now)
-        )
-        if changed.rowcount == 0:
-            conn.execute(insert(item_values).values(**param))
-
-
-def _update_item(conn: Connection, row: _Loaded, now: datetime, **values: Any) -> None:
+def _update_item(conn: Connection, row: LoadedItem, now: datetime, **values: Any) -> None:
     done = conn.execute(
         update(items)
         .where(items.c.id == row.id, items.c.version == row.version)
@@ -634,11 +442,7 @@ def _timestamp(raw: object) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _check_user(user_id: object) -> None:
-    check_id("user_id", user_id)
-
-
-def _state(compiled: CompiledClass, row: _Loaded) -> CompiledState:
+def _state(compiled: CompiledClass, row: LoadedItem) -> CompiledState:
     state = compiled.states_by_id.get(row.flow_stage_id)
     if state is None:
         raise InvalidDefinition(
@@ -649,7 +453,7 @@ def _state(compiled: CompiledClass, row: _Loaded) -> CompiledState:
     return state
 
 
-def _snapshot(compiled: CompiledClass, row: _Loaded, **changes: Any) -> ItemSnapshot:
+def _snapshot(compiled: CompiledClass, row: LoadedItem, **changes: Any) -> ItemSnapshot:
     state = _state(compiled, row)
     fields: dict[str, Any] = {
         "id": row.id,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Final
 
-from flowkernel.runtime.queries import Board, BoardItem, BoardStage
+from flowkernel.runtime.board import Board, BoardItem, BoardStage
 
 SEPARATOR: Final = " | "
 MIN_COLUMN: Final = 16

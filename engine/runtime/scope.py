@@ -1,0 +1,108 @@
+"""What the read-side queries share: page limits, and what an actor reads of a pipeline.
+
+A pipeline or item of an account the actor does not reach is reported as unknown, never as
+forbidden. On a platform pipeline (no account) an actor confined to an account sees only the
+items of that account (and the platform's own). A class-wide access rule that denies the actor
+`visible` refuses the class's queries (`AccessDenied`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    or_,
+    select,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from flowkernel.access import VISIBLE, check_class
+from flowkernel.actors import Actor
+from flowkernel.definition.rules import class_rules
+from flowkernel.errors import InvalidArgument, UnknownDefinition
+from flowkernel.store.tables import (
+    items,
+    pipelines,
+    stages,
+)
+from flowkernel.store.writer import Writer
+from flowkernel.validation import (
+    check_id,
+)
+
+MAX_PAGE = 1000
+"""The largest page a query hands out at once (per stage for the board)."""
+
+
+class QueryBase:
+    """The sessions, the database's writer (for its dialect's SQL) and the plugins the
+    read-side queries run on."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        writer: Writer,
+        plugin_manager: pluggy.PluginManager | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._writer = writer
+        self._plugin_manager = plugin_manager
+
+
+def sees_every_account(actor: Actor) -> bool:
+    """Whether the actor reads every account's items: the platform's system actor."""
+    return actor.is_system and actor.account_id is None
+
+
+def check_limit(name: str, value: object) -> None:
+    """Refuse a page size outside 1 to `MAX_PAGE`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE:
+        raise InvalidArgument(
+            f"{name} must be an integer from 1 to {MAX_PAGE}, not {value!r}", **{name: value}
+        )
+
+
+def readable_pipeline(conn: Connection, pipeline_id: int, actor: Actor) -> Any:
+    """The pipeline row, if the actor reads it; else `UnknownDefinition` (or `AccessDenied`)."""
+    check_id("pipeline_id", pipeline_id)
+    row = conn.execute(
+        select(pipelines.c.id, pipelines.c.name, pipelines.c.iam_account_id).where(
+            pipelines.c.id == pipeline_id, pipelines.c.deleted_at.is_(None)
+        )
+    ).first()
+    if row is None or not actor.reaches(row.iam_account_id):
+        raise UnknownDefinition("pipeline", pipeline_id)
+    if not actor.is_system:
+        check_class(class_rules(conn, row.id), actor, VISIBLE, f"pipeline {row.name!r}")
+    return row
+
+
+def item_scope(actor: Actor, pipeline_account: int | None) -> ColumnElement[bool] | None:
+    """Which items of a pipeline the actor sees; None means all of them (no extra filter)."""
+    if sees_every_account(actor) or pipeline_account is not None:
+        return None
+    # A platform pipeline holds items of many accounts: show the actor's own only.
+    return or_(items.c.iam_account_id.is_(None), items.c.iam_account_id == actor.account_id)
+
+
+def stage_of(conn: Connection, pipeline: Any, key: str | int) -> int:
+    """A non-deleted stage of the pipeline by code or id."""
+    rows = conn.execute(
+        select(stages.c.id, stages.c.code)
+        .where(stages.c.flow_pipeline_id == pipeline.id, stages.c.deleted_at.is_(None))
+        .order_by(stages.c.position, stages.c.id)
+    ).all()
+    for stage_id, code in rows:
+        if (isinstance(key, int) and not isinstance(key, bool) and stage_id == key) or (
+            isinstance(key, str) and (code or f"stage_{stage_id}") == key
+        ):
+            return int(stage_id)
+    raise UnknownDefinition(
+        "stage",
+        key,
+        f"pipeline {pipeline.name!r}",
+        [code or f"stage_{stage_id}" for stage_id, code in rows],
+    )

@@ -1,0 +1,145 @@
+"""Watchers of items and the watchers' inbox: who follows an item, and what they were told."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pluggy
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from flowkernel.access import EXECUTE, VISIBLE
+from flowkernel.actors import Actor
+from flowkernel.errors import (
+    AccessDenied,
+    InvalidArgument,
+    UnknownDefinition,
+)
+from flowkernel.hookspecs import InboxStore
+from flowkernel.runtime.item_rows import check_user, load_item, refuse_deleted
+from flowkernel.snapshots import InboxEntry
+from flowkernel.store.tables import inbox as inbox_table
+from flowkernel.store.tables import watchers
+from flowkernel.store.writer import Writer
+from flowkernel.validation import check_bool, check_id, check_int
+
+MAX_INBOX = 10_000
+"""The most inbox entries one call hands out."""
+
+
+class Watching:
+    """Watch and unwatch items, list their watchers, read and mark a user's inbox."""
+
+    _sessions: sessionmaker[Session]
+    _writer: Writer
+    _pm: pluggy.PluginManager | None
+
+    # --- watchers ------------------------------------------------------------------------
+
+    def watch(self, item_id: int, user_id: int, actor: Actor) -> bool:
+        """Make a user watch the item; whether they were not watching it yet."""
+        check_user(user_id)
+        with self._sessions.begin() as session:
+            row = load_item(session, item_id, actor, lock=False, permission=EXECUTE)
+            refuse_deleted(row)
+            conn = session.connection()
+            stmt = (
+                self._writer.upsert(watchers)
+                .values(flow_item_id=row.id, iam_user_id=user_id)
+                .on_conflict_do_nothing()
+                .returning(watchers.c.id)
+            )
+            return conn.execute(stmt).first() is not None
+
+    def unwatch(self, item_id: int, user_id: int, actor: Actor) -> bool:
+        """Stop a user watching the item; whether they were watching it."""
+        check_user(user_id)
+        with self._sessions.begin() as session:
+            row = load_item(session, item_id, actor, lock=False, permission=EXECUTE)
+            removed = session.connection().execute(
+                delete(watchers).where(
+                    watchers.c.flow_item_id == row.id, watchers.c.iam_user_id == user_id
+                )
+            )
+            return removed.rowcount > 0
+
+    def watchers(self, item_id: int, actor: Actor) -> list[int]:
+        """The users watching the item, by id."""
+        with self._sessions.begin() as session:
+            row = load_item(session, item_id, actor, lock=False, permission=VISIBLE)
+            return list(
+                session.connection()
+                .execute(
+                    select(watchers.c.iam_user_id)
+                    .where(watchers.c.flow_item_id == row.id)
+                    .order_by(watchers.c.iam_user_id)
+                )
+                .scalars()
+            )
+
+    # --- the watchers' inbox -------------------------------------------------------------
+
+    def inbox(
+        self, user_id: int, actor: Actor, *, unread_only: bool = False, limit: int = 100
+    ) -> list[InboxEntry]:
+        """A user's watcher notifications, newest first; only their own unless system actor."""
+        check_user(user_id)
+        check_bool("unread_only", unread_only, error=InvalidArgument)
+        check_int("limit", limit, minimum=1, maximum=MAX_INBOX, error=InvalidArgument)
+        plugin = self._inbox_for(user_id, actor)
+        entries = plugin.entries(user_id, unread_only=unread_only, limit=limit)
+        allowed = self._reachable_entries(actor, [e.id for e in entries])
+        return [e for e in entries if allowed is None or e.id in allowed]
+
+    def mark_read(self, user_id: int, actor: Actor, entry_ids: Sequence[int] | None = None) -> int:
+        """Mark a user's notifications read (all when `entry_ids` is None); how many changed."""
+        check_user(user_id)
+        if entry_ids is not None:
+            if isinstance(entry_ids, str | bytes) or not isinstance(entry_ids, Sequence):
+                raise InvalidArgument(
+                    f"entry_ids must be a list of inbox entry ids or None, not {entry_ids!r}",
+                    entry_ids=entry_ids,
+                )
+            for entry_id in entry_ids:
+                check_id("entry_ids", entry_id)
+        plugin = self._inbox_for(user_id, actor)
+        ids = None if entry_ids is None else list(entry_ids)
+        if actor.is_system and actor.account_id is not None:
+            if ids is None:
+                ids = [e.id for e in plugin.entries(user_id, unread_only=True, limit=1_000_000)]
+            reachable = self._reachable_entries(actor, ids)
+            ids = [i for i in ids if reachable is None or i in reachable]
+        return plugin.mark_read(user_id, ids)
+
+    def _inbox_for(self, user_id: int, actor: Actor) -> InboxStore:
+        if not actor.is_system and actor.user_id != user_id:
+            raise AccessDenied(
+                f"user {actor.user_id} may read only their own inbox, not user {user_id}'s",
+                user_id=user_id,
+            )
+        plugin = self._pm.get_plugin("inbox") if self._pm is not None else None
+        if not isinstance(plugin, InboxStore):
+            known = [name for name, _ in self._pm.list_name_plugin()] if self._pm else []
+            raise UnknownDefinition("plugin", "inbox", "the plugin manager", known)
+        return plugin
+
+    def _reachable_entries(self, actor: Actor, ids: list[int]) -> set[int] | None:
+        """Of `ids`, the entries about accounts the actor reaches (None: every entry)."""
+        if not (actor.is_system and actor.account_id is not None):
+            return None
+        if not ids:
+            return set()
+        with self._sessions.begin() as session:
+            return set(
+                session.connection()
+                .execute(
+                    select(inbox_table.c.id).where(
+                        inbox_table.c.id.in_(ids),
+                        or_(
+                            inbox_table.c.iam_account_id == actor.account_id,
+                            inbox_table.c.iam_account_id.is_(None),
+                        ),
+                    )
+                )
+                .scalars()
+            )
