@@ -16,7 +16,7 @@ from flowkernel import SYSTEM
 from flowkernel.http import create_app
 from flowkernel.http.server import background
 
-from .scenarios import Context, Measure, _interleave
+from .measuring import Context, Measure, interleave
 from .scratch import place_rows
 
 
@@ -60,7 +60,7 @@ def http_heartbeat(ctx: Context, station: tuple[int, dict[str, int]]) -> list[Me
             assert fk.execute_batch(in_process, "heartbeat", SYSTEM, params=params).ok
 
         try:
-            rates = _interleave(
+            rates = interleave(
                 ctx,
                 [("http", http_op, scale.batches), ("in process", in_process_op, scale.batches)],
                 warmup=1,

@@ -19,8 +19,8 @@ from sqlalchemy import text
 from flowkernel import Flowkernel
 from flowkernel.cli.progress import Progress
 
-from . import http_scenarios, scenarios
-from .scenarios import FULL, QUICK, SMOKE, Context, Measure, Scale
+from . import big_scenarios, http_scenarios, scenarios
+from .measuring import FLOOR, FULL, PEER, QUICK, SMOKE, UPDATE_ANY, Context, Measure, Scale
 from .scratch import scratch
 
 KEYS: Final = ("scenario", "database", "ops_per_s", "baseline", "baseline_ops_per_s", "ratio")
@@ -153,7 +153,7 @@ def run(
                 note(f"  done in {time.perf_counter() - t:.1f} s")
                 bar.advance()
 
-            station = scenarios._stations(ctx)
+            station = scenarios.stations(ctx)
             step("move", lambda: scenarios.move(ctx))
             step("heartbeat", lambda: scenarios.heartbeat(ctx, station))
             step(
@@ -164,11 +164,11 @@ def run(
                 ],
             )
             step("http heartbeat", lambda: http_scenarios.http_heartbeat(ctx, station))
-            step("compile", lambda: scenarios.compile_big(ctx))
+            step("compile", lambda: big_scenarios.compile_big(ctx))
             if scale.million:
                 count = scale.million
-                step("million items", lambda: scenarios.million(ctx, count))
-            step("memory", lambda: scenarios.memory(ctx, station))
+                step("million items", lambda: big_scenarios.million(ctx, count))
+            step("memory", lambda: big_scenarios.memory(ctx, station))
         finally:
             fk.close()
     report = Report(
@@ -215,7 +215,7 @@ def _targets(database: str, measures: list[Measure]) -> list[Target]:
         met = None if value is None else value >= floor
         targets.append(Target(name, database, value, "x", met))
 
-    floor, peer = scenarios.FLOOR, scenarios.PEER
+    floor, peer = FLOOR, PEER
     ratio("move", floor, 0.9 if pg else 0.5, f"move >= {0.9 if pg else 0.5} x the floor")
     if not pg:
         ratio("move", peer, 10.0, "move >= 10 x the peer")
@@ -223,17 +223,17 @@ def _targets(database: str, measures: list[Measure]) -> list[Target]:
         int(m.scenario.rsplit("_", 1)[1]) for m in measures if m.scenario.startswith("heartbeat_b")
     )
     if pg and sizes:
-        small = by.get((f"heartbeat_batch_{sizes[0]}", scenarios.UPDATE_ANY))
+        small = by.get((f"heartbeat_batch_{sizes[0]}", UPDATE_ANY))
         ratio(
             f"heartbeat_batch_{sizes[0]}",
-            scenarios.UPDATE_ANY,
+            UPDATE_ANY,
             1 / 3,
             f"heartbeat batch of {sizes[0]:,} >= 1/3 x the floor's UPDATE = ANY",
         )
         if small is not None:
             name = f"heartbeat batch of {sizes[0]:,} >= 50,000 rows/s"
             targets.append(Target(name, database, small.ops, "rows/s", small.ops >= 50_000))
-        large = by.get((f"heartbeat_batch_{sizes[-1]}", scenarios.UPDATE_ANY))
+        large = by.get((f"heartbeat_batch_{sizes[-1]}", UPDATE_ANY))
         if small is not None and large is not None and len(sizes) > 1:
             per_row = large.ops / small.ops
             name = f"{sizes[-1]:,} per call at least as fast per row as {sizes[0]:,}"
