@@ -50,8 +50,8 @@ from flowkernel.definition.pipelines.admin import MAX_OPTIONS
 from flowkernel.documents.classes import CLASS_KEYS
 from flowkernel.documents.pipelines import PIPELINE_KEYS
 from flowkernel.runtime.batch import MAX_BATCH
-from flowkernel.runtime.items import MAX_INBOX
-from flowkernel.runtime.queries import MAX_PAGE
+from flowkernel.runtime.scope import MAX_PAGE
+from flowkernel.runtime.watching import MAX_INBOX
 from flowkernel.validation import (
     MAX_ACTION_CODE,
     MAX_CODE,
