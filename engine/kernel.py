@@ -99,7 +99,7 @@ class Flowkernel:
             self._after_commit,
         )
         self.runtime = Runtime(self.executor)
-        self.pipelines = PipelineAdmin(self.sessions)
+        self.pipelines = PipelineAdmin(self.sessions, self.executor.relocate)
         self.items = ItemOps(self.sessions, self.runtime, self.plugin_manager)
         self.queries = Queries(self.sessions, self.executor.writer, self.plugin_manager)
         self.sla = SlaScanner(self.executor)

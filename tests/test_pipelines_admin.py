@@ -45,6 +45,7 @@ from flowkernel.definition.pipelines.admin import (
 from flowkernel.definition.pipelines.specs import ChecklistItem
 from flowkernel.errors import StageNotEmpty
 from flowkernel.kernel import Flowkernel
+from flowkernel.runtime import executor as executor_module
 from flowkernel.store.tables import (
     automations,
     columns,
@@ -654,6 +655,44 @@ def test_remove_stage_holding_items_needs_a_target(fk: Flowkernel) -> None:
     assert {item_row(fk, i).flow_stage_id for i in ids} == {p.stage("lost").id}
     assert item_row(fk, ids[2]).deleted_at is not None
     assert fk.place(p.id, "crm_opportunity", 9, ALICE).state == "qualified"
+
+
+def test_remove_stage_moves_items_through_the_executor_in_chunks(
+    fk: Flowkernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executor_module, "RELOCATE_CHUNK", 2)
+    p = sales(fk)
+    waiting = fk.place(p.id, "crm_opportunity", 100, ALICE)
+    fk.move(waiting.id, "qualified", ALICE)
+    ids = [fk.place(p.id, "crm_opportunity", n, ALICE).id for n in range(5)]
+    fk.items.delete(ids[1], ALICE)
+    fk.move(ids[3], "qualified", ALICE)
+    fk.move(ids[3], "lead", ALICE)  # now last in the board's order of lead
+    order = [ids[0], ids[1], ids[2], ids[4], ids[3]]
+    seen: list[int] = []
+    removal = fk.pipelines.remove_stage(
+        p.id, "lead", ALICE_COLLEAGUE, target="qualified", on_progress=seen.append
+    )
+    assert removal.item_ids == tuple(order)
+    assert seen == [2, 4, 5]  # one call per chunk of the executor's write
+    rows = [item_row(fk, i) for i in [waiting.id, *order]]
+    assert {r.flow_stage_id for r in rows} == {p.stage("qualified").id}
+    assert [r.id for r in sorted(rows, key=lambda r: r.position)] == [waiting.id, *order]
+    assert [r.deleted_at is not None for r in rows[1:]] == [False, True, False, False, False]
+    moments = {r.last_stage_changed_at for r in rows[1:]}
+    assert len(moments) == 1  # one time for the whole removal, taken after the rows' locks
+    with fk.engine.connect() as conn:
+        written = conn.execute(
+            select(history.c.flow_item_id, history.c.action_code, history.c.moved_at)
+            .where(history.c.method_code == REMOVE_STAGE)
+            .order_by(history.c.id)
+        ).all()
+    assert [(w.flow_item_id, w.action_code) for w in written] == [(i, None) for i in order]
+    assert {w.moved_at for w in written} == moments
+    # the board's counts follow: four live items joined the one already there
+    board = fk.queries.board(p.id, ALICE)
+    counts = {s.code: s.count for s in board.stages}
+    assert counts == {"qualified": 5, "proposal": 0, "won": 0, "lost": 0}
 
 
 def test_remove_stage_dry_run_reports_and_changes_nothing(fk: Flowkernel) -> None:

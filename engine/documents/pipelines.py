@@ -104,7 +104,7 @@ def load_pipeline(
     shape.raise_problems()
 
     with _transaction(fk) as sessions:
-        admin = PipelineAdmin(sessions)
+        admin = PipelineAdmin(sessions, fk.executor.relocate)
         with _reported_at(""):
             info = admin.create_pipeline(
                 top["name"],

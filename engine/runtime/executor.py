@@ -53,6 +53,9 @@ AfterCommit = Callable[[Sequence[int], Sequence[ExecutionResult]], None]
 
 _UNSET: Any = object()
 
+RELOCATE_CHUNK = 1000
+"""Items moved per statement when a definition change relocates them."""
+
 ATTEMPTS = 5
 """How often a transaction starts again to compile a class version it met first."""
 
@@ -159,6 +162,39 @@ class Executor:
         item = self.writer.load(db, [item_id], lock=Lock.WAIT)[item_id]
         change = Change(item, "", "", None, False, deleted, False, CallLog.NONE, None)
         self.writer.apply(db, [change], actor.user_id, actor.is_system, now)
+
+    def relocate(
+        self,
+        session: Session,
+        item_ids: Sequence[int],
+        stage_id: int,
+        actor: Actor,
+        method: str,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> datetime:
+        """Move items into the stage `stage_id`, in `session`'s transaction and in the order
+        given, each to the end of the stage with a history row under `method`; the time of
+        the moves.
+
+        A definition change moves them (a removed stage's items): no method, guard, handler or
+        automation applies, and deleted items keep their mark. `on_progress` is called with the
+        number moved so far after each chunk.
+        """
+        db = Db.of(session.connection())
+        now: datetime | None = None
+        for start in range(0, len(item_ids), RELOCATE_CHUNK):
+            chunk = item_ids[start : start + RELOCATE_CHUNK]
+            loaded = self.writer.load(db, chunk, lock=Lock.WAIT)
+            if now is None:
+                now = datetime.now(UTC)  # after the rows are locked: history never runs backwards
+            changes = [
+                Change(item, method, None, stage_id, True, item.deleted, False, CallLog.NONE, None)
+                for item in (loaded[i] for i in chunk)
+            ]
+            self.writer.apply(db, changes, actor.user_id, actor.is_system, now)
+            if on_progress is not None:
+                on_progress(start + len(chunk))
+        return now if now is not None else datetime.now(UTC)
 
     # --- running ---------------------------------------------------------------------------
 

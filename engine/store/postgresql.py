@@ -339,7 +339,7 @@ class PostgresqlWriter(Writer):
                 "classes": _ints([c.item.class_id for c in logged]),
                 "accounts": _ints([c.item.account_id for c in logged]),
                 "methods": _ints([index(c.method) for c in logged]),
-                "actions": _ints([index(c.action) for c in logged]),
+                "actions": _ints([None if c.action is None else index(c.action) for c in logged]),
                 "sources": _ints([c.item.stage_id for c in logged]),
                 "changed": _ints([c.to_stage for c in logged]),
                 "logs": _ints([_LOGS[c.log] for c in logged]),

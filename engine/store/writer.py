@@ -103,12 +103,13 @@ class Change:
 
     `to_stage` is the state it changed into (a history row), `moved` whether the item's row
     follows it there; `deleted` is the item's deletion mark afterwards; `dropped` removes the
-    row. A call that changed no state is logged as `log` says. `params` is JSON text.
+    row. A call that changed no state is logged as `log` says. `params` is JSON text. `action` is
+    None for a move no method made (a definition change relocating the item).
     """
 
     item: ItemRecord
     method: str
-    action: str
+    action: str | None
     to_stage: int | None
     moved: bool
     deleted: bool

@@ -62,7 +62,12 @@ from flowkernel.definition.pipelines.specs import (
     stage_codes_for,
     stage_spec,
 )
-from flowkernel.definition.pipelines.stages import REMOVE_STAGE, StageAdmin, StageRemoval
+from flowkernel.definition.pipelines.stages import (
+    REMOVE_STAGE,
+    Relocate,
+    StageAdmin,
+    StageRemoval,
+)
 from flowkernel.definition.pipelines.templates import TemplateAdmin
 from flowkernel.definition.rules import hidden_classes
 from flowkernel.errors import AccessDenied, DuplicateCode, InvalidArgument, InvalidDefinition
@@ -83,8 +88,9 @@ from flowkernel.validation import (
 class PipelineAdmin(StageAdmin, ColumnAdmin, AutomationAdmin, TemplateAdmin):
     """Create, read, edit and remove pipelines and their definitions, per tenant account."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], relocate: Relocate) -> None:
         self._sessions = sessions
+        self._relocate = relocate
 
     # --- pipelines -----------------------------------------------------------------------
 

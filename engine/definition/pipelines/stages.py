@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, func, insert, null, or_, select, update
+from sqlalchemy import delete, null, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowkernel.actors import Actor
@@ -41,7 +41,7 @@ from flowkernel.definition.pipelines.specs import (
 )
 from flowkernel.errors import DuplicateCode, InvalidDefinition, StageNotEmpty
 from flowkernel.store.tables import automations as automation_table
-from flowkernel.store.tables import history, items
+from flowkernel.store.tables import items
 from flowkernel.store.tables import stage_moves as move_table
 from flowkernel.store.tables import stages as stage_table
 from flowkernel.validation import MAX_POSITION, check_bool, check_code, check_int, check_text
@@ -49,8 +49,11 @@ from flowkernel.validation import MAX_POSITION, check_bool, check_code, check_in
 REMOVE_STAGE: Final = "remove_stage"
 """The `method_code` of history rows written when a removed stage's items move."""
 
-_HISTORY_CHUNK: Final = 1000
-"""History rows written per statement when a removed stage's items move."""
+Relocate = Callable[
+    [Session, Sequence[int], int, Actor, str, Callable[[int], None] | None], datetime
+]
+"""Moves items into a stage with a history row each, in the session's transaction, in order
+(the executor's `relocate`, handed in by the facade); the time of the moves."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +75,10 @@ class StageRemoval:
 
 
 class StageAdmin:
-    """The stage operations of `PipelineAdmin`, which sets `_sessions`."""
+    """The stage operations of `PipelineAdmin`, which sets `_sessions` and `_relocate`."""
 
     _sessions: sessionmaker[Session]
+    _relocate: Relocate
 
     def add_stage(
         self,
@@ -249,9 +253,10 @@ class StageAdmin:
     ) -> StageRemoval:
         """Remove a stage; its items (deleted ones too) move to `target` first.
 
-        In one transaction each item moves with a history row (`method_code` "remove_stage"),
-        a fresh `last_stage_changed_at` and an empty checklist state; the target's entry
-        requirements do not apply and no automation fires. Then the stage is soft-deleted,
+        In one transaction each item moves, in board order, through the executor's write path
+        to the end of the target with a history row (`method_code` "remove_stage"), a fresh
+        `last_stage_changed_at` and an empty checklist state; the target's entry requirements
+        do not apply and no automation fires. Then the stage is soft-deleted,
         so history keeps pointing at it; its allowed moves go, and its automations are
         soft-deleted. A stage holding items needs a target (`StageNotEmpty`). `dry_run`
         reports what would move and changes nothing. `on_progress` is called with the number
@@ -289,9 +294,9 @@ class StageAdmin:
                 return report
             if item_ids and dest is None:
                 raise StageNotEmpty(state_code(doomed), len(item_ids), item_ids)
-            now = utc_now()
             if item_ids and dest is not None:
-                _move_all(session, row.id, doomed.id, dest.id, item_ids, actor, now, on_progress)
+                self._relocate(session, item_ids, dest.id, actor, REMOVE_STAGE, on_progress)
+            now = utc_now()
             session.execute(
                 delete(move_table).where(
                     or_(
@@ -328,56 +333,3 @@ def _recompute_sla(session: Session, stage_id: int) -> None:
         .where(items.c.flow_stage_id == stage_id)
         .values(last_stage_changed_at=items.c.last_stage_changed_at)
     )
-
-
-def _move_all(
-    session: Session,
-    pipeline_id: int,
-    from_stage: int,
-    to_stage: int,
-    item_ids: Sequence[int],
-    actor: Actor,
-    now: datetime,
-    on_progress: Callable[[int], None] | None = None,
-) -> None:
-    """Move every item of `from_stage` to the end of `to_stage`, keeping their order."""
-    first = session.execute(
-        select(func.min(items.c.position)).where(items.c.flow_stage_id == from_stage)
-    ).scalar_one()
-    end = session.execute(
-        select(func.coalesce(func.max(items.c.position) + 1, 0)).where(
-            items.c.flow_stage_id == to_stage
-        )
-    ).scalar_one()
-    session.execute(
-        update(items)
-        .where(items.c.flow_stage_id == from_stage)
-        .values(
-            flow_stage_id=to_stage,
-            position=items.c.position + (int(end) - int(first or 0)),
-            last_stage_changed_at=now,
-            checklist_state=null(),
-            version=items.c.version + 1,
-            updated_at=now,
-        )
-    )
-    for start in range(0, len(item_ids), _HISTORY_CHUNK):
-        chunk = item_ids[start : start + _HISTORY_CHUNK]
-        session.execute(
-            insert(history),
-            [
-                {
-                    "flow_item_id": item_id,
-                    "flow_pipeline_id": pipeline_id,
-                    "from_stage_id": from_stage,
-                    "to_stage_id": to_stage,
-                    "moved_by_iam_user_id": actor.user_id,
-                    "moved_at": now,
-                    "method_code": REMOVE_STAGE,
-                    "is_system": actor.is_system,
-                }
-                for item_id in chunk
-            ],
-        )
-        if on_progress is not None:
-            on_progress(start + len(chunk))
