@@ -6,15 +6,17 @@ The run works in a scratch area beside the given database (a schema on PostgreSQ
 SQLite), removed afterwards. It builds a pipeline (four stages, the last with an SLA, an
 automation on every stage entry and on SLA breaches, a watcher on some items) and a kernel
 class, places items, then starts W worker processes that for the given time, on the same
-small set of items: move items (by stage code or id, with and without idempotency keys, and
-replay earlier keys), execute the kernel class's methods, write custom values, assign and
-reorder items, scan for SLA breaches and deliver events. Each worker journals every
-operation that succeeded (one JSON line each). After a final delivery drain the run checks:
+small set of items: move items (by stage code or id, with and without idempotency keys, in
+batches of several items, and replay earlier keys), execute the kernel class's methods, write
+custom values, assign and reorder items, scan for SLA breaches and deliver events. Each worker
+journals every operation that succeeded (one JSON line each). After a final delivery drain the
+run checks:
 
 - per item, history rows = successful state changes + the placement; each row's from-stage
-  is the previous row's to-stage; the item's stage is its last row's to-stage; the history's
-  transitions are the ones the workers were told happened; executions add up (a state change
-  is a history row, a call that changed none a method-call row);
+  is the previous row's to-stage and it is dated no earlier (validity periods never
+  overlap); the item's stage is its last row's to-stage; the history's transitions are the
+  ones the workers were told happened; executions add up (a state change is a history row, a
+  call that changed none a method-call row);
 - each value is the last successful write of its writer; an assignee is one of the last;
 - each idempotency key executed once and every replay returned the first result;
 - no event was delivered twice (by any worker) or logged twice, none is pending or dead;
@@ -53,6 +55,7 @@ from flowkernel import (
     MethodNotAvailable,
     hookimpl,
 )
+from flowkernel.kinds import MOVE_PREFIX
 from flowkernel.snapshots import OutgoingEvent, WatcherNotification
 from flowkernel.store.tables import (
     outbox,
@@ -171,6 +174,15 @@ class Worker:
         self.journal.write(op="move", key=key, **_result(result))
         if key is not None:
             self.keyed.append((call, result, key))
+
+    def batch(self) -> None:
+        chosen = self.rng.sample(self.plan.items, min(3, len(self.plan.items)))
+        methods = [MOVE_PREFIX + self.rng.choice(STAGES) for _ in chosen]
+        done = self.fk.execute_batch(chosen, methods, self.actor, on_error="skip")
+        for result in done.results:
+            self.journal.write(op="move", key=None, **_result(result))
+        for failure in done.failures:
+            self.counts[f"refused:{failure.code}"] += 1
 
     def replay(self) -> None:
         if not self.keyed:

@@ -200,6 +200,11 @@ def _check_history(
                     f"item {item}: a history row from stage {after.from_stage_id} follows one "
                     f"to stage {before.to_stage_id}"
                 )
+            if after.moved_at < before.moved_at:  # validity periods would overlap
+                found.violation(
+                    f"item {item}: a history row dated {after.moved_at.isoformat()} follows one "
+                    f"dated {before.moved_at.isoformat()}"
+                )
         if stage_of.get(item) != chain[-1].to_stage_id:
             found.violation(
                 f"item {item} is in stage {stage_of.get(item)}, its last history row says "

@@ -21,7 +21,8 @@ LAMP: Final = "soak_lamp"
 WATCHER: Final = 900
 SHARED: Final = "shared"
 OPERATIONS: Final = (
-    ("move", 34),
+    ("move", 30),
+    ("batch", 6),
     ("replay", 6),
     ("execute", 20),
     ("value", 18),

@@ -31,6 +31,8 @@ from flowkernel import (
 )
 from flowkernel.benchmarks import soak
 from flowkernel.hookspecs import EventHandler
+from flowkernel.kinds import MOVE_PREFIX
+from flowkernel.store.tables import history as history_table
 from flowkernel.store.tables import items, method_calls
 
 ADMIN = Actor.user(1, soak.ACCOUNT)
@@ -107,6 +109,18 @@ def test_processes_racing_on_the_same_items_lose_no_update(
     assert f"item {moved['item']}: " in problems and "history rows" in problems
     assert "delivered more than once" in problems
     assert "the writer's last successful write was" in problems
+    assert sum(e["counts"].get("batch", 0) for e in entries if e["op"] == "counts") > 0
+    # a history row dated before the row it follows
+    longest = max(plan.items, key=lambda i: len(fk.history(i, ADMIN)))
+    last_row = fk.history(longest, ADMIN)[-1].id
+    with fk.engine.begin() as conn:
+        conn.execute(
+            update(history_table)
+            .where(history_table.c.id == last_row)
+            .values(moved_at=datetime(2000, 1, 1, tzinfo=UTC))
+        )
+    problems = "\n".join(soak.check(fk.engine, plan, entries).violations)
+    assert f"item {longest}: a history row dated 2000-01-01" in problems
     now_in = fk.item(plan.items[0], ADMIN).state_id
     elsewhere = next(sid for sid in plan.stage_ids.values() if sid != now_in)
     with fk.engine.begin() as conn:  # an item's stage no longer its last history row's
@@ -207,7 +221,7 @@ def while_a_move_holds(fk: Flowkernel, gate: Gate, item: int, call: Callable[[],
 
 @pytest.mark.parametrize(
     "operation",
-    ["move", "keyed move", "set_values", "assign", "watch", "delete"],
+    ["move", "keyed move", "batch", "set_values", "assign", "watch", "delete"],
 )
 def test_item_writes_wait_for_a_move_of_their_item_then_apply(
     board: tuple[Flowkernel, Gate, list[int]], operation: str
@@ -216,6 +230,7 @@ def test_item_writes_wait_for_a_move_of_their_item_then_apply(
     calls: dict[str, Callable[[], object]] = {
         "move": lambda: fk.move(card, "c", ADMIN),
         "keyed move": lambda: fk.move(card, "c", ADMIN, idempotency_key="k"),
+        "batch": lambda: fk.execute_batch([card], MOVE_PREFIX + "c", ADMIN),
         "set_values": lambda: fk.items.set_values(card, {"note": "x"}, ADMIN),
         "assign": lambda: fk.items.assign(card, 5, ADMIN),
         "watch": lambda: fk.items.watch(card, 5, ADMIN),
@@ -225,8 +240,11 @@ def test_item_writes_wait_for_a_move_of_their_item_then_apply(
     assert not isinstance(result, Exception), result
     history = fk.history(card, ADMIN)
     assert history[1].to_state == "b"  # the held move committed first
-    if operation.endswith("move"):  # and the waiting move started from its outcome
+    if operation.endswith("move") or operation == "batch":  # it started from the outcome
         assert [(h.from_state, h.to_state) for h in history[1:]] == [("a", "b"), ("b", "c")]
+    # the waiting write took its time once it held the lock: history never runs backwards
+    assert [h.moved_at for h in history] == sorted(h.moved_at for h in history)
+    assert fk.state_at(card, datetime.now(UTC), ADMIN) == fk.item(card, ADMIN).state
 
 
 def test_a_reorder_whose_item_left_its_stage_meanwhile_raises_concurrent_update(
