@@ -6,7 +6,7 @@ methods named like the specs below. Hooks take frozen values, never ORM rows or 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Final, Protocol, runtime_checkable
 
 import pluggy
@@ -72,13 +72,26 @@ class InboxStore(Protocol):
     """What the plugin registered as `inbox` offers: the watchers' stored notifications."""
 
     def entries(
-        self, user_id: int, *, unread_only: bool = False, limit: int = 100
+        self,
+        user_id: int,
+        *,
+        accounts: Collection[int | None] | None,
+        unread_only: bool = False,
+        limit: int = 100,
     ) -> list[InboxEntry]:
-        """The user's notifications, newest first."""
+        """The user's notifications about items of `accounts` (None for a platform item; every
+        account when `accounts` is None), newest first."""
         ...
 
-    def mark_read(self, user_id: int, entry_ids: list[int] | None = None) -> int:
-        """Mark the user's entries (all when `entry_ids` is None) read; how many changed."""
+    def mark_read(
+        self,
+        user_id: int,
+        entry_ids: list[int] | None = None,
+        *,
+        accounts: Collection[int | None] | None,
+    ) -> int:
+        """Mark the user's entries of `accounts` (all of them when `entry_ids` is None) read;
+        how many changed."""
         ...
 
 

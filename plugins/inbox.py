@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import ColumnElement, Engine, insert, or_, select, update
 
 from flowkernel.hookspecs import hookimpl
 from flowkernel.snapshots import InboxEntry, WatcherNotification
@@ -37,10 +38,16 @@ class InboxPlugin:
                 )
 
     def entries(
-        self, user_id: int, *, unread_only: bool = False, limit: int = 100
+        self,
+        user_id: int,
+        *,
+        accounts: Collection[int | None] | None,
+        unread_only: bool = False,
+        limit: int = 100,
     ) -> list[InboxEntry]:
-        """The user's notifications, newest first."""
-        stmt = select(table).where(table.c.iam_user_id == user_id)
+        """The user's notifications about items of `accounts` (every account when None),
+        newest first."""
+        stmt = select(table).where(table.c.iam_user_id == user_id, *_of(accounts))
         if unread_only:
             stmt = stmt.where(table.c.read_at.is_(None))
         with self._db.connect() as conn:
@@ -60,10 +67,30 @@ class InboxPlugin:
             for r in rows
         ]
 
-    def mark_read(self, user_id: int, entry_ids: list[int] | None = None) -> int:
-        """Mark the user's entries (all when `entry_ids` is None) read; how many changed."""
-        stmt = update(table).where(table.c.iam_user_id == user_id, table.c.read_at.is_(None))
+    def mark_read(
+        self,
+        user_id: int,
+        entry_ids: list[int] | None = None,
+        *,
+        accounts: Collection[int | None] | None,
+    ) -> int:
+        """Mark the user's entries of `accounts` (all when `entry_ids` is None) read; how many
+        changed."""
+        stmt = update(table).where(
+            table.c.iam_user_id == user_id, table.c.read_at.is_(None), *_of(accounts)
+        )
         if entry_ids is not None:
             stmt = stmt.where(table.c.id.in_(entry_ids))
         with self._db.begin() as conn:
             return conn.execute(stmt.values(read_at=datetime.now(UTC))).rowcount
+
+
+def _of(accounts: Collection[int | None] | None) -> list[ColumnElement[bool]]:
+    """The condition that an entry is about an item of `accounts` (none: every account)."""
+    if accounts is None:
+        return []
+    numbered = [a for a in accounts if a is not None]
+    either = [table.c.iam_account_id.in_(numbered)]
+    if None in accounts:
+        either.append(table.c.iam_account_id.is_(None))
+    return [or_(*either)]

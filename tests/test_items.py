@@ -87,7 +87,7 @@ class Board:
 def make_board(
     fk: Flowkernel,
     code: str = "sales",
-    account: int = ACCOUNT,
+    account: int | None = ACCOUNT,
     *,
     checklists: dict[str, list[dict[str, Any]]] | None = None,
     required: dict[str, list[str]] | None = None,
@@ -742,7 +742,7 @@ def test_inbox_is_private_and_marks_read(fk: Flowkernel) -> None:
     item_id = place(fk, board, 1)
     other_item = place(fk, other_board, 1, MALLORY)
     fk.items.watch(item_id, 2, ALICE)
-    fk.items.watch(other_item, 2, MALLORY)
+    fk.items.watch(other_item, 2, MALLORY)  # user 2 of the other account: someone else
     fk.move(item_id, "qualified", ALICE)
     fk.move(item_id, "proposal", ALICE)
     fk.move(other_item, "qualified", MALLORY)
@@ -754,16 +754,51 @@ def test_inbox_is_private_and_marks_read(fk: Flowkernel) -> None:
     assert db_state(fk, item_id) == before
 
     mine = fk.items.inbox(2, BOB)
-    assert len(mine) == 3 and all(e.read_at is None for e in mine)
-    assert len(fk.items.inbox(2, SYSTEM)) == 3
+    assert [e.item_id for e in mine] == [item_id, item_id]
+    assert all(e.read_at is None for e in mine)
+    namesake = Actor.user(2, OTHER)
+    assert [e.item_id for e in fk.items.inbox(2, namesake)] == [other_item]
+    assert len(fk.items.inbox(2, SYSTEM)) == 3  # the platform's system actor: every account
     # a system actor confined to an account sees and marks only that account's entries
     confined = Actor.system(ACCOUNT)
     assert {e.item_id for e in fk.items.inbox(2, confined)} == {item_id}
     assert fk.items.mark_read(2, confined) == 2
-    assert [e.item_id for e in fk.items.inbox(2, BOB, unread_only=True)] == [other_item]
-    assert fk.items.mark_read(2, BOB, [mine[0].id]) == 1  # newest first: other_item's entry
     assert fk.items.inbox(2, BOB, unread_only=True) == []
+    assert [e.item_id for e in fk.items.inbox(2, namesake, unread_only=True)] == [other_item]
+    assert fk.items.mark_read(2, BOB, [e.id for e in fk.items.inbox(2, namesake)]) == 0
+    assert fk.items.mark_read(2, namesake) == 1
     assert fk.items.mark_read(2, BOB) == 0
+
+
+def test_an_inbox_is_one_user_of_one_account(fk: Flowkernel) -> None:
+    board = make_board(fk)
+    item_id = place(fk, board, 1)
+    fk.items.watch(item_id, 1, ALICE)
+    fk.move(item_id, "qualified", ALICE)
+    stranger = Actor.user(1, 99)  # user 1 of another account
+    assert fk.items.inbox(1, stranger) == []
+    entry = fk.items.inbox(1, ALICE)[0]
+    before = db_state(fk, item_id)
+    assert fk.items.mark_read(1, stranger) == 0
+    assert fk.items.mark_read(1, stranger, [entry.id]) == 0
+    assert db_state(fk, item_id) == before
+    assert fk.items.inbox(1, ALICE, unread_only=True) == [entry]
+
+
+def test_an_item_of_no_account_is_watched_by_platform_users(fk: Flowkernel) -> None:
+    platform = make_board(fk, "platform", None)
+    item_id = place(fk, platform, 1, SYSTEM)
+    before = db_state(fk, item_id)
+    with pytest.raises(AccessDenied) as refused:
+        fk.items.watch(item_id, 1, ALICE)
+    assert "platform users" in refused.value.message
+    with pytest.raises(AccessDenied):
+        fk.items.watch(item_id, 1, Actor.system(ACCOUNT))
+    assert db_state(fk, item_id) == before
+    assert fk.items.watch(item_id, 7, SYSTEM)
+    fk.move(item_id, "qualified", SYSTEM)
+    assert [e.item_id for e in fk.items.inbox(7, Actor.user(7, None))] == [item_id]
+    assert fk.items.inbox(7, Actor.user(7, ACCOUNT)) == []
 
 
 def test_inbox_needs_the_inbox_plugin(fk: Flowkernel) -> None:

@@ -259,7 +259,7 @@ def test_watchers_are_notified_of_a_breach(fk: Flowkernel) -> None:
     assert report.fired == (item,) and report.events == 2
     inbox = fk.plugin_manager.get_plugin("inbox")
     for user in (5, 6):
-        entries = inbox.entries(user)
+        entries = inbox.entries(user, accounts=None)
         assert [(e.item_id, e.trigger) for e in entries] == [(item, "sla_breached")]
         assert "past its SLA in Lead" in entries[0].message
     assert fk.queries.events(ALICE) == []  # notifications are not automation events

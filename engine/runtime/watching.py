@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pluggy
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowkernel.access import EXECUTE, VISIBLE
@@ -18,7 +18,6 @@ from flowkernel.errors import (
 from flowkernel.hookspecs import InboxStore
 from flowkernel.runtime.item_rows import check_user, load_item, refuse_deleted
 from flowkernel.snapshots import InboxEntry
-from flowkernel.store.tables import inbox as inbox_table
 from flowkernel.store.tables import watchers
 from flowkernel.store.writer import Writer
 from flowkernel.validation import check_bool, check_id, check_int
@@ -37,11 +36,19 @@ class Watching:
     # --- watchers ------------------------------------------------------------------------
 
     def watch(self, item_id: int, user_id: int, actor: Actor) -> bool:
-        """Make a user watch the item; whether they were not watching it yet."""
+        """Make a user of the item's account watch the item; whether they were not watching it
+        yet. Users are known by (account, user id): the watcher is user `user_id` of the item's
+        account, and an item of no account is watched by platform users only."""
         check_user(user_id)
         with self._sessions.begin() as session:
             row = load_item(session, item_id, actor, lock=False, permission=EXECUTE)
             refuse_deleted(row)
+            if row.iam_account_id is None and actor.account_id is not None:
+                raise AccessDenied(
+                    f"item {row.id} belongs to no account, so its watchers are platform users; "
+                    f"an actor of account {actor.account_id} cannot add one",
+                    item_id=row.id,
+                )
             conn = session.connection()
             stmt = (
                 self._writer.upsert(watchers)
@@ -82,17 +89,20 @@ class Watching:
     def inbox(
         self, user_id: int, actor: Actor, *, unread_only: bool = False, limit: int = 100
     ) -> list[InboxEntry]:
-        """A user's watcher notifications, newest first; only their own unless system actor."""
+        """A user's watcher notifications, newest first: a user reads their own, about items of
+        their account; a system actor reads a user's of its account (the platform's system
+        actor, of every account)."""
         check_user(user_id)
         check_bool("unread_only", unread_only, error=InvalidArgument)
         check_int("limit", limit, minimum=1, maximum=MAX_INBOX, error=InvalidArgument)
         plugin = self._inbox_for(user_id, actor)
-        entries = plugin.entries(user_id, unread_only=unread_only, limit=limit)
-        allowed = self._reachable_entries(actor, [e.id for e in entries])
-        return [e for e in entries if allowed is None or e.id in allowed]
+        return plugin.entries(
+            user_id, accounts=_accounts(actor), unread_only=unread_only, limit=limit
+        )
 
     def mark_read(self, user_id: int, actor: Actor, entry_ids: Sequence[int] | None = None) -> int:
-        """Mark a user's notifications read (all when `entry_ids` is None); how many changed."""
+        """Mark a user's notifications read (all when `entry_ids` is None), of the accounts
+        `inbox` reads; how many changed."""
         check_user(user_id)
         if entry_ids is not None:
             if isinstance(entry_ids, str | bytes) or not isinstance(entry_ids, Sequence):
@@ -104,12 +114,7 @@ class Watching:
                 check_id("entry_ids", entry_id)
         plugin = self._inbox_for(user_id, actor)
         ids = None if entry_ids is None else list(entry_ids)
-        if actor.is_system and actor.account_id is not None:
-            if ids is None:
-                ids = [e.id for e in plugin.entries(user_id, unread_only=True, limit=1_000_000)]
-            reachable = self._reachable_entries(actor, ids)
-            ids = [i for i in ids if reachable is None or i in reachable]
-        return plugin.mark_read(user_id, ids)
+        return plugin.mark_read(user_id, ids, accounts=_accounts(actor))
 
     def _inbox_for(self, user_id: int, actor: Actor) -> InboxStore:
         if not actor.is_system and actor.user_id != user_id:
@@ -123,23 +128,11 @@ class Watching:
             raise UnknownDefinition("plugin", "inbox", "the plugin manager", known)
         return plugin
 
-    def _reachable_entries(self, actor: Actor, ids: list[int]) -> set[int] | None:
-        """Of `ids`, the entries about accounts the actor reaches (None: every entry)."""
-        if not (actor.is_system and actor.account_id is not None):
-            return None
-        if not ids:
-            return set()
-        with self._sessions.begin() as session:
-            return set(
-                session.connection()
-                .execute(
-                    select(inbox_table.c.id).where(
-                        inbox_table.c.id.in_(ids),
-                        or_(
-                            inbox_table.c.iam_account_id == actor.account_id,
-                            inbox_table.c.iam_account_id.is_(None),
-                        ),
-                    )
-                )
-                .scalars()
-            )
+
+def _accounts(actor: Actor) -> tuple[int | None] | None:
+    """The accounts whose notifications an actor reads in an inbox: a user's are those of the
+    user's account, a user being known by (account, user id); every account for the platform's
+    system actor."""
+    if actor.is_system and actor.account_id is None:
+        return None
+    return (actor.account_id,)
