@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Final
 
+from flowkernel.previews import preview
+
 if TYPE_CHECKING:
     from flowkernel.actors import (
         SYSTEM as SYSTEM,
@@ -315,7 +317,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'flowkernel' has no attribute {name!r}")
+        raise AttributeError(f"module 'flowkernel' has no attribute {preview(name)}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

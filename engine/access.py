@@ -24,6 +24,7 @@ from typing import Final
 
 from flowkernel.actors import Actor
 from flowkernel.errors import AccessDenied
+from flowkernel.previews import preview
 
 EXECUTE: Final = "execute"
 VISIBLE: Final = "visible"
@@ -65,7 +66,8 @@ def check_class(rules: Iterable[AccessRule], actor: Actor, permission: str, name
         return
     doing = "change" if permission == EXECUTE else "see"
     raise AccessDenied(
-        f"an access rule of {name} denies {rule.subject_kind} {rule.subject!r} the {permission} "
+        f"an access rule of {name} denies {rule.subject_kind} {preview(rule.subject)} the "
+        f"{permission} "
         f"permission: this actor may not {doing} its items or its definition; ask for an access "
         "rule that allows it",
         permission=permission,

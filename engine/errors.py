@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from flowkernel.previews import preview
+
 
 class FlowkernelError(Exception):
     """Base of every error Flowkernel raises on purpose."""
@@ -43,7 +45,7 @@ class UnknownDefinition(DefinitionError):
         self.known = tuple(known)
         where = f" in {scope}" if scope else ""
         hint = f"; known: {', '.join(self.known)}" if self.known else ""
-        super().__init__(f"unknown {kind} {key!r}{where}{hint}")
+        super().__init__(f"unknown {kind} {preview(key)}{where}{hint}")
 
 
 class DuplicateCode(DefinitionError):
@@ -54,7 +56,7 @@ class DuplicateCode(DefinitionError):
     def __init__(self, kind: str, key: str, scope: str) -> None:
         self.kind = kind
         self.key = key
-        super().__init__(f"{kind} {key!r} already exists in {scope}; choose another code")
+        super().__init__(f"{kind} {preview(key)} already exists in {scope}; choose another code")
 
 
 class ForeignReference(DefinitionError):
@@ -68,8 +70,8 @@ class ForeignReference(DefinitionError):
         self.owner = owner
         self.expected = expected
         super().__init__(
-            f"{kind} {key!r} belongs to class {owner!r}, not {expected!r}; "
-            f"use a {kind} of {expected!r}"
+            f"{kind} {preview(key)} belongs to class {preview(owner)}, not {preview(expected)}; "
+            f"use a {kind} of {preview(expected)}"
         )
 
 
@@ -84,7 +86,7 @@ class DuplicateTransition(DefinitionError):
         self.existing = existing
         src = state or "any state"
         super().__init__(
-            f"method {method!r} from {src} already leads to {existing!r}; "
+            f"method {preview(method)} from {src} already leads to {preview(existing)}; "
             "a method has at most one target per state: edit or delete that transition"
         )
 
@@ -98,7 +100,7 @@ class UnknownHandler(DefinitionError):
         self.handler = handler
         self.known = tuple(sorted(known))
         super().__init__(
-            f"no plugin provides the handler {handler!r}; register a plugin that does "
+            f"no plugin provides the handler {preview(handler)}; register a plugin that does "
             f"(known handlers: {', '.join(self.known)})"
         )
 
@@ -113,11 +115,13 @@ class AbstractClassError(DefinitionError):
         self.items = items
         if items:
             msg = (
-                f"class {class_code!r} holds {items} item(s) and cannot become abstract; "
+                f"class {preview(class_code)} holds {items} item(s) and cannot become abstract; "
                 "move or drop them first"
             )
         else:
-            msg = f"class {class_code!r} is abstract and holds no items; place into a subclass"
+            msg = (
+                f"class {preview(class_code)} is abstract and holds no items; place into a subclass"
+            )
         super().__init__(msg)
 
 
@@ -140,7 +144,7 @@ class DefinitionInUse(DefinitionError):
     def __init__(self, kind: str, key: str, users: str) -> None:
         self.kind = kind
         self.key = key
-        super().__init__(f"{kind} {key!r} is still used by {users}; remove those first")
+        super().__init__(f"{kind} {preview(key)} is still used by {users}; remove those first")
 
 
 class DefinitionWarning(UserWarning):
@@ -177,7 +181,7 @@ class ItemNotFound(ExecutionError):
 
     def __init__(self, item_id: object) -> None:
         self.item_id = item_id
-        super().__init__(f"no item {item_id!r}; check the id and the account")
+        super().__init__(f"no item {preview(item_id)}; check the id and the account")
 
 
 class ObjectAlreadyPlaced(ExecutionError):
@@ -191,7 +195,8 @@ class ObjectAlreadyPlaced(ExecutionError):
         self.object_id = object_id
         self.item_id = item_id
         super().__init__(
-            f"{object_type} {object_id} is already in class {class_code!r} as item {item_id}; "
+            f"{object_type} {object_id} is already in class {preview(class_code)} as item "
+            f"{item_id}; "
             "execute a method on that item instead"
         )
 
@@ -208,7 +213,8 @@ class MethodNotAvailable(ExecutionError):
         listed = ", ".join(self.available) or "none"
         tail = f"; {hint}" if hint else ""
         super().__init__(
-            f"method {method!r} is not available in state {state!r}; available there: "
+            f"method {preview(method)} is not available in state {preview(state)}; available "
+            f"there: "
             f"{listed}{tail}"
         )
 
@@ -222,7 +228,7 @@ class ItemNotDeleted(ExecutionError):
         self.item_id = item_id
         self.state = state
         super().__init__(
-            f"item {item_id} is in state {state!r}, not deleted; execute delete before drop"
+            f"item {item_id} is in state {preview(state)}, not deleted; execute delete before drop"
         )
 
 
@@ -252,7 +258,8 @@ class MethodHidden(MethodNotAvailable, AccessDenied):
         listed = ", ".join(self.available) or "none"
         FlowkernelError.__init__(
             self,
-            f"method {method!r} is not available in state {state!r}: it is {reason}, for the "
+            f"method {preview(method)} is not available in state {preview(state)}: it is "
+            f"{reason}, for the "
             f"system actor or a user or group an access rule allows; available there: {listed}",
         )
 
@@ -277,7 +284,8 @@ class IdempotencyKeyReused(ExecutionError):
         self.item_id = item_id
         self.method = method
         super().__init__(
-            f"idempotency key {key!r} already served another request ({method!r} on item "
+            f"idempotency key {preview(key)} already served another request ({preview(method)} "
+            f"on item "
             f"{item_id}); a retry must repeat the first request exactly, a new request needs a "
             "new key"
         )
@@ -294,7 +302,8 @@ class HandlerFailed(ExecutionError):
         self.item_id = item_id
         self.cause = repr(cause)
         super().__init__(
-            f"handler {handler!r} failed while executing {method!r} on item {item_id}: "
+            f"handler {preview(handler)} failed while executing {preview(method)} on item "
+            f"{item_id}: "
             f"{cause!r}; nothing was changed"
         )
 
@@ -308,7 +317,7 @@ class InvalidValue(ExecutionError):
         self.column = column
         self.value = value
         self.expected = expected
-        super().__init__(f"column {column!r} refuses {value!r}: expected {expected}")
+        super().__init__(f"column {preview(column)} refuses {preview(value)}: expected {expected}")
 
 
 class InvalidValues(InvalidValue):
@@ -333,7 +342,7 @@ class RequirementMissing(ExecutionError):
         self.stage = stage
         self.missing = tuple(missing)
         names = ", ".join(f"{name} ({label})" for name, label in self.missing)
-        super().__init__(f"cannot enter stage {stage!r}: fill {names} first")
+        super().__init__(f"cannot enter stage {preview(stage)}: fill {names} first")
 
 
 class ChecklistIncomplete(ExecutionError):
@@ -345,7 +354,7 @@ class ChecklistIncomplete(ExecutionError):
         self.stage = stage
         self.open_items = tuple(open_items)
         names = ", ".join(f"{key} ({label})" for key, label in self.open_items)
-        super().__init__(f"cannot leave stage {stage!r}: complete {names} first")
+        super().__init__(f"cannot leave stage {preview(stage)}: complete {names} first")
 
 
 class MoveNotAllowed(ExecutionError):
@@ -362,7 +371,8 @@ class MoveNotAllowed(ExecutionError):
         self.allowed = tuple(allowed)
         targets = ", ".join(self.allowed) or "none"
         super().__init__(
-            f"moving from {from_stage!r} to {to_stage!r} is refused: {reason}; allowed from "
+            f"moving from {preview(from_stage)} to {preview(to_stage)} is refused: {reason}; "
+            f"allowed from "
             f"here: {targets} (the system actor may move anywhere)"
         )
 
@@ -422,9 +432,10 @@ class DatabaseNotMigrated(DatabaseError):
         self.url = url
         self.current = current
         self.head = head
-        at = f"at revision {current!r}" if current else "not migrated"
+        at = f"at revision {preview(current)}" if current else "not migrated"
         super().__init__(
-            f"database {url} is {at}, this version needs {head!r}; run `flowkernel db upgrade`"
+            f"database {url} is {at}, this version needs {preview(head)}; run `flowkernel db "
+            f"upgrade`"
         )
 
 
@@ -460,7 +471,7 @@ class StageNotEmpty(DefinitionInUse):
         # The message differs from DefinitionInUse's: the next step is a target, not a removal.
         FlowkernelError.__init__(
             self,
-            f"stage {stage!r} holds {count} item(s); name a target stage to move them to "
+            f"stage {preview(stage)} holds {count} item(s); name a target stage to move them to "
             "while removing it (a dry run lists them)",
         )
 
@@ -487,7 +498,7 @@ class ColumnInactive(ExecutionError):
         self.column = column
         self.pipeline = pipeline
         super().__init__(
-            f"column {column!r} of pipeline {pipeline!r} is inactive; "
+            f"column {preview(column)} of pipeline {preview(pipeline)} is inactive; "
             "activate it before writing values"
         )
 

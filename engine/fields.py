@@ -35,6 +35,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Protocol
 
 from flowkernel.errors import InvalidValue, UnknownDefinition
+from flowkernel.previews import preview
 
 TEXT: Final = "text"
 NUMBER: Final = "number"
@@ -104,14 +105,14 @@ def expected(column: FieldColumn) -> str:
             "valid JSON: a JSON text, or a value of dicts with string keys, lists, strings, "
             "finite numbers, booleans and nulls"
         )
-    raise UnknownDefinition("field type", kind, f"column {column.name!r}", FIELD_TYPES)
+    raise UnknownDefinition("field type", kind, f"column {preview(column.name)}", FIELD_TYPES)
 
 
 def normalize(column: FieldColumn, value: object) -> str:
     """The canonical stored text of `value` for `column`; `InvalidValue` when it does not fit."""
     kind = column.field_type
     if kind not in FIELD_TYPES:
-        raise UnknownDefinition("field type", kind, f"column {column.name!r}", FIELD_TYPES)
+        raise UnknownDefinition("field type", kind, f"column {preview(column.name)}", FIELD_TYPES)
     if value is None:
         raise InvalidValue(column.name, None, f"{expected(column)}; to empty it, clear the value")
     if isinstance(value, str) and len(value) > MAX_VALUE_BYTES:

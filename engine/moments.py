@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flowkernel.errors import InvalidArgument
+from flowkernel.previews import preview
 
 
 def utc_moment(value: datetime | None, name: str = "now") -> datetime:
@@ -12,5 +13,5 @@ def utc_moment(value: datetime | None, name: str = "now") -> datetime:
     if value is None:
         return datetime.now(UTC)
     if not isinstance(value, datetime):
-        raise InvalidArgument(f"{name} must be a datetime, not {value!r}", **{name: value})
+        raise InvalidArgument(f"{name} must be a datetime, not {preview(value)}", **{name: value})
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from flowkernel import hookspecs
 from flowkernel.errors import InvalidArgument, InvalidDefinition
 from flowkernel.hookspecs import PROJECT, EventHandler
+from flowkernel.previews import preview
 
 BUILTIN: Final = ("lifecycle", "flowkernel.plugins.lifecycle")
 """The standard handlers of the default lifecycle: registered in every plugin manager."""
@@ -34,7 +35,7 @@ def load_plugin(spec: str) -> object:
         return getattr(module, attribute) if attribute else module
     except (ImportError, AttributeError, ValueError) as exc:
         raise InvalidArgument(
-            f"plugin {spec!r} cannot be loaded ({exc}); name an importable module, or "
+            f"plugin {preview(spec)} cannot be loaded ({exc}); name an importable module, or "
             "module:attribute",
             plugin=spec,
         ) from exc
@@ -69,8 +70,8 @@ def collect_handlers(pm: pluggy.PluginManager) -> Mapping[str, EventHandler]:
         for name, handler in provided.items():
             if name in handlers:
                 raise InvalidDefinition(
-                    f"handler {name!r} is provided by both {owners[name]!r} and "
-                    f"{impl.plugin_name!r}; unregister one of them",
+                    f"handler {preview(name)} is provided by both {preview(owners[name])} and "
+                    f"{preview(impl.plugin_name)}; unregister one of them",
                     handler=name,
                 )
             handlers[name] = handler

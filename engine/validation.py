@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from flowkernel.errors import InvalidArgument, InvalidDefinition, InvalidDocument
+from flowkernel.previews import preview
 
 MIN_ID: Final = -(2**63)
 MAX_ID: Final = 2**63 - 1
@@ -62,7 +63,7 @@ def check_id(name: str, value: object, *, error: Error = InvalidArgument) -> int
         return value
     if isinstance(value, int) and not isinstance(value, bool) and MIN_ID <= value <= MAX_ID:
         return int(value)
-    raise error(f"{name} must be a 64-bit integer id, not {_shown(value)}", **{name: value})
+    raise error(f"{name} must be a 64-bit integer id, not {preview(value)}", **{name: value})
 
 
 def check_item_id(value: object) -> int:
@@ -91,7 +92,7 @@ def check_code(
     if isinstance(code, str) and len(code) <= max_length and _CODE.fullmatch(code):
         return code
     raise error(
-        f"{kind} code {_shown(code)} must be 1-{max_length} ASCII letters, digits or '_', "
+        f"{kind} code {preview(code)} must be 1-{max_length} ASCII letters, digits or '_', "
         "starting with a letter",
         kind=kind,
         key=code,
@@ -104,7 +105,7 @@ def check_key(kind: str, value: object, *, error: Error = InvalidDefinition) -> 
     if isinstance(value, str) and storable(value):
         return value
     raise error(
-        f"a {kind} is named by its code, a string without NUL characters, not {_shown(value)}",
+        f"a {kind} is named by its code, a string without NUL characters, not {preview(value)}",
         kind=kind,
         key=value,
     )
@@ -121,19 +122,19 @@ def check_text(
     """A string of at most `max_length` characters a database can store (no NUL, no lone
     surrogate); a blank one only with `empty`."""
     if not isinstance(value, str):
-        raise error(f"{name} must be a string, not {_shown(value)}", **{name: value})
+        raise error(f"{name} must be a string, not {preview(value)}", **{name: value})
     if not empty and not value.strip():
         raise error(f"{name} must not be empty or blank", **{name: value})
     if len(value) > max_length:
         raise error(
             f"{name} is {len(value)} characters long; the limit is {max_length}",
-            **{name: _shown(value)},
+            **{name: preview(value)},
         )
     if not storable(value):
         raise error(
             f"{name} holds a NUL character or a lone surrogate, which cannot be stored: "
-            f"{_shown(value)}",
-            **{name: _shown(value)},
+            f"{preview(value)}",
+            **{name: preview(value)},
         )
     return value
 
@@ -155,7 +156,7 @@ def check_bool(name: str, value: object, *, error: Error = InvalidDefinition) ->
     """`value` if it is True or False (not 0, 1 or "yes")."""
     if value is True or value is False:
         return value
-    raise error(f"{name} must be True or False, not {_shown(value)}", **{name: value})
+    raise error(f"{name} must be True or False, not {preview(value)}", **{name: value})
 
 
 def check_int(
@@ -170,7 +171,7 @@ def check_int(
     if isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum:
         return int(value)
     raise error(
-        f"{name} must be an integer from {minimum} to {maximum}, not {_shown(value)}",
+        f"{name} must be an integer from {minimum} to {maximum}, not {preview(value)}",
         **{name: value},
     )
 
@@ -202,20 +203,20 @@ def check_params(
         return None
     if not isinstance(params, Mapping):
         raise error(
-            f"{name} must be a mapping of names to JSON values, not {_shown(params)}",
+            f"{name} must be a mapping of names to JSON values, not {preview(params)}",
             **{name: params},
         )
     problem = _json_problem(params)
     if problem is not None:
-        raise error(f"{name} is not storable JSON: {problem}", **{name: _shown(params)})
+        raise error(f"{name} is not storable JSON: {problem}", **{name: preview(params)})
     try:
         size = len(json.dumps(params, ensure_ascii=False, allow_nan=False).encode())
     except (TypeError, ValueError, RecursionError) as exc:  # what the walk above let through
-        raise error(f"{name} is not JSON: {exc}", **{name: _shown(params)}) from None
+        raise error(f"{name} is not JSON: {exc}", **{name: preview(params)}) from None
     if size > MAX_PARAMS_BYTES:
         raise error(
             f"{name} takes {size} bytes of JSON; the limit is {MAX_PARAMS_BYTES}",
-            **{name: _shown(params)},
+            **{name: preview(params)},
         )
     return dict(params)
 
@@ -223,7 +224,7 @@ def check_params(
 def check_document_text(text: object) -> str:
     """The text of a class or pipeline document: a string of at most `MAX_DOCUMENT` characters."""
     if not isinstance(text, str):
-        raise InvalidDocument("", f"a document is YAML or JSON text, not {_shown(text)}")
+        raise InvalidDocument("", f"a document is YAML or JSON text, not {preview(text)}")
     if len(text) > MAX_DOCUMENT:
         raise InvalidDocument(
             "", f"the document is {len(text)} characters long; the limit is {MAX_DOCUMENT}"
@@ -257,32 +258,23 @@ def _json_problem(document: object) -> str | None:
             continue
         if isinstance(node, str):
             if not storable(node):
-                return f"the string {_shown(node)} holds a NUL character or a lone surrogate"
+                return f"the string {preview(node)} holds a NUL character or a lone surrogate"
         elif isinstance(node, int):
             if node.bit_length() > 1000:
                 return "an integer of more than 1000 bits"
         elif isinstance(node, float):
             if not math.isfinite(node):
-                return f"{node!r} is not a JSON number"
+                return f"{preview(node)} is not a JSON number"
         elif isinstance(node, list | tuple):
             stack.extend((child, depth + 1) for child in node)
         elif isinstance(node, Mapping):
             for key, child in node.items():
                 if not isinstance(key, str) or not storable(key):
-                    return f"the key {_shown(key)} is not a storable string"
+                    return f"the key {preview(key)} is not a storable string"
                 stack.append((child, depth + 1))
         else:
-            return f"{type(node).__name__} {_shown(node)} is not a JSON value"
+            return f"{type(node).__name__} {preview(node)} is not a JSON value"
     return None
-
-
-def _shown(value: object) -> str:
-    """`repr(value)`, cut short so that a huge value keeps the message readable."""
-    try:
-        text = repr(value)
-    except Exception:  # a caller's object whose repr fails still gets a message
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 200 else f"{text[:80]}... ({len(text)} characters)"
 
 
 __all__ = [

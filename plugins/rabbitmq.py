@@ -28,6 +28,7 @@ from flowkernel.plugins.messages import (
     notification_message,
     notification_name,
 )
+from flowkernel.previews import preview
 from flowkernel.snapshots import OutgoingEvent, WatcherNotification
 
 DEFAULT_URL: Final = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -57,12 +58,17 @@ class RabbitMQPlugin:
         notifications: bool = False,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("amqp://", "amqps://")):
-            raise InvalidArgument(f"url must be an amqp:// or amqps:// URL, not {url!r}", url=url)
+            raise InvalidArgument(
+                f"url must be an amqp:// or amqps:// URL, not {preview(url)}", url=url
+            )
         if not isinstance(exchange, str):
-            raise InvalidArgument(f"exchange must be a string, not {exchange!r}", exchange=exchange)
+            raise InvalidArgument(
+                f"exchange must be a string, not {preview(exchange)}", exchange=exchange
+            )
         if exchange_type not in EXCHANGE_TYPES:
             raise InvalidArgument(
-                f"exchange_type must be one of {', '.join(EXCHANGE_TYPES)}, not {exchange_type!r}",
+                f"exchange_type must be one of {', '.join(EXCHANGE_TYPES)}, not "
+                f"{preview(exchange_type)}",
                 exchange_type=exchange_type,
             )
         if (
@@ -71,7 +77,9 @@ class RabbitMQPlugin:
             or not math.isfinite(timeout)
             or timeout <= 0
         ):
-            raise InvalidArgument(f"timeout must be seconds > 0, not {timeout!r}", timeout=timeout)
+            raise InvalidArgument(
+                f"timeout must be seconds > 0, not {preview(timeout)}", timeout=timeout
+            )
         self.url = url
         self.exchange = exchange
         self.exchange_type = exchange_type
@@ -120,7 +128,7 @@ class RabbitMQPlugin:
             timestamp=int(time.time()),
             headers=headers,
         )
-        target = f"rabbitmq exchange {self.exchange!r}"
+        target = f"rabbitmq exchange {preview(self.exchange)}"
         with self._lock:
             try:
                 channel = self._open()
@@ -129,7 +137,7 @@ class RabbitMQPlugin:
                 )
             except pika.exceptions.UnroutableError:
                 raise DeliveryFailed(
-                    target, event_id, f"no queue is bound for routing key {routing_key!r}"
+                    target, event_id, f"no queue is bound for routing key {preview(routing_key)}"
                 ) from None
             except pika.exceptions.NackError:
                 raise DeliveryFailed(target, event_id, "the broker refused the message") from None

@@ -32,6 +32,7 @@ from flowkernel.plugins.messages import (
     notification_message,
     notification_name,
 )
+from flowkernel.previews import preview
 from flowkernel.snapshots import OutgoingEvent, WatcherNotification
 
 SIGNATURE_HEADER: Final = "X-Flowkernel-Signature"
@@ -69,9 +70,9 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 def _check_url(url: object) -> str:
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
-        raise InvalidArgument(f"webhook url must be an http(s) URL, not {url!r}", url=url)
+        raise InvalidArgument(f"webhook url must be an http(s) URL, not {preview(url)}", url=url)
     if not urlsplit(url).hostname:
-        raise InvalidArgument(f"webhook url {url!r} has no host", url=url)
+        raise InvalidArgument(f"webhook url {preview(url)} has no host", url=url)
     return url
 
 
@@ -101,7 +102,9 @@ class WebhookPlugin:
             or not math.isfinite(timeout)
             or timeout <= 0
         ):
-            raise InvalidArgument(f"timeout must be seconds > 0, not {timeout!r}", timeout=timeout)
+            raise InvalidArgument(
+                f"timeout must be seconds > 0, not {preview(timeout)}", timeout=timeout
+            )
         chosen: list[WebhookRoute] = []
         if url is not None:
             chosen.append(WebhookRoute("*", _check_url(url)))
@@ -109,13 +112,13 @@ class WebhookPlugin:
             if not isinstance(route, WebhookRoute):
                 if not isinstance(route, tuple) or len(route) != 2:
                     raise InvalidArgument(
-                        f"a route is a WebhookRoute or a (pattern, url) pair, not {route!r}",
+                        f"a route is a WebhookRoute or a (pattern, url) pair, not {preview(route)}",
                         route=route,
                     )
                 route = WebhookRoute(*route)
             if not isinstance(route.pattern, str) or not route.pattern:
                 raise InvalidArgument(
-                    f"a route pattern must be a non-empty string, not {route.pattern!r}",
+                    f"a route pattern must be a non-empty string, not {preview(route.pattern)}",
                     pattern=route.pattern,
                 )
             chosen.append(WebhookRoute(route.pattern, _check_url(route.url)))

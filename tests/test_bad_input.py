@@ -45,10 +45,11 @@ from sweep import (
     snapshot,
 )
 
-from flowkernel import Actor, Flowkernel, FlowkernelError, StageSpec
+from flowkernel import Actor, Flowkernel, FlowkernelError, InvalidArgument, StageSpec
 from flowkernel.definition.pipelines.admin import MAX_OPTIONS
 from flowkernel.documents.classes import CLASS_KEYS
 from flowkernel.documents.pipelines import PIPELINE_KEYS
+from flowkernel.previews import preview
 from flowkernel.runtime.batch import MAX_BATCH
 from flowkernel.runtime.scope import MAX_PAGE
 from flowkernel.runtime.watching import MAX_INBOX
@@ -152,6 +153,15 @@ def sized(low: int, high: int) -> st.SearchStrategy[str]:
     return st.integers(low, high).map(lambda n: "x" * n)
 
 
+def _deep(wrap: Callable[[Any], Any], depth: int = 5_000) -> Any:
+    value: Any = None
+    for _ in range(depth):
+        value = wrap(value)
+    return value
+
+
+DEEP = (_deep(lambda inner: [inner]), _deep(lambda inner: {"a": inner}))
+
 NOTHING = Bad(st.nothing())
 NONE = Bad(st.none(), (None,))
 BOOLS = Bad(st.booleans(), (True, False))
@@ -166,9 +176,10 @@ OTHER = Bad(
         st.complex_numbers(max_magnitude=1e6),
         st.dates(),
     ),
-    (1.5, math.nan, math.inf, b"\x00", [1], {"a": 1}, frozenset({1}), Opaque()),
+    (1.5, math.nan, math.inf, b"\x00", [1], {"a": 1}, frozenset({1}), Opaque(), *DEEP),
 )
-"""Values that are neither strings, integers, booleans nor None."""
+"""Values that are neither strings, integers, booleans nor None (among them a list and a
+mapping nested too deep for `repr`)."""
 WIDE = Bad(
     st.one_of(st.integers(min_value=MAX_ID + 1), st.integers(max_value=MIN_ID - 1)),
     (MAX_ID + 1, 2**70, MIN_ID - 1),
@@ -1123,6 +1134,17 @@ def public_operations() -> set[str]:
             if n[0] != "_" and n != "class_row"  # class_row works in the caller's Session
         }
     return names
+
+
+def test_a_value_too_deep_for_repr_is_shown_by_its_type(world: World) -> None:
+    fk = world.fk
+    for deep in DEEP:
+        with pytest.raises(InvalidArgument) as refused:
+            fk.compiled(deep)
+        assert f"<{type(deep).__name__}>" in refused.value.message
+        assert len(refused.value.message) < 200
+    assert preview("x" * 1_000) == "'" + "x" * 79 + "... (1002 characters)"
+    assert preview([1, "a"]) == "[1, 'a']"
 
 
 def test_every_public_operation_has_bad_input_cases() -> None:

@@ -14,6 +14,7 @@ from flowkernel.cli.output import cell
 from flowkernel.cli.parser import Parser
 from flowkernel.cli.refusals import UsageError
 from flowkernel.errors import UnknownDefinition
+from flowkernel.previews import preview
 
 if TYPE_CHECKING:
     from flowkernel.kernel import Flowkernel
@@ -59,7 +60,9 @@ def _actor_arg(text: str) -> str | int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a user id or 'system', not {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a user id or 'system', not {preview(text)}"
+        ) from None
 
 
 def positive_int(text: str) -> int:
@@ -69,7 +72,7 @@ def positive_int(text: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, not {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, not {preview(text)}")
     return value
 
 
@@ -80,7 +83,7 @@ def positive_float(text: str) -> float:
     except ValueError:
         value = 0.0
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {preview(text)}")
     return value
 
 
@@ -124,7 +127,7 @@ def pipeline_id(fk: Flowkernel, text: str, actor: Actor) -> int:
         )
     listed = ", ".join(f"{p.id} (account {cell(p.account_id)})" for p in found)
     raise UsageError(
-        f"pipeline code {ref!r} names several pipelines: {listed}; pass the id or --account"
+        f"pipeline code {preview(ref)} names several pipelines: {listed}; pass the id or --account"
     )
 
 
@@ -134,7 +137,7 @@ def assignments(texts: Sequence[str], option: str = "COLUMN=VALUE") -> dict[str,
     for text in texts:
         name, sep, value = text.partition("=")
         if not sep or not name:
-            raise UsageError(f"expected {option}, not {text!r}")
+            raise UsageError(f"expected {option}, not {preview(text)}")
         values[name] = value
     return values
 

@@ -17,6 +17,7 @@ from flowkernel.cli.refusals import EPILOG, EXIT_DEFINITION, EXIT_OK, UsageError
 from flowkernel.documents.formats import FORMATS
 from flowkernel.errors import DefinitionWarning
 from flowkernel.kinds import ClassRule
+from flowkernel.previews import preview
 
 if TYPE_CHECKING:
     from flowkernel.snapshots import DefinitionProblem
@@ -85,7 +86,7 @@ def _class_load(args: argparse.Namespace) -> int:
             "events": len(fk.definitions.list_events(info.code, args.account_id)),
         }
     summary = ", ".join(f"{n} {kind}" for kind, n in counts.items())
-    print(f"loaded class {info.code!r} ({summary}), version {info.version}")
+    print(f"loaded class {preview(info.code)} ({summary}), version {info.version}")
     for warning in warned:
         print(f"warning: {warning.message}", file=sys.stderr)
     return EXIT_OK
@@ -180,7 +181,7 @@ def _class_check(args: argparse.Namespace) -> int:
         info = fk.definitions.get_class(args.code, args.account_id)
         problems = fk.definitions.problems(args.code, args.account_id)
     if not problems:
-        print(f"class {info.code!r} keeps every whole-class rule")
+        print(f"class {preview(info.code)} keeps every whole-class rule")
         return EXIT_OK
     print(_problems(problems))
     refused = [p for p in problems if p.rule != ClassRule.TRAP or fk.definitions.strict_states]

@@ -7,6 +7,7 @@ import argparse
 from flowkernel.cli.arguments import Commands
 from flowkernel.cli.connection import connect, database_url, missing_sqlite_file
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
+from flowkernel.previews import preview
 
 
 def add_commands(commands: Commands) -> None:
@@ -86,7 +87,7 @@ def _check_revision(revision: str) -> None:
     if revision not in _positions():
         known = ", ".join(database.revisions())
         raise UsageError(
-            f"unknown revision {revision!r}; this version knows {known} (and head, base)"
+            f"unknown revision {preview(revision)}; this version knows {known} (and head, base)"
         )
 
 

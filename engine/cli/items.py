@@ -19,6 +19,7 @@ from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import jsonable_dict, print_json, table
 from flowkernel.cli.placement import item_place
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
+from flowkernel.previews import preview
 from flowkernel.snapshots import ExecutionResult
 
 
@@ -164,11 +165,11 @@ def _print_result(result: ExecutionResult, as_json: bool) -> None:
     if as_json:
         print_json(result)
     elif result.dropped:
-        print(f"item {result.item_id}: dropped by {result.method!r}")
+        print(f"item {result.item_id}: dropped by {preview(result.method)}")
     elif result.changed:
         print(f"item {result.item_id}: {result.from_state} -> {result.to_state} ({result.method})")
     else:
-        print(f"item {result.item_id}: {result.method} ran; still in {result.to_state!r}")
+        print(f"item {result.item_id}: {result.method} ran; still in {preview(result.to_state)}")
 
 
 def _item_methods(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from flowkernel.cli.output import cell, print_json, section, table
 from flowkernel.cli.progress import Progress
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
 from flowkernel.documents.formats import FORMATS
+from flowkernel.previews import preview
 
 if TYPE_CHECKING:
     from flowkernel.definition.pipelines.admin import PipelineInfo
@@ -159,7 +160,8 @@ def _pipeline_document(args: argparse.Namespace) -> dict[str, object]:
             stages.append({"name": name, f"is_{outcome}": True})
         elif name and outcome.isalpha() and outcome.islower():  # a mistyped mark
             raise UsageError(
-                f"--stage {text!r}: the mark after ':' is won or lost, not {outcome!r}"
+                f"--stage {preview(text)}: the mark after ':' is won or lost, not "
+                f"{preview(outcome)}"
             )
         else:
             stages.append({"name": text})
@@ -188,7 +190,7 @@ def _pipeline_line(info: PipelineInfo) -> str:
         f"{len(info.automations)} automations"
     )
     return (
-        f"pipeline {info.name!r} (id {info.id}, code {cell(info.code)}, "
+        f"pipeline {preview(info.name)} (id {info.id}, code {cell(info.code)}, "
         f"account {cell(info.account_id)}): {counts}"
     )
 
@@ -325,7 +327,7 @@ def _pipeline_remove_stage(args: argparse.Namespace) -> int:
         if args.dry_run:
             report = plan
         else:
-            with Progress(plan.count, f"moving the items of {plan.stage!r}") as bar:
+            with Progress(plan.count, f"moving the items of {preview(plan.stage)}") as bar:
                 report = fk.pipelines.remove_stage(
                     pipeline,
                     stage,
@@ -336,22 +338,24 @@ def _pipeline_remove_stage(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
         return EXIT_OK
-    where = f" to {report.target!r}" if report.target is not None else ""
+    where = f" to {preview(report.target)}" if report.target is not None else ""
     if report.dry_run:
         shown = ", ".join(map(str, report.item_ids[:20]))
         more = f" and {report.count - 20} more" if report.count > 20 else ""
         items = f": {shown}{more}" if report.item_ids else ""
         if report.count and report.target is None:
             print(
-                f"stage {report.stage!r} holds {report.count} item(s){items}; removing it needs "
+                f"stage {preview(report.stage)} holds {report.count} item(s){items}; removing "
+                f"it needs "
                 "--target STAGE"
             )
         else:
             print(
-                f"would remove stage {report.stage!r} and move {report.count} item(s){where}{items}"
+                f"would remove stage {preview(report.stage)} and move {report.count} "
+                f"item(s){where}{items}"
             )
     else:
-        print(f"removed stage {report.stage!r}; moved {report.count} item(s){where}")
+        print(f"removed stage {preview(report.stage)}; moved {report.count} item(s){where}")
     return EXIT_OK
 
 

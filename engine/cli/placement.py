@@ -16,6 +16,7 @@ from flowkernel.cli.progress import Progress
 from flowkernel.cli.refusals import EXIT_ERROR, EXIT_OK, UsageError, refusal_of
 from flowkernel.errors import ColumnInactive, UnknownDefinition
 from flowkernel.fields import normalize
+from flowkernel.previews import preview
 
 if TYPE_CHECKING:
     from flowkernel.compile.compiled import CompiledClass
@@ -55,8 +56,8 @@ def item_place(args: argparse.Namespace) -> int:
         print_json(item)
     else:
         print(
-            f"placed {item.object_type} {item.object_id} into {item.class_code!r} as item "
-            f"{item.id}, state {item.state!r}"
+            f"placed {item.object_type} {item.object_id} into {preview(item.class_code)} as item "
+            f"{item.id}, state {preview(item.state)}"
         )
     return EXIT_OK
 
@@ -102,7 +103,7 @@ def _item_place_csv(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"rows": len(rows), "placed": placed, "failed": failed, "stopped": stopped})
     else:
-        summary = f"placed {len(placed)} of {len(rows)} row(s) into {compiled.code!r}"
+        summary = f"placed {len(placed)} of {len(rows)} row(s) into {preview(compiled.code)}"
         if failed:
             lines = ", ".join(str(f["line"]) for f in failed[:SHOWN])
             more = f" and {len(failed) - SHOWN} more" if len(failed) > SHOWN else ""
@@ -178,7 +179,7 @@ def _int_cell(row: Mapping[str, str | None], name: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise UsageError(f"{name} {text!r} is not an integer") from None
+        raise UsageError(f"{name} {preview(text)} is not an integer") from None
 
 
 def _check_values(compiled: CompiledClass, values: Mapping[str, object]) -> None:
@@ -187,7 +188,7 @@ def _check_values(compiled: CompiledClass, values: Mapping[str, object]) -> None
         column = compiled.columns.get(name)
         if column is None:
             known = [c.name for c in compiled.columns.values() if c.is_active]
-            raise UnknownDefinition("column", name, f"pipeline {compiled.name!r}", known)
+            raise UnknownDefinition("column", name, f"pipeline {preview(compiled.name)}", known)
         if not column.is_active:
             raise ColumnInactive(column.name, compiled.name)
         if value is not None:

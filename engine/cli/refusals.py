@@ -16,6 +16,7 @@ from flowkernel.errors import (
     UnknownDefinition,
     UnknownHandler,
 )
+from flowkernel.previews import preview
 from flowkernel.settings import DATABASE_URL_VAR, PLUGINS_VAR
 
 EXIT_OK: Final = 0
@@ -68,7 +69,8 @@ def refusal_of(
         return "definition error", exc.message + hint, EXIT_DEFINITION
     if isinstance(exc, StageNotEmpty):
         message = (
-            f"stage {exc.stage!r} holds {exc.count} item(s); --target STAGE moves them there "
+            f"stage {preview(exc.stage)} holds {exc.count} item(s); --target STAGE moves them "
+            f"there "
             "while removing it (--dry-run lists them)"
         )
         return "definition error", message, EXIT_DEFINITION

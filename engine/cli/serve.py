@@ -11,6 +11,7 @@ from flowkernel.cli.connection import connect, kernel
 from flowkernel.cli.output import cell, jsonable_dict, print_json, table
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
 from flowkernel.cli.workers import stop_on_signals
+from flowkernel.previews import preview
 
 
 def add_commands(commands: Commands) -> None:
@@ -75,7 +76,7 @@ def _port(text: str) -> int:
     except ValueError:
         value = -1
     if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, not {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, not {preview(text)}")
     return value
 
 
@@ -115,7 +116,7 @@ def _token_create(args: argparse.Namespace) -> int:
     who = "system actor" if info.is_system else f"user {info.user_id}"
     print(issued.token)
     print(
-        f"token {info.id} ({info.prefix}) {info.name!r}: {who}, account "
+        f"token {info.id} ({info.prefix}) {preview(info.name)}: {who}, account "
         f"{cell(info.account_id) if info.account_id is not None else 'every account'}; "
         "shown only now: store it",
         file=sys.stderr,
@@ -163,5 +164,5 @@ def _token_revoke(args: argparse.Namespace) -> int:
         info = ApiTokens(engine).revoke(args.id)
     finally:
         engine.dispose()
-    print(f"revoked token {info.id} ({info.prefix}) {info.name!r}")
+    print(f"revoked token {info.id} ({info.prefix}) {preview(info.name)}")
     return EXIT_OK

@@ -14,6 +14,7 @@ from flowkernel.definition.codes import RESERVED_METHOD_CODES
 from flowkernel.definition.pipelines.specs import ChecklistItem
 from flowkernel.errors import UnknownDefinition
 from flowkernel.kinds import CallLog, Movement, RuleEffect
+from flowkernel.previews import preview
 from flowkernel.snapshots import MethodInfo
 
 MEMO_LIMIT: Final = 10_000
@@ -169,7 +170,7 @@ class CompiledClass:
             return self.states[code]
         except KeyError:
             raise UnknownDefinition(
-                "state", code, f"class {self.code!r}", list(self.states)
+                "state", code, f"class {preview(self.code)}", list(self.states)
             ) from None
 
     def method(self, state: str, code: str) -> CompiledMethod | None:

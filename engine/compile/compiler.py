@@ -24,6 +24,7 @@ from flowkernel.definition.codes import state_code
 from flowkernel.definition.pipelines.specs import ChecklistItem
 from flowkernel.errors import InvalidDefinition, UnknownDefinition
 from flowkernel.kinds import MOVE_PREFIX, MOVEMENTS, SLA_BREACH, CallLog, Movement
+from flowkernel.previews import preview
 from flowkernel.store.schema import (
     AccessRuleRow,
     ActionRow,
@@ -59,12 +60,15 @@ def _checklist(raw: Any, stage: str) -> tuple[ChecklistItem, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise InvalidDefinition(f"checklist of stage {stage!r} must be a JSON array", stage=stage)
+        raise InvalidDefinition(
+            f"checklist of stage {preview(stage)} must be a JSON array", stage=stage
+        )
     items = []
     for entry in raw:
         if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
             raise InvalidDefinition(
-                f"checklist entry {entry!r} of stage {stage!r} needs a string 'key'", stage=stage
+                f"checklist entry {preview(entry)} of stage {preview(stage)} needs a string 'key'",
+                stage=stage,
             )
         items.append(
             ChecklistItem(
@@ -239,8 +243,8 @@ def _explicit_methods(
                 target = target_codes.get(target_id) if target_id is not None else None
                 if target_id is not None and target not in states:
                     raise InvalidDefinition(
-                        f"method {method.code!r} leads to a state that class "
-                        f"{lineage[0].row.code!r} does not have",
+                        f"method {preview(method.code)} leads to a state that class "
+                        f"{preview(lineage[0].row.code)} does not have",
                         method=method.code,
                     )
                 resolved[state][method.code] = CompiledMethod(
@@ -326,7 +330,7 @@ def _build_machine(
         return _machine(states, methods)
     except (ValueError, MachineError) as exc:
         raise InvalidDefinition(
-            f"class {code!r} does not build a state machine: {exc}; rename the offending "
+            f"class {preview(code)} does not build a state machine: {exc}; rename the offending "
             "state or method",
             class_code=code,
         ) from exc
@@ -359,7 +363,8 @@ def compile_class(conn: Session, class_id: int) -> CompiledClass:
     row = lineage[0].row
     if row.movement not in MOVEMENTS:
         raise InvalidDefinition(
-            f"class {row.code or row.id!r} has movement {row.movement!r}; use one of {MOVEMENTS}",
+            f"class {preview(row.code or row.id)} has movement {preview(row.movement)}; use one "
+            f"of {MOVEMENTS}",
             movement=row.movement,
         )
     standard = set(conn.execute(select(ActionRow.code).where(ActionRow.is_standard)).scalars())
@@ -371,7 +376,7 @@ def compile_class(conn: Session, class_id: int) -> CompiledClass:
         lost = [s.code for s in states.values() if s.is_lost]
         if len(won) > 1 or len(lost) > 1:
             raise InvalidDefinition(
-                f"pipeline {row.name!r} has more than one won or lost stage "
+                f"pipeline {preview(row.name)} has more than one won or lost stage "
                 f"(won: {won}, lost: {lost}); keep at most one of each",
                 won=won,
                 lost=lost,

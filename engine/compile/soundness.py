@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from flowkernel.compile.compiled import CompiledClass, CompiledState
 from flowkernel.compile.compiler import compile_class
 from flowkernel.kinds import ClassRule, StateType
+from flowkernel.previews import preview
 from flowkernel.snapshots import DefinitionProblem
 
 ACTIVE_TYPES = frozenset({StateType.CREATED, StateType.ENABLED})
@@ -51,7 +52,7 @@ def problems(compiled: CompiledClass) -> tuple[DefinitionProblem, ...]:
                     compiled,
                     ClassRule.UNREACHABLE,
                     state,
-                    f"cannot be reached from {start!r}, where items start; add a transition "
+                    f"cannot be reached from {preview(start)}, where items start; add a transition "
                     "into it",
                 )
             )
@@ -76,8 +77,12 @@ def class_problems(session: Session, class_id: int) -> tuple[DefinitionProblem, 
 def _problem(
     compiled: CompiledClass, rule: ClassRule, state: CompiledState | None, text: str
 ) -> DefinitionProblem:
-    owner = f"pipeline {compiled.name!r}" if compiled.is_pipeline else f"class {compiled.code!r}"
-    where = f"state {state.code!r} of {owner}" if state else owner
+    owner = (
+        f"pipeline {preview(compiled.name)}"
+        if compiled.is_pipeline
+        else f"class {preview(compiled.code)}"
+    )
+    where = f"state {preview(state.code)} of {owner}" if state else owner
     return DefinitionProblem(
         class_code=compiled.code,
         rule=rule.value,

@@ -21,6 +21,7 @@ from flowkernel.errors import (
     InvalidArgument,
     UnknownDefinition,
 )
+from flowkernel.previews import preview
 from flowkernel.snapshots import DefinitionProblem
 from flowkernel.store.schema import (
     AccessRuleRow,
@@ -123,7 +124,9 @@ class Authoring:
         `any_account` lets an id reach every account's classes (the platform's system actor).
         """
         if isinstance(code, bool) or not isinstance(code, (int, str)):
-            raise InvalidArgument(f"a class is named by its code or id, not {code!r}", key=code)
+            raise InvalidArgument(
+                f"a class is named by its code or id, not {preview(code)}", key=code
+            )
         check_optional_id("account_id", account_id)
         if isinstance(code, str):
             check_key("class", code)
@@ -158,7 +161,9 @@ class Authoring:
         for row in rows:
             if state_code(row) == code:
                 return row
-        raise UnknownDefinition("state", code, f"class {cls.code!r}", [state_code(r) for r in rows])
+        raise UnknownDefinition(
+            "state", code, f"class {preview(cls.code)}", [state_code(r) for r in rows]
+        )
 
     @staticmethod
     def _action(session: Session, code: str) -> ActionRow:
@@ -188,7 +193,9 @@ class Authoring:
             raise ForeignReference(
                 "method", code, (owner.code if owner else None) or "?", cls.code or "?"
             )
-        scope = f"class {cls.code!r}" + (f" state {state!r}" if state else " (global)")
+        scope = f"class {preview(cls.code)}" + (
+            f" state {preview(state)}" if state else " (global)"
+        )
         raise UnknownDefinition("method", code, scope)
 
     @staticmethod

@@ -24,6 +24,7 @@ from flowkernel.errors import (
     InvalidDefinition,
 )
 from flowkernel.kinds import MOVEMENTS, STATE_TYPES, Movement
+from flowkernel.previews import preview
 from flowkernel.store.schema import (
     ItemRow,
     PipelineRow,
@@ -109,7 +110,7 @@ class Definitions(StateAuthoring, MethodAuthoring, EventAuthoring, RuleAuthoring
         check_optional_text("object_type", object_type, max_length=MAX_CODE)
         if movement not in MOVEMENTS:
             raise InvalidDefinition(
-                f"movement {movement!r} is not one of {MOVEMENTS}", movement=movement
+                f"movement {preview(movement)} is not one of {MOVEMENTS}", movement=movement
             )
         with self._tx() as session:
             existing = session.execute(
@@ -278,7 +279,7 @@ def _refuse_cycle(session: Session, row: PipelineRow, parent: PipelineRow) -> No
     while cursor is not None:
         if cursor.id == row.id:
             raise InvalidDefinition(
-                f"class {parent.code!r} descends from {row.code!r}; "
+                f"class {preview(parent.code)} descends from {preview(row.code)}; "
                 "a class cannot be its own ancestor",
                 class_code=row.code,
             )

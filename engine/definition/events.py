@@ -11,6 +11,7 @@ from flowkernel.errors import (
     InvalidDefinition,
     UnknownHandler,
 )
+from flowkernel.previews import preview
 from flowkernel.store.schema import (
     ActionRow,
     EventRow,
@@ -78,7 +79,7 @@ class EventAuthoring(Authoring):
             cls = self.class_row(session, class_code, account_id)
             if parent and cls.parent_id is None:
                 raise InvalidDefinition(
-                    f"class {cls.code!r} has no parent whose chain could be spliced in",
+                    f"class {preview(cls.code)} has no parent whose chain could be spliced in",
                     class_code=cls.code,
                 )
             action_row = self._action(session, action)

@@ -20,6 +20,7 @@ from flowkernel.errors import (
     UnknownDefinition,
 )
 from flowkernel.kinds import CallLog
+from flowkernel.previews import preview
 from flowkernel.store.schema import (
     ActionRow,
     EventRow,
@@ -161,8 +162,8 @@ class MethodAuthoring(Authoring):
                 )
             ).first()
             if clash is not None:
-                where = f"state {state!r}" if state else "the global methods"
-                raise DuplicateCode("method", code, f"{where} of class {cls.code!r}")
+                where = f"state {preview(state)}" if state else "the global methods"
+                raise DuplicateCode("method", code, f"{where} of class {preview(cls.code)}")
             self._watch(session, cls)
             if sequence is None:
                 sequence = session.execute(
@@ -365,7 +366,7 @@ def _check_call_log(value: object) -> None:
     choices = tuple(c.value for c in CallLog)
     if not isinstance(value, str) or value not in choices:
         raise InvalidArgument(
-            f"call_log must be one of {', '.join(choices)}, not {value!r}", call_log=value
+            f"call_log must be one of {', '.join(choices)}, not {preview(value)}", call_log=value
         )
 
 
@@ -373,7 +374,7 @@ def _check_method_code(code: object) -> str:
     checked = check_code("method", code)
     if checked in RESERVED_METHOD_CODES:
         raise InvalidDefinition(
-            f"method code {checked!r} is reserved by the state machine; choose another code",
+            f"method code {preview(checked)} is reserved by the state machine; choose another code",
             kind="method",
             key=checked,
         )

@@ -15,6 +15,7 @@ from flowkernel.actors import Actor
 from flowkernel.definition.authoring import Authoring
 from flowkernel.errors import InvalidDefinition, UnknownDefinition
 from flowkernel.kinds import Movement
+from flowkernel.previews import preview
 from flowkernel.store.schema import AccessRuleRow, MethodRow, PipelineRow
 from flowkernel.store.tables import access_rules, pipelines
 from flowkernel.validation import MAX_CODE, check_key, check_text
@@ -101,7 +102,7 @@ class RuleAuthoring(Authoring):
         ):
             if value not in allowed:
                 raise InvalidDefinition(
-                    f"{name} must be one of {allowed}, not {value!r}", **{name: value}
+                    f"{name} must be one of {allowed}, not {preview(value)}", **{name: value}
                 )
         check_text("subject", subject, max_length=MAX_CODE)
         if (
@@ -110,7 +111,7 @@ class RuleAuthoring(Authoring):
             and not (subject.isascii() and subject.isdigit())
         ):
             raise InvalidDefinition(
-                f"a user rule's subject is a user id or '*' (every user), not {subject!r}; "
+                f"a user rule's subject is a user id or '*' (every user), not {preview(subject)}; "
                 "name a group with subject_kind='group'",
                 subject=subject,
             )
@@ -130,7 +131,7 @@ class RuleAuthoring(Authoring):
                     .first()
                 )
                 if method_row is None and cls.movement == Movement.EXPLICIT:
-                    raise UnknownDefinition("method", method, f"class {cls.code!r}")
+                    raise UnknownDefinition("method", method, f"class {preview(cls.code)}")
             row = AccessRuleRow(
                 class_id=cls.id,
                 method_id=method_row.id if method_row else None,

@@ -14,6 +14,7 @@ from flowkernel.errors import (
     UnknownDefinition,
 )
 from flowkernel.kinds import STATE_TYPES
+from flowkernel.previews import preview
 from flowkernel.store.schema import (
     ItemRow,
     PipelineRow,
@@ -71,7 +72,7 @@ class StateAuthoring(Authoring):
                     )
                 ).scalars()
             ):
-                raise DuplicateCode("state", code, f"class {cls.code!r}")
+                raise DuplicateCode("state", code, f"class {preview(cls.code)}")
             self._watch(session, cls)
             if position is None:
                 position = session.execute(
@@ -129,7 +130,7 @@ class StateAuthoring(Authoring):
                 except UnknownDefinition:
                     row.code = new_code
                 else:
-                    raise DuplicateCode("state", new_code, f"class {cls.code!r}")
+                    raise DuplicateCode("state", new_code, f"class {preview(cls.code)}")
             if label is not None:
                 row.name = label
             if position is not None:

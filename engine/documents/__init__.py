@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Final
 
+from flowkernel.previews import preview
+
 if TYPE_CHECKING:
     from flowkernel.documents.classes import (
         dump_class as dump_class,
@@ -55,7 +57,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'flowkernel.documents' has no attribute {name!r}")
+        raise AttributeError(f"module 'flowkernel.documents' has no attribute {preview(name)}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

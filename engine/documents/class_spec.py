@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from flowkernel.definition.classes import Definitions
 from flowkernel.errors import DuplicateCode, InvalidDocument, UnknownDefinition
 from flowkernel.kinds import MOVEMENTS, STATE_TYPES, CallLog, Movement
+from flowkernel.previews import preview
 from flowkernel.store.schema import ActionRow
 
 CLASS_KEYS: Final = (
@@ -173,7 +174,7 @@ class _Reader:
         if not _CODE.fullmatch(value):
             self.fail(
                 _at(path, key),
-                f"{value!r} is not a code: use 1-128 ASCII letters, digits or '_', "
+                f"{preview(value)} is not a code: use 1-128 ASCII letters, digits or '_', "
                 "not starting with a digit",
             )
         return value
@@ -198,7 +199,7 @@ class _Reader:
         if value is None:
             return default
         if value not in allowed:
-            self.fail(_at(path, key), f"{value!r} is not one of {', '.join(allowed)}")
+            self.fail(_at(path, key), f"{preview(value)} is not one of {', '.join(allowed)}")
         return value
 
 
@@ -280,7 +281,10 @@ def parse_class(document: Mapping[str, Any]) -> ClassDocument:
             subject = str(subject)  # a user id written as a number
         elif not isinstance(subject, str) or not subject:
             if "subject" in e:
-                r.fail(_at(path, "subject"), f"expected a user id or group name; got {subject!r}")
+                r.fail(
+                    _at(path, "subject"),
+                    f"expected a user id or group name; got {preview(subject)}",
+                )
             subject = ""
         access.append(
             _Access(
@@ -317,35 +321,41 @@ def _check_internal(spec: ClassDocument, r: _Reader) -> None:
     declared: dict[str, str] = {}
     for action in spec.actions:
         if action.code in declared:
-            r.fail(_at(action.path, "code"), f"action {action.code!r} is declared twice")
+            r.fail(_at(action.path, "code"), f"action {preview(action.code)} is declared twice")
         declared[action.code] = action.path
     states: set[str] = set()
     for state in spec.states:
         if state.code in states:
-            r.fail(_at(state.path, "code"), f"state {state.code!r} is defined twice")
+            r.fail(_at(state.path, "code"), f"state {preview(state.code)} is defined twice")
         states.add(state.code)
     known = ", ".join(s.code for s in spec.states) or "none"
     methods: set[tuple[str | None, str]] = set()
     for method in spec.methods:
         if method.state is not None and method.state not in states:
-            r.fail(_at(method.path, "state"), f"no state {method.state!r}; states: {known}")
+            r.fail(_at(method.path, "state"), f"no state {preview(method.state)}; states: {known}")
         key = (method.state, method.code)
         if key in methods:
-            where = f"state {method.state!r}" if method.state else "the global methods"
-            r.fail(_at(method.path, "code"), f"method {method.code!r} is defined twice in {where}")
+            where = f"state {preview(method.state)}" if method.state else "the global methods"
+            r.fail(
+                _at(method.path, "code"),
+                f"method {preview(method.code)} is defined twice in {where}",
+            )
         methods.add(key)
     pairs: set[tuple[str | None, str]] = set()
     for t in spec.transitions:
         if t.state is not None and t.state not in states:
-            r.fail(_at(t.path, "state"), f"no state {t.state!r}; states: {known}")
+            r.fail(_at(t.path, "state"), f"no state {preview(t.state)}; states: {known}")
         elif (t.state, t.method) not in methods and (None, t.method) not in methods:
-            where = f"state {t.state!r} or among the global methods" if t.state else "global"
-            r.fail(_at(t.path, "method"), f"no {where} method {t.method!r}; add it under methods")
+            where = f"state {preview(t.state)} or among the global methods" if t.state else "global"
+            r.fail(
+                _at(t.path, "method"),
+                f"no {where} method {preview(t.method)}; add it under methods",
+            )
         if t.to not in states:
-            r.fail(_at(t.path, "to"), f"no state {t.to!r}; states: {known}")
+            r.fail(_at(t.path, "to"), f"no state {preview(t.to)}; states: {known}")
         if (t.state, t.method) in pairs:
-            src = f"state {t.state!r}" if t.state else "any state"
-            r.fail(t.path, f"method {t.method!r} from {src} already has a transition")
+            src = f"state {preview(t.state)}" if t.state else "any state"
+            r.fail(t.path, f"method {preview(t.method)} from {src} already has a transition")
         pairs.add((t.state, t.method))
     for event in spec.events:
         if event.parent and spec.parent is None:
@@ -357,7 +367,7 @@ def _check_internal(spec: ClassDocument, r: _Reader) -> None:
             and spec.movement == Movement.EXPLICIT
             and rule.method not in codes
         ):
-            r.fail(_at(rule.path, "method"), f"no method {rule.method!r} in this document")
+            r.fail(_at(rule.path, "method"), f"no method {preview(rule.method)} in this document")
 
 
 def check_references(
@@ -384,12 +394,14 @@ def check_references(
     uses += [(e.path, e.action) for e in spec.events]
     for path, action in uses:
         if action not in known:
-            r.fail(_at(path, "action"), f"unknown action {action!r}; declare it under actions")
+            r.fail(
+                _at(path, "action"), f"unknown action {preview(action)}; declare it under actions"
+            )
     for event in spec.events:
         if event.handler is not None and event.handler not in handlers:
             r.fail(
                 _at(event.path, "handler"),
-                f"no plugin provides the handler {event.handler!r}; register one that does "
+                f"no plugin provides the handler {preview(event.handler)}; register one that does "
                 f"(known: {', '.join(sorted(handlers))})",
             )
     r.raise_problems()
@@ -410,7 +422,7 @@ def kind_of(value: object) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {preview(value)}"
 
 
 def _label(code: str) -> str:

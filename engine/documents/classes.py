@@ -23,6 +23,7 @@ from flowkernel.definition.guard import sort_out
 from flowkernel.documents.formats import FORMATS
 from flowkernel.errors import DefinitionError, InvalidDocument
 from flowkernel.kinds import CallLog
+from flowkernel.previews import preview
 from flowkernel.validation import check_document_text, check_optional_id
 
 if TYPE_CHECKING:
@@ -122,7 +123,9 @@ def dumps(doc: Mapping[str, Any], format: str = "yaml") -> str:
         return text
     if format == "json":
         return _json(doc)
-    raise InvalidDocument("format", f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+    raise InvalidDocument(
+        "format", f"unknown format {preview(format)}; use one of {', '.join(FORMATS)}"
+    )
 
 
 def loads(text: str, format: str | None = None) -> dict[str, Any]:
@@ -135,7 +138,7 @@ def loads(text: str, format: str | None = None) -> dict[str, Any]:
         format = "json" if text.lstrip().startswith("{") else "yaml"
     if format not in FORMATS:
         raise InvalidDocument(
-            "format", f"unknown format {format!r}; use one of {', '.join(FORMATS)}"
+            "format", f"unknown format {preview(format)}; use one of {', '.join(FORMATS)}"
         )
     try:
         data = json.loads(text) if format == "json" else yaml.safe_load(text)

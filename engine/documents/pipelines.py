@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from flowkernel.actors import Actor
 from flowkernel.definition.pipelines.admin import ColumnSpec, PipelineAdmin, PipelineInfo, StageSpec
 from flowkernel.errors import DefinitionError, InvalidArgument, InvalidDocument
+from flowkernel.previews import preview
 from flowkernel.validation import check_document_text
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def parse_pipeline_text(text: str, format: str | None = None) -> dict[str, Any]:
     check_document_text(text)
     fmt = format if format is not None else "json" if text.lstrip().startswith("{") else "yaml"
     if fmt not in ("yaml", "json"):
-        raise InvalidDocument("format", f"unknown format {fmt!r}; use yaml or json")
+        raise InvalidDocument("format", f"unknown format {preview(fmt)}; use yaml or json")
     try:
         data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError, RecursionError) as exc:

@@ -43,6 +43,7 @@ from flowkernel.errors import (
     RequirementMissing,
     UnknownDefinition,
 )
+from flowkernel.previews import preview
 from flowkernel.store.database import first_line
 
 log = logging.getLogger("flowkernel.http")
@@ -189,20 +190,26 @@ def _problem(error: Mapping[str, Any], request: Request) -> dict[str, Any]:
     return {"location": location, "problem": problem, "type": kind}
 
 
-def _plain(value: Any) -> Any:
+MAX_DETAIL_DEPTH = 16
+"""How deep error details nest in a response; deeper values are shown as a preview."""
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
     """JSON data of error attributes: tuples as lists, times as ISO text, the rest as text."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
+    if depth >= MAX_DETAIL_DEPTH:
+        return preview(value)
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
+        return [_plain(v, depth + 1) for v in value]
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, Decimal):
         return str(value)
-    return repr(value)
+    return preview(value)

@@ -28,6 +28,7 @@ from sqlalchemy import Engine, Row, insert, select, update
 
 from flowkernel.actors import Actor
 from flowkernel.errors import InvalidArgument, InvalidToken
+from flowkernel.previews import preview
 from flowkernel.store.tables import api_tokens
 
 TOKEN_PATTERN: Final = re.compile(r"fk_([0-9a-f]{8})_[A-Za-z0-9_-]{43}")
@@ -278,22 +279,23 @@ def _info(row: Row[Any]) -> TokenInfo:
 def _check_name(name: object) -> None:
     if not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
         raise InvalidArgument(
-            f"a token's name is a non-empty text of at most {_MAX_NAME} characters, not {name!r}",
+            f"a token's name is a non-empty text of at most {_MAX_NAME} characters, not "
+            f"{preview(name)}",
             name=name,
         )
 
 
 def _check_id(field: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
-        raise InvalidArgument(f"{field} must be a positive 64-bit integer, not {value!r}")
+        raise InvalidArgument(f"{field} must be a positive 64-bit integer, not {preview(value)}")
 
 
 def _check_groups(groups: object) -> list[str]:
     if isinstance(groups, str) or not isinstance(groups, Sequence):
-        raise InvalidArgument(f"groups must be a list of group names, not {groups!r}")
+        raise InvalidArgument(f"groups must be a list of group names, not {preview(groups)}")
     listed = list(groups)
     if len(listed) > _MAX_GROUPS or not all(isinstance(g, str) and g for g in listed):
         raise InvalidArgument(
-            f"groups must be at most {_MAX_GROUPS} non-empty names, not {listed!r}"
+            f"groups must be at most {_MAX_GROUPS} non-empty names, not {preview(listed)}"
         )
     return sorted(set(listed))

@@ -24,6 +24,7 @@ from typing import Any, Final
 from flowkernel.actors import Actor
 from flowkernel.errors import FlowkernelError, InvalidArgument
 from flowkernel.kinds import OnError
+from flowkernel.previews import preview
 from flowkernel.runtime.executor import Executor, Refusal, Request
 from flowkernel.snapshots import ExecutionResult
 from flowkernel.validation import check_item_id, check_params
@@ -109,7 +110,7 @@ def _check(
 ) -> tuple[list[int], list[str]]:
     if isinstance(item_ids, str | bytes) or not isinstance(item_ids, Sequence):
         raise InvalidArgument(
-            f"item_ids must be a list of item ids, not {item_ids!r}", item_ids=item_ids
+            f"item_ids must be a list of item ids, not {preview(item_ids)}", item_ids=item_ids
         )
     ids = [check_item_id(item_id) for item_id in item_ids]
     if len(ids) > MAX_BATCH:
@@ -137,14 +138,14 @@ def _check(
             )
     else:
         raise InvalidArgument(
-            f"method must be a method code or a list of codes, one per item, not {method!r}",
+            f"method must be a method code or a list of codes, one per item, not {preview(method)}",
             method=method,
         )
     check_params(params)
     if not isinstance(by_action, bool):
-        raise InvalidArgument(f"by_action must be True or False, not {by_action!r}")
+        raise InvalidArgument(f"by_action must be True or False, not {preview(by_action)}")
     if on_error not in ON_ERROR:
         raise InvalidArgument(
-            f"on_error must be one of {ON_ERROR}, not {on_error!r}", on_error=on_error
+            f"on_error must be one of {ON_ERROR}, not {preview(on_error)}", on_error=on_error
         )
     return ids, methods

@@ -25,6 +25,7 @@ from sqlalchemy.types import NullType
 
 from flowkernel.actors import Actor
 from flowkernel.errors import InvalidArgument, UnknownDefinition
+from flowkernel.previews import preview
 from flowkernel.runtime.scope import (
     QueryBase,
     check_limit,
@@ -251,7 +252,7 @@ def _number_column(conn: Connection, pipeline_id: int, name: str | None) -> int 
         return None
     if not isinstance(name, str):
         raise InvalidArgument(
-            f"value_column must be a column name or None, not {name!r}", value_column=name
+            f"value_column must be a column name or None, not {preview(name)}", value_column=name
         )
     rows = conn.execute(
         select(columns.c.id, columns.c.name, columns.c.field_type).where(
@@ -262,7 +263,7 @@ def _number_column(conn: Connection, pipeline_id: int, name: str | None) -> int 
         if column_name == name:
             if field_type != "number":
                 raise InvalidArgument(
-                    f"column {name!r} is a {field_type} column; sums need a number column",
+                    f"column {preview(name)} is a {field_type} column; sums need a number column",
                     value_column=name,
                 )
             return int(column_id)
@@ -480,7 +481,7 @@ def _parse_stage_cursor(cursor: object) -> tuple[int, int]:
         return position, last_id
     except (AssertionError, ValueError):
         raise InvalidArgument(
-            f"cursor {cursor!r} is not a cursor this query handed out", cursor=cursor
+            f"cursor {preview(cursor)} is not a cursor this query handed out", cursor=cursor
         ) from None
 
 
@@ -494,5 +495,5 @@ def _parse_board_cursor(cursor: object) -> dict[int, tuple[int, int]]:
         return parsed
     except (AssertionError, ValueError, InvalidArgument):
         raise InvalidArgument(
-            f"cursor {cursor!r} is not a board cursor this query handed out", cursor=cursor
+            f"cursor {preview(cursor)} is not a board cursor this query handed out", cursor=cursor
         ) from None

@@ -27,6 +27,7 @@ from flowkernel.errors import (
     RequirementMissing,
 )
 from flowkernel.kinds import SLA_BREACH, Permission, RuleEffect
+from flowkernel.previews import preview
 
 ITEM_DELETED: Final = "item_deleted"
 """The item is soft-deleted: only restore and drop run on it."""
@@ -170,7 +171,8 @@ def state_of(compiled: CompiledClass, item_id: int, stage_id: int) -> CompiledSt
 
 def _gone(compiled: CompiledClass, item_id: int, stage_id: int) -> InvalidDefinition:
     return InvalidDefinition(
-        f"item {item_id} sits in stage {stage_id}, which class {compiled.code!r} no longer has; "
+        f"item {item_id} sits in stage {stage_id}, which class {preview(compiled.code)} no "
+        f"longer has; "
         "move it with the system actor or restore the stage",
         item_id=item_id,
     )
@@ -196,7 +198,7 @@ def guard_obstacles(
         obstacles.append(
             Obstacle(
                 MISSING_FIELDS,
-                f"stage {target.code!r} needs values in {names}: set them first",
+                f"stage {preview(target.code)} needs values in {names}: set them first",
                 RequirementMissing(target.code, missing),
                 tuple(name for name, _ in missing),
             )
@@ -210,7 +212,8 @@ def guard_obstacles(
             obstacles.append(
                 Obstacle(
                     OPEN_CHECKLIST,
-                    f"stage {state.code!r} has open checklist items {names}: complete them first",
+                    f"stage {preview(state.code)} has open checklist items {names}: complete "
+                    f"them first",
                     ChecklistIncomplete(state.code, open_items),
                     tuple(key for key, _ in open_items),
                 )
@@ -249,7 +252,8 @@ def _not_here(
     available = _available(compiled, state, actor, deleted)
     if compiled.create is not None and asked == compiled.create.code:
         hint = (
-            f"{asked!r} places new objects into class {compiled.code!r} and runs on no item; "
+            f"{preview(asked)} places new objects into class {preview(compiled.code)} and runs "
+            f"on no item; "
             "place an object instead"
         )
         return Obstacle(WRONG_STATE, hint, MethodNotAvailable(asked, label, available, hint))
@@ -260,7 +264,7 @@ def _not_here(
         else ""
     )
     error = MethodNotAvailable(asked, label, available, hint)
-    message = f"method {asked!r} is not available in state {state.code!r}; {hint}"
+    message = f"method {preview(asked)} is not available in state {preview(state.code)}; {hint}"
     return Obstacle(WRONG_STATE, message if having else error.message, error, tuple(having))
 
 
@@ -299,7 +303,7 @@ def _access(
         why = "it is hidden" if not method.visible else "an access rule hides it"
         available = _available(compiled, state, actor, deleted)
         message = (
-            f"method {method.code!r} is not shown to {_who(actor)}: {why}; it runs as the "
+            f"method {preview(method.code)} is not shown to {_who(actor)}: {why}; it runs as the "
             "system actor, or ask for an access rule that allows this user or a group"
         )
         return Obstacle(HIDDEN, message, MethodHidden(method.code, label, available, reason))
@@ -311,15 +315,16 @@ def _access(
         if rule.effect == RuleEffect.DENY and rule.matches(actor, method.code, Permission.EXECUTE)
     ]
     if denied:
-        why = f"an access rule denies {denied[0].subject_kind} {denied[0].subject!r}"
+        why = f"an access rule denies {denied[0].subject_kind} {preview(denied[0].subject)}"
     else:
         why = "it is hidden and no access rule allows this actor to execute it"
     message = (
-        f"{_who(actor)} may not execute {method.code!r}: {why}; ask for an access rule that "
+        f"{_who(actor)} may not execute {preview(method.code)}: {why}; ask for an access rule that "
         "allows it"
     )
     error = AccessDenied(
-        f"{_who(actor)} may not execute {method.code!r} of class {compiled.code!r}: {why}; ask "
+        f"{_who(actor)} may not execute {preview(method.code)} of class "
+        f"{preview(compiled.code)}: {why}; ask "
         "for an access rule that allows it",
         method=method.code,
         user_id=actor.user_id,

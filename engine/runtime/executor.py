@@ -31,6 +31,7 @@ from flowkernel.errors import (
 )
 from flowkernel.hookspecs import EventHandler
 from flowkernel.kinds import MOVE_PREFIX, SLA_BREACH, CallLog, StateType
+from flowkernel.previews import preview
 from flowkernel.runtime.decision import Decision, decide, guard_obstacles
 from flowkernel.runtime.outbox import MOVED, SLA_BREACHED, event_rows
 from flowkernel.snapshots import (
@@ -442,7 +443,7 @@ def _stage(compiled: CompiledClass, stage_id: int) -> CompiledState:
         raise UnknownDefinition(
             "stage",
             stage_id,
-            f"pipeline {compiled.name!r}",
+            f"pipeline {preview(compiled.name)}",
             [str(s.id) for s in compiled.ordered_states],
         )
     return target

@@ -18,6 +18,7 @@ from flowkernel.actors import Actor
 from flowkernel.compile.compiled import CompiledClass, CompiledMethod, CompiledState
 from flowkernel.errors import InvalidArgument, ItemNotFound, UnknownDefinition
 from flowkernel.kinds import MOVE_PREFIX, Permission, Trigger
+from flowkernel.previews import preview
 from flowkernel.runtime.decision import (
     HIDDEN,
     ITEM_DELETED,
@@ -80,18 +81,18 @@ class Explanation:
         if not self.possible:
             count = len(self.reasons)
             return (
-                f"{name!r} cannot run on item {self.item_id} now "
+                f"{preview(name)} cannot run on item {self.item_id} now "
                 f"({count} reason{'s' if count != 1 else ''})"
             )
         if self.target is None:
-            change = f"keeps it in {self.state!r}"
+            change = f"keeps it in {preview(self.state)}"
         elif self.target == self.state:
-            change = f"re-enters {self.state!r}"
+            change = f"re-enters {preview(self.state)}"
         else:
-            change = f"moves it from {self.state!r} to {self.target!r}"
+            change = f"moves it from {preview(self.state)} to {preview(self.target)}"
         handlers = ", ".join(self.chain) if self.chain else "no handlers"
         fired = f"; fires {', '.join(self.events)}" if self.events else ""
-        return f"{name!r} can run on item {self.item_id}: {change} through {handlers}{fired}"
+        return f"{preview(name)} can run on item {self.item_id}: {change} through {handlers}{fired}"
 
 
 class Explainer:
@@ -112,7 +113,7 @@ class Explainer:
         if isinstance(method_or_stage, bool) or not isinstance(method_or_stage, str | int):
             raise InvalidArgument(
                 f"method_or_stage must be a method or state code, or a stage id, not "
-                f"{method_or_stage!r}",
+                f"{preview(method_or_stage)}",
                 method_or_stage=method_or_stage,
             )
         with self._executor.sessions.begin() as session:
@@ -131,7 +132,7 @@ class Explainer:
             if row is None or not actor.reaches(row.iam_account_id):
                 raise ItemNotFound(item_id)
             compiled = self._executor.cache.compile(session, row.flow_pipeline_id, row.version)
-            check_class(compiled.access, actor, VISIBLE, f"class {compiled.code!r}")
+            check_class(compiled.access, actor, VISIBLE, f"class {preview(compiled.code)}")
             case = _Case(session, compiled, item_id, row, actor)
             return case.explain(method_or_stage)
 
@@ -170,7 +171,7 @@ class _Case:
                 raise UnknownDefinition(
                     "stage",
                     asked,
-                    f"class {compiled.code!r}",
+                    f"class {preview(compiled.code)}",
                     [str(s.id) for s in compiled.ordered_states],
                 )
             return self.method_to(target, state)
@@ -186,7 +187,7 @@ class _Case:
         raise UnknownDefinition(
             "method or state",
             asked,
-            f"class {compiled.code!r}",
+            f"class {preview(compiled.code)}",
             [*sorted(known_methods), *(s.code for s in compiled.ordered_states)],
         )
 
@@ -196,7 +197,7 @@ class _Case:
             self.reasons.append(
                 Reason(
                     SAME_STATE,
-                    f"item {self.item_id} already is in {state.code!r}; pick another state",
+                    f"item {self.item_id} already is in {preview(state.code)}; pick another state",
                     (state.code,),
                 )
             )
@@ -216,7 +217,8 @@ class _Case:
             self.reasons.append(
                 Reason(
                     NO_TRANSITION,
-                    f"no method of state {state.code!r} leads to {target.code!r}{hint}",
+                    f"no method of state {preview(state.code)} leads to "
+                    f"{preview(target.code)}{hint}",
                     tuple(elsewhere),
                 )
             )

@@ -30,6 +30,7 @@ from sqlalchemy import ClauseElement, bindparam, select, update
 
 from flowkernel.actors import Actor
 from flowkernel.errors import ConcurrentUpdate, IdempotencyKeyReused, InvalidArgument
+from flowkernel.previews import preview
 from flowkernel.runtime.executor import Executed, Executor
 from flowkernel.snapshots import ExecutionResult
 from flowkernel.store.prepared import Db, Statements
@@ -47,7 +48,7 @@ _CLAIMED: Final[dict[str, Any]] = {}
 def check_idempotency_key(key: object) -> str:
     """`key` if it is a usable idempotency key, else InvalidArgument."""
     if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or not storable(key):
-        shown = f"{len(key)} characters" if isinstance(key, str) else repr(key)
+        shown = f"{len(key)} characters" if isinstance(key, str) else preview(key)
         raise InvalidArgument(
             f"idempotency_key must be a non-empty string of at most {MAX_KEY_LENGTH} "
             f"characters without NUL, not {shown}",

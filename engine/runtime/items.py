@@ -44,6 +44,7 @@ from flowkernel.errors import (
     UnknownDefinition,
 )
 from flowkernel.fields import FieldSpec, normalize, parse
+from flowkernel.previews import preview
 from flowkernel.runtime.item_rows import (
     LoadedItem,
     check_user,
@@ -122,7 +123,7 @@ class ItemOps(Watching):
         refused value is reported (`InvalidValues` when there are several)."""
         if not isinstance(values, Mapping):
             raise InvalidArgument(
-                f"values must be a mapping of column name to value, not {values!r}",
+                f"values must be a mapping of column name to value, not {preview(values)}",
                 values=values,
             )
         with self._sessions.begin() as session:
@@ -158,7 +159,9 @@ class ItemOps(Watching):
             stage = compiled.states_by_id.get(row.flow_stage_id)
             if stage is not None and any(r.column_id == target.id for r in stage.required):
                 raise InvalidValue(
-                    target.name, None, f"a value: stage {stage.code!r} requires {target.name!r}"
+                    target.name,
+                    None,
+                    f"a value: stage {preview(stage.code)} requires {preview(target.name)}",
                 )
             removed = session.connection().execute(
                 delete(item_values).where(
@@ -253,7 +256,7 @@ class ItemOps(Watching):
             entries = state.checklist if state is not None else ()
             entry = next((e for e in entries if e.key == key), None)
             if entry is None:
-                where = f"stage {state.code!r}" if state is not None else "the item's stage"
+                where = f"stage {preview(state.code)}" if state is not None else "the item's stage"
                 raise UnknownDefinition("checklist item", key, where, [e.key for e in entries])
             marks = dict(row.checklist_state) if isinstance(row.checklist_state, dict) else {}
             if _entry(entry, marks.get(key)).completed == completed:
@@ -374,7 +377,7 @@ def _writable(compiled: CompiledClass, name: str) -> CompiledColumn:
     column = compiled.columns.get(name) if isinstance(name, str) else None
     if column is None:
         known = [c.name for c in compiled.columns.values() if c.is_active]
-        raise UnknownDefinition("column", name, f"pipeline {compiled.name!r}", known)
+        raise UnknownDefinition("column", name, f"pipeline {preview(compiled.name)}", known)
     if not column.is_active:
         raise ColumnInactive(column.name, compiled.name)
     return column
@@ -446,7 +449,8 @@ def _state(compiled: CompiledClass, row: LoadedItem) -> CompiledState:
     state = compiled.states_by_id.get(row.flow_stage_id)
     if state is None:
         raise InvalidDefinition(
-            f"item {row.id} sits in stage {row.flow_stage_id}, which class {compiled.code!r} "
+            f"item {row.id} sits in stage {row.flow_stage_id}, which class "
+            f"{preview(compiled.code)} "
             "no longer has; move it with the system actor or restore the stage",
             item_id=row.id,
         )

@@ -28,6 +28,7 @@ from flowkernel.errors import (
     RequirementMissing,
 )
 from flowkernel.kinds import Permission, StateType
+from flowkernel.previews import preview
 from flowkernel.runtime.executor import Executor
 from flowkernel.runtime.outbox import CREATED, event_rows
 from flowkernel.snapshots import DropItem, EventContext, ItemSnapshot, Restore, SoftDelete
@@ -141,7 +142,8 @@ def _checked(
         raise AbstractClassError(compiled.code)
     if compiled.is_template:
         raise InvalidArgument(
-            f"pipeline {compiled.name!r} is a template and holds no items; clone it into the "
+            f"pipeline {preview(compiled.name)} is a template and holds no items; clone it into "
+            f"the "
             "account and place items into the clone",
             class_code=compiled.code,
         )
@@ -150,7 +152,8 @@ def _checked(
             account = compiled.account_id
         elif account != compiled.account_id:
             raise InvalidArgument(
-                f"class {compiled.code!r} belongs to account {compiled.account_id}; its items "
+                f"class {preview(compiled.code)} belongs to account {compiled.account_id}; its "
+                f"items "
                 f"cannot belong to account {account}",
                 class_code=compiled.code,
                 account_id=account,
@@ -158,13 +161,14 @@ def _checked(
     create = compiled.create
     if create is None or create.target is None:
         raise InvalidDefinition(
-            f"class {compiled.code!r} has no create transition and no state of type created; "
+            f"class {preview(compiled.code)} has no create transition and no state of type "
+            f"created; "
             "add one before placing items",
             class_code=compiled.code,
         )
     if not compiled.allowed(actor, create, Permission.EXECUTE):
         raise AccessDenied(
-            f"this actor may not create items in class {compiled.code!r}; ask for an access "
+            f"this actor may not create items in class {preview(compiled.code)}; ask for an access "
             "rule that allows it",
             method=create.code,
         )

@@ -14,6 +14,7 @@ from flowkernel.compile.compiled import CompiledClass
 from flowkernel.errors import InvalidArgument, ItemNotFound
 from flowkernel.kinds import MOVE_PREFIX, Permission
 from flowkernel.moments import utc_moment
+from flowkernel.previews import preview
 from flowkernel.runtime import history, placement
 from flowkernel.runtime.decision import state_of, visible_methods
 from flowkernel.runtime.executor import Executor, Request
@@ -69,7 +70,9 @@ class Runtime:
         """Move an item to a stage (by code or id) by executing `move_to_<code>`."""
         item_id = check_item_id(item_id)
         if isinstance(stage, bool) or not isinstance(stage, int | str):
-            raise InvalidArgument(f"a stage is named by its code or id, not {stage!r}", stage=stage)
+            raise InvalidArgument(
+                f"a stage is named by its code or id, not {preview(stage)}", stage=stage
+            )
         if isinstance(stage, int):
             request = Request(item_id, MOVE_PREFIX, stage_id=stage)
             return self._one(request, actor, idempotency_key)
@@ -139,7 +142,7 @@ class Runtime:
 
         item, compiled = executor.transact(read)
         if compiled.access:
-            check_class(compiled.access, actor, VISIBLE, f"class {compiled.code!r}")
+            check_class(compiled.access, actor, VISIBLE, f"class {preview(compiled.code)}")
         return item, compiled
 
     def history(self, item_id: int, actor: Actor) -> list[HistoryEntry]:

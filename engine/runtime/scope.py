@@ -23,6 +23,7 @@ from flowkernel.access import VISIBLE, check_class
 from flowkernel.actors import Actor
 from flowkernel.definition.rules import class_rules
 from flowkernel.errors import InvalidArgument, UnknownDefinition
+from flowkernel.previews import preview
 from flowkernel.store.tables import (
     items,
     pipelines,
@@ -61,7 +62,7 @@ def check_limit(name: str, value: object) -> None:
     """Refuse a page size outside 1 to `MAX_PAGE`."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE:
         raise InvalidArgument(
-            f"{name} must be an integer from 1 to {MAX_PAGE}, not {value!r}", **{name: value}
+            f"{name} must be an integer from 1 to {MAX_PAGE}, not {preview(value)}", **{name: value}
         )
 
 
@@ -76,7 +77,7 @@ def readable_pipeline(conn: Connection, pipeline_id: int, actor: Actor) -> Any:
     if row is None or not actor.reaches(row.iam_account_id):
         raise UnknownDefinition("pipeline", pipeline_id)
     if not actor.is_system:
-        check_class(class_rules(conn, row.id), actor, VISIBLE, f"pipeline {row.name!r}")
+        check_class(class_rules(conn, row.id), actor, VISIBLE, f"pipeline {preview(row.name)}")
     return row
 
 
@@ -103,6 +104,6 @@ def stage_of(conn: Connection, pipeline: Any, key: str | int) -> int:
     raise UnknownDefinition(
         "stage",
         key,
-        f"pipeline {pipeline.name!r}",
+        f"pipeline {preview(pipeline.name)}",
         [code or f"stage_{stage_id}" for stage_id, code in rows],
     )

@@ -26,6 +26,7 @@ from flowkernel.actors import SYSTEM
 from flowkernel.errors import InvalidArgument, ItemNotFound, MethodNotAvailable
 from flowkernel.kinds import SLA_BREACH
 from flowkernel.moments import utc_moment
+from flowkernel.previews import preview
 from flowkernel.runtime.batch import MAX_BATCH
 from flowkernel.runtime.decision import WRONG_STATE
 from flowkernel.runtime.executor import Executor, Refusal, Request
@@ -219,14 +220,14 @@ class SlaScanner:
             or not every_seconds > 0
         ):
             raise InvalidArgument(
-                f"every_seconds must be a positive number, not {every_seconds!r}",
+                f"every_seconds must be a positive number, not {preview(every_seconds)}",
                 every_seconds=every_seconds,
             )
         if max_runs is not None and (
             isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1
         ):
             raise InvalidArgument(
-                f"max_runs must be an integer >= 1, not {max_runs!r}", max_runs=max_runs
+                f"max_runs must be an integer >= 1, not {preview(max_runs)}", max_runs=max_runs
             )
         runs = 0
         while not _stopped(stop):

@@ -16,6 +16,7 @@ from flowkernel.errors import (
     UnknownDefinition,
 )
 from flowkernel.hookspecs import InboxStore
+from flowkernel.previews import preview
 from flowkernel.runtime.item_rows import check_user, load_item, refuse_deleted
 from flowkernel.snapshots import InboxEntry
 from flowkernel.store.tables import watchers
@@ -107,7 +108,8 @@ class Watching:
         if entry_ids is not None:
             if isinstance(entry_ids, str | bytes) or not isinstance(entry_ids, Sequence):
                 raise InvalidArgument(
-                    f"entry_ids must be a list of inbox entry ids or None, not {entry_ids!r}",
+                    f"entry_ids must be a list of inbox entry ids or None, not "
+                    f"{preview(entry_ids)}",
                     entry_ids=entry_ids,
                 )
             for entry_id in entry_ids:

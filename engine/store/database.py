@@ -33,6 +33,7 @@ from flowkernel.errors import (
     DatabaseUnreachable,
     InvalidArgument,
 )
+from flowkernel.previews import preview
 from flowkernel.settings import DATABASE_URL_VAR, DEFAULT_DATABASE_URL
 from flowkernel.store.prepared import run_sql
 
@@ -58,13 +59,15 @@ def resolve_url(url: str | None = None) -> str:
     try:
         parsed = make_url(chosen)
     except ArgumentError as exc:
-        raise InvalidArgument(f"invalid database URL {chosen!r}: {exc}", url=chosen) from None
+        raise InvalidArgument(
+            f"invalid database URL {preview(chosen)}: {exc}", url=chosen
+        ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername not in SUPPORTED_DRIVERS:
         shown = parsed.render_as_string(hide_password=True)
         raise InvalidArgument(
-            f"cannot open {shown}: driver {parsed.drivername!r} is not supported; use "
+            f"cannot open {shown}: driver {preview(parsed.drivername)} is not supported; use "
             "sqlite:///FILE or postgresql://USER@HOST/DB",
             url=shown,
         )

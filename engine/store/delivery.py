@@ -28,6 +28,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from flowkernel.actors import Actor
 from flowkernel.errors import AccessDenied, DatabaseError, EventNotFound, InvalidArgument
 from flowkernel.kinds import OutboxKind
+from flowkernel.previews import preview
 from flowkernel.snapshots import OutgoingEvent, WatcherNotification
 from flowkernel.store.tables import outbox
 from flowkernel.validation import MAX_ID, MIN_ID, check_int, check_text, storable
@@ -97,12 +98,12 @@ class _Batch:
 def _seconds(name: str, value: timedelta | float, *, positive: bool) -> timedelta:
     if isinstance(value, bool) or not isinstance(value, timedelta | int | float):
         raise InvalidArgument(
-            f"{name} must be a timedelta or seconds, not {value!r}", **{name: value}
+            f"{name} must be a timedelta or seconds, not {preview(value)}", **{name: value}
         )
     delta = value if isinstance(value, timedelta) else timedelta(seconds=value)
     if delta < timedelta(0) or (positive and delta == timedelta(0)):
         bound = "> 0" if positive else ">= 0"
-        raise InvalidArgument(f"{name} must be {bound}, not {value!r}", **{name: value})
+        raise InvalidArgument(f"{name} must be {bound}, not {preview(value)}", **{name: value})
     return delta
 
 
@@ -213,7 +214,7 @@ class Delivery:
             or every_seconds < 0
         ):
             raise InvalidArgument(
-                f"every_seconds must be a number >= 0, not {every_seconds!r}",
+                f"every_seconds must be a number >= 0, not {preview(every_seconds)}",
                 every_seconds=every_seconds,
             )
         if max_runs is not None:
@@ -302,7 +303,7 @@ class Delivery:
                 or not all(isinstance(e, str) and storable(e) for e in event_ids)
             ):
                 raise InvalidArgument(
-                    f"event_ids must be a list of event id strings, not {event_ids!r}",
+                    f"event_ids must be a list of event id strings, not {preview(event_ids)}",
                     event_ids=event_ids,
                 )
             wanted = list(dict.fromkeys(event_ids))
@@ -348,7 +349,7 @@ class Delivery:
                     for i in ids
                 )
             ):
-                raise InvalidArgument(f"ids must be outbox row ids, not {ids!r}", ids=ids)
+                raise InvalidArgument(f"ids must be outbox row ids, not {preview(ids)}", ids=ids)
             ids = list(ids)
             if not ids:
                 return None
@@ -495,7 +496,7 @@ class Delivery:
 
 def _require_system(actor: Actor) -> None:
     if not isinstance(actor, Actor):
-        raise InvalidArgument(f"actor must be an Actor, not {actor!r}", actor=actor)
+        raise InvalidArgument(f"actor must be an Actor, not {preview(actor)}", actor=actor)
     if not actor.is_system:
         raise AccessDenied(
             "only the system actor may inspect or requeue dead events", user_id=actor.user_id

@@ -24,6 +24,8 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 
+from flowkernel.previews import preview
+
 Processor = Callable[[Any], Any] | None
 _MISSING: Any = object()
 
@@ -299,14 +301,14 @@ def _builder(
     parts = []
     for index, (name, processor, default) in enumerate(binds):
         if default is _MISSING:
-            value = f"values[{name!r}]"  # a missing value raises KeyError naming it
+            value = f"values[{preview(name)}]"  # a missing value raises KeyError naming it
         else:
             scope[f"d{index}"] = default
-            value = f"values.get({name!r}, d{index})"
+            value = f"values.get({preview(name)}, d{index})"
         if processor is not None:
             scope[f"p{index}"] = processor
             value = f"p{index}({value})"
-        parts.append(value if positional else f"{name!r}: {value}")
+        parts.append(value if positional else f"{preview(name)}: {value}")
     body = f"[{', '.join(parts)}]" if positional else f"{{{', '.join(parts)}}}"
     # the code is ours: bind names (repr-quoted) and processors passed through `scope`
     exec(f"def build(values):\n    return {body}\n", scope)

@@ -33,6 +33,7 @@ from flowkernel.compile.compiled import CompiledClass, CompiledMethod, CompiledS
 from flowkernel.definition.classes import Definitions
 from flowkernel.errors import GraphvizUnavailable, InvalidArgument, UnknownDefinition
 from flowkernel.kinds import STATE_TYPES
+from flowkernel.previews import preview
 from flowkernel.store.tables import items
 from flowkernel.views.formats import DIAGRAM_FORMATS
 
@@ -371,7 +372,9 @@ def render(
         return to_dot(compiled, counts)
     if fmt == "svg":
         return to_svg(compiled, counts)
-    raise InvalidArgument(f"diagram format {fmt!r} is not one of {', '.join(FORMATS)}", fmt=fmt)
+    raise InvalidArgument(
+        f"diagram format {preview(fmt)} is not one of {', '.join(FORMATS)}", fmt=fmt
+    )
 
 
 # --- from the database ---------------------------------------------------------------------
@@ -432,6 +435,8 @@ def draw(
 ) -> str:
     """Draw a class by code or id in `fmt`, with live item counts per state when `counts`."""
     if fmt not in FORMATS:
-        raise InvalidArgument(f"diagram format {fmt!r} is not one of {', '.join(FORMATS)}", fmt=fmt)
+        raise InvalidArgument(
+            f"diagram format {preview(fmt)} is not one of {', '.join(FORMATS)}", fmt=fmt
+        )
     compiled = compiled_for(fk, class_ref, actor)
     return render(compiled, fmt, item_counts(fk, compiled, actor) if counts else None)

@@ -72,6 +72,7 @@ from flowkernel.definition.pipelines.templates import TemplateAdmin
 from flowkernel.definition.rules import hidden_classes
 from flowkernel.errors import AccessDenied, DuplicateCode, InvalidArgument, InvalidDefinition
 from flowkernel.kinds import Movement
+from flowkernel.previews import preview
 from flowkernel.store.tables import pipelines as pipeline_table
 from flowkernel.store.tables import stage_moves as move_table
 from flowkernel.validation import (
@@ -158,7 +159,7 @@ class PipelineAdmin(StageAdmin, ColumnAdmin, AutomationAdmin, TemplateAdmin):
         names = [c.name for c in column_specs]
         for column_name in names:
             if names.count(column_name) > 1:
-                raise DuplicateCode("column", column_name, f"pipeline {name!r}")
+                raise DuplicateCode("column", column_name, f"pipeline {preview(name)}")
         with self._sessions.begin() as session:
             if code is not None:
                 check_free_code(session, code, account)
@@ -263,7 +264,7 @@ class PipelineAdmin(StageAdmin, ColumnAdmin, AutomationAdmin, TemplateAdmin):
                 values["code"] = code
             if row.is_system and values.get("is_template") is False:
                 raise InvalidDefinition(
-                    f"pipeline {row.name!r} is a system template and stays a template",
+                    f"pipeline {preview(row.name)} is a system template and stays a template",
                     pipeline_id=row.id,
                 )
             if values:
@@ -311,14 +312,15 @@ class PipelineAdmin(StageAdmin, ColumnAdmin, AutomationAdmin, TemplateAdmin):
                 ):
                     raise InvalidDefinition(
                         f"allowed_moves must be a list of (from stage, to stage) pairs or None, "
-                        f"not {allowed_moves!r}",
+                        f"not {preview(allowed_moves)}",
                         allowed_moves=allowed_moves,
                     )
                 pairs: list[tuple[int, int]] = []
                 for pair in allowed_moves or ():
                     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                         raise InvalidDefinition(
-                            f"an allowed move is a (from stage, to stage) pair, not {pair!r}",
+                            f"an allowed move is a (from stage, to stage) pair, not "
+                            f"{preview(pair)}",
                             move=pair,
                         )
                     source = find_stage(session, row, pair[0])
@@ -326,7 +328,7 @@ class PipelineAdmin(StageAdmin, ColumnAdmin, AutomationAdmin, TemplateAdmin):
                     if source.id == dest.id:
                         raise InvalidDefinition(
                             f"an allowed move joins two different stages, not "
-                            f"{state_code(source)!r} to itself",
+                            f"{preview(state_code(source))} to itself",
                             move=tuple(pair),
                         )
                     if (source.id, dest.id) not in pairs:

@@ -15,6 +15,7 @@ from flowkernel.definition.pipelines.rows import find_stage, pipeline_row, utc_n
 from flowkernel.definition.pipelines.specs import UNSET, Unset
 from flowkernel.errors import InvalidDefinition, UnknownDefinition
 from flowkernel.kinds import TRIGGERS
+from flowkernel.previews import preview
 from flowkernel.store.schema import AutomationRow, PipelineRow
 from flowkernel.store.tables import automations as automation_table
 from flowkernel.validation import (
@@ -173,7 +174,7 @@ def _check_payload(template: object) -> Any:
 def _check_trigger(trigger: object) -> str:
     if trigger not in TRIGGERS:
         raise InvalidDefinition(
-            f"automation trigger {trigger!r} is not one of {', '.join(TRIGGERS)}",
+            f"automation trigger {preview(trigger)} is not one of {', '.join(TRIGGERS)}",
             trigger=trigger,
         )
     assert isinstance(trigger, str)

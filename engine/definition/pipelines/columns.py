@@ -27,6 +27,7 @@ from flowkernel.definition.pipelines.rows import (
 )
 from flowkernel.definition.pipelines.specs import ColumnSpec, check_options, column_spec
 from flowkernel.errors import DefinitionInUse, DuplicateCode, InvalidDefinition
+from flowkernel.previews import preview
 from flowkernel.store.schema import StageRequiredColumnRow, StageRow
 from flowkernel.store.tables import columns as column_table
 from flowkernel.store.tables import required_columns as required_table
@@ -74,7 +75,7 @@ class ColumnAdmin:
                 )
             ).first()
             if existing is not None:
-                raise DuplicateCode("column", spec.name, f"pipeline {row.name!r}")
+                raise DuplicateCode("column", spec.name, f"pipeline {preview(row.name)}")
             if spec.position is None:
                 at = session.execute(
                     select(func.coalesce(func.max(column_table.c.position) + 1, 0)).where(
@@ -184,7 +185,7 @@ class ColumnAdmin:
             column_row = find_column(session, row, column)
             if not column_row.is_active:
                 raise InvalidDefinition(
-                    f"column {column_row.name!r} is inactive; activate it before a stage "
+                    f"column {preview(column_row.name)} is inactive; activate it before a stage "
                     "requires it",
                     column=column_row.name,
                 )

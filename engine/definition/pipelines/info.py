@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from flowkernel.definition.codes import state_code
 from flowkernel.definition.pipelines.specs import ChecklistItem
 from flowkernel.errors import UnknownDefinition
+from flowkernel.previews import preview
 from flowkernel.store.schema import (
     AutomationRow,
     ColumnRow,
@@ -105,7 +106,7 @@ class PipelineInfo:
             if stage.id == ref if isinstance(ref, int) else stage.code == ref:
                 return stage
         raise UnknownDefinition(
-            "stage", ref, f"pipeline {self.name!r}", [s.code for s in self.stages]
+            "stage", ref, f"pipeline {preview(self.name)}", [s.code for s in self.stages]
         )
 
     def column(self, ref: ColumnRef) -> ColumnInfo:
@@ -114,7 +115,7 @@ class PipelineInfo:
             if column.id == ref if isinstance(ref, int) else column.name == ref:
                 return column
         raise UnknownDefinition(
-            "column", ref, f"pipeline {self.name!r}", [c.name for c in self.columns]
+            "column", ref, f"pipeline {preview(self.name)}", [c.name for c in self.columns]
         )
 
 

@@ -25,6 +25,7 @@ from flowkernel.definition.pipelines.specs import (
 from flowkernel.definition.rules import class_rules
 from flowkernel.errors import AccessDenied, DuplicateCode, InvalidDefinition, UnknownDefinition
 from flowkernel.kinds import Movement
+from flowkernel.previews import preview
 from flowkernel.store.schema import ColumnRow, PipelineRow, StageRow
 from flowkernel.store.tables import columns as column_table
 from flowkernel.store.tables import pipelines as pipeline_table
@@ -62,14 +63,14 @@ def pipeline_row(
     if write and row.iam_account_id is None and not is_platform(actor):
         kind = "system template" if row.is_system else "platform pipeline"
         raise AccessDenied(
-            f"pipeline {row.name!r} is a {kind}; only the platform's system actor changes "
+            f"pipeline {preview(row.name)} is a {kind}; only the platform's system actor changes "
             "it: clone it into your account and edit the copy",
             pipeline_id=row.id,
             user_id=actor.user_id,
         )
     if not actor.is_system:
         rules = class_rules(session.connection(), row.id)
-        check_class(rules, actor, EXECUTE if write else VISIBLE, f"pipeline {row.name!r}")
+        check_class(rules, actor, EXECUTE if write else VISIBLE, f"pipeline {preview(row.name)}")
     return row
 
 
@@ -97,10 +98,12 @@ def find_stage(session: Session, pipeline: PipelineRow, ref: object) -> StageRow
     elif isinstance(ref, str):
         found = next((s for s in live if state_code(s) == ref), None)
     else:
-        raise InvalidDefinition(f"a stage is named by its code or id, not {ref!r}", stage=ref)
+        raise InvalidDefinition(
+            f"a stage is named by its code or id, not {preview(ref)}", stage=ref
+        )
     if found is None:
         raise UnknownDefinition(
-            "stage", ref, f"pipeline {pipeline.name!r}", [state_code(s) for s in live]
+            "stage", ref, f"pipeline {preview(pipeline.name)}", [state_code(s) for s in live]
         )
     return found
 
@@ -118,10 +121,12 @@ def find_column(session: Session, pipeline: PipelineRow, ref: object) -> ColumnR
         if storable(ref):  # a name with NUL names no column (and cannot be sent to PostgreSQL)
             found = session.execute(stmt.where(ColumnRow.name == ref)).scalar_one_or_none()
     else:
-        raise InvalidDefinition(f"a column is named by its name or id, not {ref!r}", column=ref)
+        raise InvalidDefinition(
+            f"a column is named by its name or id, not {preview(ref)}", column=ref
+        )
     if found is None:
         known = session.execute(stmt.with_only_columns(ColumnRow.name)).scalars()
-        raise UnknownDefinition("column", ref, f"pipeline {pipeline.name!r}", sorted(known))
+        raise UnknownDefinition("column", ref, f"pipeline {preview(pipeline.name)}", sorted(known))
     return found
 
 

@@ -15,6 +15,7 @@ from typing import Any, Final, TypeVar
 
 from flowkernel.errors import DuplicateCode, InvalidDefinition
 from flowkernel.fields import FIELD_TYPES, MULTI_SELECT, SELECT
+from flowkernel.previews import preview
 from flowkernel.validation import (
     MAX_NAME,
     MAX_POSITION,
@@ -134,13 +135,13 @@ def check_outcomes(pipeline: str, stages: Sequence[tuple[str, bool, bool]]) -> N
     for code, won, lost in stages:
         if won and lost:
             raise InvalidDefinition(
-                f"stage {code!r} cannot be both the won and the lost stage", stage=code
+                f"stage {preview(code)} cannot be both the won and the lost stage", stage=code
             )
     for kind, index in (("won", 1), ("lost", 2)):
         marked = [s[0] for s in stages if s[index]]
         if len(marked) > 1:
             raise InvalidDefinition(
-                f"pipeline {pipeline!r} would have {len(marked)} {kind} stages "
+                f"pipeline {preview(pipeline)} would have {len(marked)} {kind} stages "
                 f"({', '.join(marked)}); keep at most one won and one lost stage",
                 outcome=kind,
                 stages=tuple(marked),
@@ -150,7 +151,7 @@ def check_outcomes(pipeline: str, stages: Sequence[tuple[str, bool, bool]]) -> N
 def read_specs(raw: object, what: str, read: Callable[[Any], _T]) -> list[_T]:
     """Each entry of the list `raw`, read by `read`; a refusal names the entry (`stages[2]`)."""
     if isinstance(raw, str | bytes | Mapping) or not isinstance(raw, Sequence):
-        raise InvalidDefinition(f"{what} must be a list, not {raw!r}", **{what: raw})
+        raise InvalidDefinition(f"{what} must be a list, not {preview(raw)}", **{what: raw})
     specs = []
     for index, entry in enumerate(raw):
         try:
@@ -182,7 +183,7 @@ def column_spec(raw: ColumnSpec | Mapping[str, Any]) -> ColumnSpec:
     spec = _spec(ColumnSpec, raw, "column")
     if not isinstance(spec.name, str) or not _CODE.fullmatch(spec.name) or len(spec.name) > 128:
         raise InvalidDefinition(
-            f"column name {spec.name!r} must be 1-128 ASCII letters, digits or '_', not "
+            f"column name {preview(spec.name)} must be 1-128 ASCII letters, digits or '_', not "
             "starting with a digit",
             column=spec.name,
         )
@@ -190,7 +191,7 @@ def column_spec(raw: ColumnSpec | Mapping[str, Any]) -> ColumnSpec:
         check_text("label", spec.label)
     if spec.field_type not in FIELD_TYPES:
         raise InvalidDefinition(
-            f"column {spec.name!r} has field type {spec.field_type!r}; use one of "
+            f"column {preview(spec.name)} has field type {preview(spec.field_type)}; use one of "
             f"{', '.join(FIELD_TYPES)}",
             column=spec.name,
             field_type=spec.field_type,
@@ -214,7 +215,8 @@ def _spec(kind: type[_T], raw: object, what: str) -> _T:
         return raw
     if not isinstance(raw, Mapping):
         raise InvalidDefinition(
-            f"a {what} is a {kind.__name__} or a mapping of its fields, not {raw!r}", value=raw
+            f"a {what} is a {kind.__name__} or a mapping of its fields, not {preview(raw)}",
+            value=raw,
         )
     known = [f.name for f in fields(kind)]  # type: ignore[arg-type]
     unknown = sorted(set(raw) - set(known), key=repr)
@@ -233,7 +235,7 @@ def check_options(column: str, field_type: str, options: object) -> list[str] | 
     if field_type not in OPTION_TYPES:
         if options is not None:
             raise InvalidDefinition(
-                f"column {column!r} of type {field_type!r} takes no options; only "
+                f"column {preview(column)} of type {preview(field_type)} takes no options; only "
                 f"{' and '.join(OPTION_TYPES)} columns do",
                 column=column,
                 field_type=field_type,
@@ -248,8 +250,9 @@ def check_options(column: str, field_type: str, options: object) -> list[str] | 
         or len(set(options)) != len(options)
     ):
         raise InvalidDefinition(
-            f"column {column!r} of type {field_type!r} needs a list of 1 to {MAX_OPTIONS} "
-            f"distinct option strings (1 to {MAX_NAME} characters each), not {options!r}",
+            f"column {preview(column)} of type {preview(field_type)} needs a list of 1 to "
+            f"{MAX_OPTIONS} "
+            f"distinct option strings (1 to {MAX_NAME} characters each), not {preview(options)}",
             column=column,
             options=options,
         )
@@ -262,7 +265,7 @@ def parse_checklist(raw: object) -> tuple[ChecklistItem, ...]:
         return ()
     if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Sequence):
         raise InvalidDefinition(
-            f'a checklist is a list of {{"key", "label", "required"}} entries, not {raw!r}',
+            f'a checklist is a list of {{"key", "label", "required"}} entries, not {preview(raw)}',
             checklist=raw,
         )
     entries: list[ChecklistItem] = []
@@ -279,12 +282,14 @@ def parse_checklist(raw: object) -> tuple[ChecklistItem, ...]:
             required = entry.get("required", False)
             if extra:
                 raise InvalidDefinition(
-                    f"checklist entry {dict(entry)!r} has unknown field(s) "
+                    f"checklist entry {preview(dict(entry))} has unknown field(s) "
                     f"{', '.join(sorted(map(str, extra)))}; it takes key, label, required",
                     entry=dict(entry),
                 )
         else:
-            raise InvalidDefinition(f"checklist entry {entry!r} is not a mapping", entry=entry)
+            raise InvalidDefinition(
+                f"checklist entry {preview(entry)} is not a mapping", entry=entry
+            )
         if (
             not isinstance(key, str)
             or not key
@@ -296,13 +301,16 @@ def parse_checklist(raw: object) -> tuple[ChecklistItem, ...]:
             or not isinstance(required, bool)
         ):
             raise InvalidDefinition(
-                f"checklist entry {entry!r} needs a non-empty string key, a string label (at "
+                f"checklist entry {preview(entry)} needs a non-empty string key, a string label "
+                f"(at "
                 f"most {MAX_NAME} characters each) and a boolean required",
                 entry=entry,
             )
         item = ChecklistItem(key=key, label=label, required=required)
         if any(e.key == item.key for e in entries):
-            raise InvalidDefinition(f"checklist key {item.key!r} appears twice", key=item.key)
+            raise InvalidDefinition(
+                f"checklist key {preview(item.key)} appears twice", key=item.key
+            )
         entries.append(item)
     return tuple(entries)
 
@@ -327,7 +335,8 @@ def check_probability(probability: object) -> int | None:
         or not (0 <= probability <= 100)
     ):
         raise InvalidDefinition(
-            f"a stage probability is an integer percentage from 0 to 100, not {probability!r}",
+            f"a stage probability is an integer percentage from 0 to 100, not "
+            f"{preview(probability)}",
             probability=probability,
         )
     return probability

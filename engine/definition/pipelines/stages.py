@@ -40,6 +40,7 @@ from flowkernel.definition.pipelines.specs import (
     unique_code,
 )
 from flowkernel.errors import DuplicateCode, InvalidDefinition, StageNotEmpty
+from flowkernel.previews import preview
 from flowkernel.store.tables import automations as automation_table
 from flowkernel.store.tables import items
 from flowkernel.store.tables import stage_moves as move_table
@@ -119,7 +120,7 @@ class StageAdmin:
             taken = {state_code(s) for s in live}
             if spec.code is not None:
                 if spec.code in taken:
-                    raise DuplicateCode("stage", spec.code, f"pipeline {row.name!r}")
+                    raise DuplicateCode("stage", spec.code, f"pipeline {preview(row.name)}")
                 stage_code = spec.code
             else:
                 stage_code = unique_code(slugify(spec.name), taken)
@@ -186,7 +187,7 @@ class StageAdmin:
             old_code = state_code(target)
             if code is not None and code != old_code:
                 if code in {state_code(s) for s in live}:
-                    raise DuplicateCode("stage", code, f"pipeline {row.name!r}")
+                    raise DuplicateCode("stage", code, f"pipeline {preview(row.name)}")
                 values["code"] = code
             check_outcomes(
                 row.name,
@@ -218,7 +219,7 @@ class StageAdmin:
         """Put every live stage in `order` (codes or ids), at positions 0, 1, 2, ..."""
         if isinstance(order, str | bytes) or not isinstance(order, Sequence):
             raise InvalidDefinition(
-                f"order must be a list of stage codes or ids, not {order!r}", order=order
+                f"order must be a list of stage codes or ids, not {preview(order)}", order=order
             )
         with self._sessions.begin() as session:
             row = pipeline_row(session, pipeline_id, actor, write=True)
@@ -227,7 +228,8 @@ class StageAdmin:
             ids = [s.id for s in chosen]
             if len(set(ids)) != len(ids) or set(ids) != {s.id for s in live}:
                 raise InvalidDefinition(
-                    f"the order must name every stage of pipeline {row.name!r} exactly once: "
+                    f"the order must name every stage of pipeline {preview(row.name)} exactly "
+                    f"once: "
                     f"{', '.join(state_code(s) for s in live)}",
                     order=tuple(order),
                 )
@@ -269,7 +271,7 @@ class StageAdmin:
             dest = find_stage(session, row, target) if target is not None else None
             if dest is not None and dest.id == doomed.id:
                 raise InvalidDefinition(
-                    f"stage {state_code(doomed)!r} cannot take its own items; pick another "
+                    f"stage {preview(state_code(doomed))} cannot take its own items; pick another "
                     "target stage",
                     stage=state_code(doomed),
                 )

@@ -14,6 +14,7 @@ from flowkernel.definition.pipelines.rows import check_free_code, live_stages, p
 from flowkernel.definition.pipelines.specs import MAX_CODE
 from flowkernel.errors import AccessDenied, InvalidDefinition, UnknownDefinition
 from flowkernel.kinds import Movement
+from flowkernel.previews import preview
 from flowkernel.store.schema import (
     AutomationRow,
     ColumnRow,
@@ -69,7 +70,7 @@ class TemplateAdmin:
                 raise UnknownDefinition("template", template_id, f"account {account_id}")
             if not source.is_template:
                 raise InvalidDefinition(
-                    f"pipeline {source.name!r} is not a template; mark it with "
+                    f"pipeline {preview(source.name)} is not a template; mark it with "
                     "edit_pipeline(..., is_template=True) to clone it",
                     pipeline_id=source.id,
                 )
