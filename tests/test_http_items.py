@@ -324,11 +324,24 @@ def test_idempotency_keys_over_http(world: World) -> None:
         headers={"Idempotency-Key": "deal-1-back"},
     )
     assert back.status_code == repeat.status_code == 200 and back.json() == repeat.json()
+    # JSON numbers of one value are one request, however the client wrote them
+    status = f"/v1/items/{world.station}/methods/heartbeat"
+    sent = [
+        world.system.post(
+            status,
+            content=body,
+            headers={"Idempotency-Key": "st-beat-n", "Content-Type": "application/json"},
+        )
+        for body in ('{"params": {"n": 1}}', '{"params": {"n": 1.0}}', '{"params": {"n": 10e-1}}')
+    ]
+    assert [r.status_code for r in sent] == [200, 200, 200], sent[0].text
+    assert sent[0].json() == sent[1].json() == sent[2].json()
     beat = f"/v1/items/{world.station}/actions/heartbeat"
     one = world.system.post(beat, headers={"Idempotency-Key": "beat-1"})
     two = world.system.post(beat, headers={"Idempotency-Key": "beat-1"})
     assert one.json() == two.json()
-    assert len([c for c in _calls(world.api, world.station) if c == "heartbeat"]) == 1
+    # once under "st-beat-n", once under "beat-1"
+    assert len([c for c in _calls(world.api, world.station) if c == "heartbeat"]) == 2
 
 
 def _calls(api: Api, item_id: int) -> list[str]:

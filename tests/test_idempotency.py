@@ -144,6 +144,23 @@ def test_a_repeated_execute_returns_the_first_result(lamp: Flowkernel, probe: Pr
     assert probe.calls == ["edit", "edit"]
 
 
+def test_params_are_compared_as_canonical_json(lamp: Flowkernel, probe: Probe) -> None:
+    """One JSON number is one parameter: 1, 1.0 and -0.0 == 0 repeat a request; true is not 1."""
+    item = lamp.place("lamp", "device", 1, ALICE).id
+    first = lamp.execute(
+        item, "edit", ALICE, params={"a": 1, "b": [0, {"c": 2}]}, idempotency_key="n"
+    )
+    before = every_row(lamp)
+    for same in ({"a": 1.0, "b": [-0.0, {"c": 2.0}]}, {"b": [0, {"c": 2}], "a": 1e0}):
+        assert lamp.execute(item, "edit", ALICE, params=same, idempotency_key="n") == first
+    assert every_row(lamp) == before
+    for other in ({"a": True, "b": [0, {"c": 2}]}, {"a": 1.5, "b": [0, {"c": 2}]}, {"a": "1"}):
+        with pytest.raises(IdempotencyKeyReused):
+            lamp.execute(item, "edit", ALICE, params=other, idempotency_key="n")
+    assert every_row(lamp) == before
+    assert probe.calls == ["edit"]
+
+
 def test_execute_action_and_a_move_by_stage_id_take_keys(
     fk: Flowkernel, lamp: Flowkernel, deals: int
 ) -> None:

@@ -72,12 +72,16 @@ def request_hash(
     by_action: bool,
     stage_id: int | None,
 ) -> str:
-    """SHA-256 of a request's arguments as given; params None and {} are the same request."""
+    """SHA-256 of a request's arguments in canonical JSON.
+
+    Params None and {} are the same request, and so are numbers of one value (JSON has one
+    number type: `1`, `1.0` and `1e0` are the same parameter; `true` is not `1`).
+    """
     request = {
         "item": item_id,
         "method": method,
         "stage": stage_id,
-        "params": dict(params) if params else {},
+        "params": canonical_numbers(dict(params)) if params else {},
         "by_action": by_action,
     }
     try:
@@ -87,6 +91,17 @@ def request_hash(
             f"params must be a JSON object with string keys: {exc}", params=params
         ) from None
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def canonical_numbers(value: Any) -> Any:
+    """`value` with every float of an integral value as that integer (1.0 becomes 1)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, Mapping):
+        return {key: canonical_numbers(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [canonical_numbers(item) for item in value]
+    return value
 
 
 def result_to_json(result: ExecutionResult) -> dict[str, Any]:
