@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from http_fixtures import Api, api, serve
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from flowkernel import Actor, Flowkernel, InvalidArgument, InvalidToken
 from flowkernel.cli import main
@@ -106,6 +108,61 @@ def test_revocation_takes_effect_at_once_here_and_within_the_ttl_elsewhere(fk: F
         here.revoke(99)
 
 
+def test_a_token_expires_at_its_moment_even_while_cached(fk: Flowkernel) -> None:
+    tokens = ApiTokens(fk.engine, cache_ttl=3600)
+    forever = tokens.issue("rep", account_id=1, user_id=7)
+    assert forever.info.expires_at is None
+    later = datetime.now(UTC) + timedelta(days=30)
+    dated = tokens.issue("contractor", account_id=1, user_id=8, expires_at=later)
+    assert dated.info.expires_at == later
+    naive = tokens.issue("naive", system=True, expires_at=later.replace(tzinfo=None))
+    assert naive.info.expires_at == later
+    soon = tokens.issue("probe", system=True, expires_in=timedelta(milliseconds=300))
+    assert soon.info.expires_at is not None
+    for issued, actor in ((forever, Actor.user(7, 1)), (dated, Actor.user(8, 1))):
+        assert tokens.resolve(issued.token) == actor
+    assert tokens.resolve(soon.token) == Actor.system()  # now cached for an hour
+    while datetime.now(UTC) <= soon.info.expires_at:
+        time.sleep(0.05)
+    for store in (tokens, ApiTokens(fk.engine)):
+        with pytest.raises(InvalidToken) as refused:
+            store.resolve(soon.token)
+        assert refused.value.reason == "expired"
+        assert f"API token {soon.info.prefix} expired at " in refused.value.message
+        assert "flowkernel token create" in refused.value.message
+    # an expiry set in the row (as another process would) holds on the next load
+    with fk.engine.begin() as conn:
+        conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.id == dated.info.id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    with pytest.raises(InvalidToken) as refused:
+        ApiTokens(fk.engine).resolve(dated.token)
+    assert refused.value.reason == "expired"
+    assert ApiTokens(fk.engine).resolve(forever.token) == Actor.user(7, 1)
+    listed = {t.name: t.expires_at for t in tokens.list()}
+    assert listed["rep"] is None and listed["probe"] == soon.info.expires_at
+
+
+def test_an_expiry_must_lie_ahead(fk: Flowkernel) -> None:
+    tokens = ApiTokens(fk.engine)
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    for kwargs in (
+        {"expires_at": past},
+        {"expires_in": timedelta(0)},
+        {"expires_in": timedelta(seconds=-5)},
+        {"expires_in": timedelta.max},
+        {"expires_in": 3600},
+        {"expires_at": "2030-01-01"},
+        {"expires_at": past + timedelta(days=1), "expires_in": timedelta(days=1)},
+    ):
+        with pytest.raises(InvalidArgument) as refused:
+            tokens.issue("t", system=True, **kwargs)  # type: ignore[arg-type]
+        assert "expir" in refused.value.message
+    assert stored(fk) == []
+
+
 def test_last_used_is_written_at_most_once_per_interval(fk: Flowkernel) -> None:
     tokens = ApiTokens(fk.engine)
     issued = tokens.issue("rep", account_id=1, user_id=7)
@@ -158,6 +215,20 @@ def test_bad_tokens_over_http(api: Api) -> None:
         revoked = client.get("/v1/me")
         assert revoked.status_code == 401
         assert revoked.json()["error"]["details"]["reason"] == "revoked"
+    dated = api.tokens.issue("probe", system=True, expires_in=timedelta(days=1))
+    with api.fk.engine.begin() as conn:
+        conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.id == dated.info.id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    with api.client(dated.token) as client:
+        expired = client.get("/v1/me")
+        assert expired.status_code == 401
+        assert expired.headers["www-authenticate"] == "Bearer"
+        problem = expired.json()["error"]
+        assert problem["code"] == "invalid_token" and problem["details"]["reason"] == "expired"
+        assert "expired at" in problem["message"]
 
 
 def test_a_server_refuses_a_token_revoked_by_another_process(fk: Flowkernel) -> None:
@@ -196,6 +267,20 @@ def test_token_commands(database_url: str, capsys: pytest.CaptureFixture[str]) -
     assert main(["token", "list", "--all", "--json", "--account", "1", *db]) == 0
     assert [t["name"] for t in json.loads(capsys.readouterr().out)] == ["rep"]
 
+    assert main(["token", "create", "--name", "temp", "--system", "--expires-in", "12h", *db]) == 0
+    assert "expires " in capsys.readouterr().err
+    assert main(["token", "create", "--name", "until", "--system", "--json",
+                 "--expires-at", "2099-01-31T18:00:00+01:00", *db]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["expires_at"] == "2099-01-31T17:00:00+00:00"
+    for bad in (["--expires-in", "12"], ["--expires-in", "-1d"], ["--expires-at", "soon"],
+                ["--expires-in", "1d", "--expires-at", "2099-01-01"]):  # fmt: skip
+        assert main(["token", "create", "--name", "x", "--system", *bad, *db]) == 2
+        capsys.readouterr()
+    assert main(["token", "create", "--name", "x", "--system", "--expires-at", "2001-01-01",
+                 *db]) != 0  # fmt: skip
+    assert "must lie ahead" in capsys.readouterr().err
+    assert main(["token", "list", *db]) == 0
+    assert "2099-01-31 17:00" in capsys.readouterr().out
     assert main(["token", "revoke", "99", *db]) == 4
     assert "no API token with id 99" in capsys.readouterr().err
     assert main(["token", "create", "--name", "x", "--account", "1", *db]) == 2

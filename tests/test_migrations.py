@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from flowkernel import SYSTEM, DatabaseNotMigrated, Flowkernel
+from flowkernel.http.tokens import ApiTokens
 from flowkernel.store import schema
 from flowkernel.store.database import (
     DEFAULT_URL,
@@ -277,7 +278,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
     dialect = fresh.dialect.name
     empty = database_objects(fresh)
     assert current_revision(fresh) is None
-    assert head_revision() == "0006"
+    assert head_revision() == "0007"
 
     upgrade(fresh)
     assert current_revision(fresh) == head_revision()
@@ -722,6 +723,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "flowkernel/migrations/versions/0004_sla_queue.py",
         "flowkernel/migrations/versions/0005_truncate_triggers.py",
         "flowkernel/migrations/versions/0006_moves_written_once.py",
+        "flowkernel/migrations/versions/0007_token_expiry.py",
         "flowkernel/store/schema/__init__.py",
         "flowkernel/store/schema/items.py",
     } <= names
@@ -756,7 +758,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.split() == ["0006", "0006"]
+    assert run.stdout.split() == ["0007", "0007"]
     check = create_engine(f"sqlite:///{tmp_path / 'fk.db'}")
     with check.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4
@@ -897,3 +899,26 @@ def test_step_0003_backfills_the_stage_totals_and_goes_down_again(fresh: Engine)
     assert current_revision(fresh) == "0002"
     with fresh.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM flow_items")).scalar_one() == 4
+
+
+def test_step_0007_keeps_tokens_working_without_an_expiry_and_goes_down_again(
+    fresh: Engine,
+) -> None:
+    upgrade(fresh, "0006")
+    with fresh.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO fk_api_tokens (token_hash, prefix, name, groups, is_system) "
+                "VALUES ('h', 'p', 'kept', '[]', true)"
+            )
+        )
+    upgrade(fresh, "0007")
+    [kept] = ApiTokens(fresh).list()
+    assert (kept.name, kept.is_system, kept.expires_at) == ("kept", True, None)
+    issued = ApiTokens(fresh).issue("dated", system=True, expires_in=timedelta(days=1))
+    assert ApiTokens(fresh).resolve(issued.token).is_system
+    downgrade(fresh, "0006")
+    assert "expires_at" not in {c["name"] for c in inspect(fresh).get_columns("fk_api_tokens")}
+    with fresh.connect() as conn:
+        names = conn.execute(text("SELECT name FROM fk_api_tokens ORDER BY id")).scalars().all()
+    assert names == ["kept", "dated"]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from flowkernel.actors import Actor
 from flowkernel.cli.output import cell
@@ -74,6 +75,31 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, not {preview(text)}")
     return value
+
+
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str) -> timedelta:
+    """An argument type: a span such as `90s`, `30m`, `12h`, `30d` or `2w`."""
+    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit in _UNITS and number.isdecimal() and 0 < int(number) <= 10**9:
+        return timedelta(seconds=int(number) * _UNITS[unit])
+    raise argparse.ArgumentTypeError(
+        f"expected a span such as 90s, 30m, 12h, 30d or 2w, not {preview(text)}"
+    )
+
+
+def moment(text: str) -> datetime:
+    """An argument type: an ISO 8601 date or date and time (UTC unless it names an offset)."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 date or time such as 2027-01-31 or 2027-01-31T18:00:00Z, "
+            f"not {preview(text)}"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def positive_float(text: str) -> float:

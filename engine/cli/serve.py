@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from datetime import UTC, datetime
 
-from flowkernel.cli.arguments import Commands, add_json_option, positive_int
+from flowkernel.cli.arguments import Commands, add_json_option, duration, moment, positive_int
 from flowkernel.cli.connection import connect, kernel
 from flowkernel.cli.output import cell, jsonable_dict, print_json, table
 from flowkernel.cli.refusals import EPILOG, EXIT_OK, UsageError
@@ -55,6 +56,19 @@ def add_commands(commands: Commands) -> None:
         "--system",
         action="store_true",
         help="act as the system actor (may fire hidden methods); with --account, only there",
+    )
+    expiry = create.add_mutually_exclusive_group()
+    expiry.add_argument(
+        "--expires-in",
+        type=duration,
+        metavar="SPAN",
+        help="expire this long from now: 90s, 30m, 12h, 30d, 2w (default: never)",
+    )
+    expiry.add_argument(
+        "--expires-at",
+        type=moment,
+        metavar="WHEN",
+        help="expire at this ISO 8601 moment, UTC unless it names an offset (default: never)",
     )
     add_json_option(create)
     create.set_defaults(command=_token_create)
@@ -106,6 +120,8 @@ def _token_create(args: argparse.Namespace) -> int:
             user_id=args.user,
             groups=args.groups,
             system=args.system,
+            expires_at=args.expires_at,
+            expires_in=args.expires_in,
         )
     finally:
         engine.dispose()
@@ -117,8 +133,9 @@ def _token_create(args: argparse.Namespace) -> int:
     print(issued.token)
     print(
         f"token {info.id} ({info.prefix}) {preview(info.name)}: {who}, account "
-        f"{cell(info.account_id) if info.account_id is not None else 'every account'}; "
-        "shown only now: store it",
+        f"{cell(info.account_id) if info.account_id is not None else 'every account'}, "
+        f"{f'expires {info.expires_at:%Y-%m-%d %H:%M:%S}Z' if info.expires_at else 'never expires'}"
+        "; shown only now: store it",
         file=sys.stderr,
     )
     return EXIT_OK
@@ -135,9 +152,20 @@ def _token_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(found)
         return EXIT_OK
+    now = datetime.now(UTC)
     print(
         table(
-            ("id", "prefix", "name", "account", "acts as", "groups", "last used", "revoked"),
+            (
+                "id",
+                "prefix",
+                "name",
+                "account",
+                "acts as",
+                "groups",
+                "last used",
+                "expires",
+                "revoked",
+            ),
             [
                 (
                     t.id,
@@ -147,6 +175,7 @@ def _token_list(args: argparse.Namespace) -> int:
                     "system" if t.is_system else f"user {t.user_id}",
                     ", ".join(t.groups) or None,
                     f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else None,
+                    _expiry(t.expires_at, now),
                     f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else None,
                 )
                 for t in found
@@ -166,3 +195,9 @@ def _token_revoke(args: argparse.Namespace) -> int:
         engine.dispose()
     print(f"revoked token {info.id} ({info.prefix}) {preview(info.name)}")
     return EXIT_OK
+
+
+def _expiry(expires_at: datetime | None, now: datetime) -> str | None:
+    if expires_at is None:
+        return None
+    return f"{expires_at:%Y-%m-%d %H:%M}{' (expired)' if expires_at <= now else ''}"

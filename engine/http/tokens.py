@@ -9,7 +9,8 @@ system actor, optionally confined to one account. Resolving a token is on every 
 found tokens are kept in a small in-process cache for `cache_ttl` seconds, and `last_used_at`
 is written at most once per `touch_every` seconds. A token revoked through the same `ApiTokens`
 is refused at once; one revoked by another process (`flowkernel token revoke` while a server
-runs) is refused by that server within `cache_ttl` seconds.
+runs) is refused by that server within `cache_ttl` seconds. A token may carry an expiry: from
+that moment it is refused as expired, by every process, cached or not.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Engine, Row, insert, select, update
 
 from flowkernel.actors import Actor
 from flowkernel.errors import InvalidArgument, InvalidToken
+from flowkernel.moments import utc_moment
 from flowkernel.previews import preview
 from flowkernel.store.tables import api_tokens
 
@@ -59,6 +61,11 @@ class TokenInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the token has expired at `now`."""
+        return self.expires_at is not None and self.expires_at <= now
 
     @property
     def actor(self) -> Actor:
@@ -83,6 +90,7 @@ class _Cached:
     actor: Actor
     loaded_at: float
     touched_at: float
+    expires_at: datetime | None
 
 
 class ApiTokens:
@@ -111,13 +119,19 @@ class ApiTokens:
         user_id: int | None = None,
         groups: Sequence[str] = (),
         system: bool = False,
+        expires_at: datetime | None = None,
+        expires_in: timedelta | None = None,
     ) -> IssuedToken:
         """Create a token for a user of an account, or (`system`) for the system actor.
 
         A system token takes no user and no groups; with `account_id` it is confined to that
-        account, without it it reaches every account (the platform's system actor).
+        account, without it it reaches every account (the platform's system actor). A token
+        expires at `expires_at` (a naive datetime is UTC) or `expires_in` from now, which must
+        lie ahead; without either it never expires.
         """
         _check_name(name)
+        now = datetime.now(UTC)
+        expires = _expiry(now, expires_at, expires_in)
         for field, value in (("account_id", account_id), ("user_id", user_id)):
             if value is not None:
                 _check_id(field, value)
@@ -138,7 +152,6 @@ class ApiTokens:
             )
         prefix = secrets.token_hex(4)
         token = f"fk_{prefix}_{secrets.token_urlsafe(32)}"
-        now = datetime.now(UTC)
         with self._engine.begin() as conn:
             row = conn.execute(
                 insert(api_tokens)
@@ -151,6 +164,7 @@ class ApiTokens:
                     groups=group_list,
                     is_system=system,
                     created_at=now,
+                    expires_at=expires,
                 )
                 .returning(*api_tokens.c)
             ).one()
@@ -209,7 +223,11 @@ class ApiTokens:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(digest)
-        if cached is not None and now - cached.loaded_at < self._cache_ttl:
+        if (
+            cached is not None
+            and now - cached.loaded_at < self._cache_ttl
+            and (cached.expires_at is None or cached.expires_at > datetime.now(UTC))
+        ):
             if now - cached.touched_at >= self._touch_every:
                 cached.touched_at = now
                 self._touch(cached.token_id)
@@ -233,15 +251,23 @@ class ApiTokens:
                 "use another token",
                 prefix=info.prefix,
             )
-        since = (
-            None
-            if info.last_used_at is None
-            else (datetime.now(UTC) - info.last_used_at).total_seconds()
-        )
+        wall = datetime.now(UTC)
+        if info.expired(wall):
+            assert info.expires_at is not None
+            with self._lock:
+                self._cache.pop(digest, None)
+            raise InvalidToken(
+                "expired",
+                f"API token {info.prefix} expired at {info.expires_at:%Y-%m-%d %H:%M:%S}Z; "
+                "create a new one with `flowkernel token create`",
+                prefix=info.prefix,
+                expired_at=info.expires_at.isoformat(),
+            )
+        since = None if info.last_used_at is None else (wall - info.last_used_at).total_seconds()
         if since is None or since >= self._touch_every:
             self._touch(info.id)
             since = 0.0
-        entry = _Cached(info.id, info.actor, now, now - since)
+        entry = _Cached(info.id, info.actor, now, now - since, info.expires_at)
         with self._lock:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()  # rare: many distinct tokens; they reload on their next use
@@ -273,7 +299,39 @@ def _info(row: Row[Any]) -> TokenInfo:
         created_at=row.created_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        expires_at=row.expires_at,
     )
+
+
+def _expiry(
+    now: datetime, expires_at: datetime | None, expires_in: timedelta | None
+) -> datetime | None:
+    if expires_at is not None and expires_in is not None:
+        raise InvalidArgument(
+            "give a token's expiry as expires_at or as expires_in, not both",
+            expires_at=expires_at,
+            expires_in=expires_in,
+        )
+    if expires_in is not None:
+        if not isinstance(expires_in, timedelta):
+            raise InvalidArgument(
+                f"expires_in must be a timedelta, not {preview(expires_in)}", expires_in=expires_in
+            )
+        try:
+            expires_at = now + expires_in
+        except OverflowError:
+            raise InvalidArgument(
+                f"expires_in {expires_in} reaches past the year 9999", expires_in=str(expires_in)
+            ) from None
+    if expires_at is None:
+        return None
+    moment = utc_moment(expires_at, "expires_at")
+    if moment <= now:
+        raise InvalidArgument(
+            f"a token's expiry must lie ahead; {moment:%Y-%m-%d %H:%M:%S}Z has passed",
+            expires_at=moment.isoformat(),
+        )
+    return moment
 
 
 def _check_name(name: object) -> None:
