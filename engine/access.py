@@ -60,16 +60,23 @@ def class_denial(rules: Iterable[AccessRule], actor: Actor, permission: str) -> 
 
 
 def check_class(rules: Iterable[AccessRule], actor: Actor, permission: str, name: str) -> None:
-    """Refuse (`AccessDenied`) when a class-wide rule denies `actor` the `permission`."""
+    """Refuse (`AccessDenied`) when a class-wide rule denies `actor` the `permission`.
+
+    `name` names the class in an `execute` refusal only: an actor denied `visible` is not told
+    the name of what it may not see.
+    """
     rule = class_denial(rules, actor, permission)
     if rule is None:
         return
-    doing = "change" if permission == EXECUTE else "see"
+    if permission == EXECUTE:
+        what = f"an access rule of {name}"
+        effect = "this actor may not change its items or its definition"
+    else:
+        what = "a class-wide access rule"
+        effect = "this actor may not see the class, its items or its definition"
     raise AccessDenied(
-        f"an access rule of {name} denies {rule.subject_kind} {preview(rule.subject)} the "
-        f"{permission} "
-        f"permission: this actor may not {doing} its items or its definition; ask for an access "
-        "rule that allows it",
+        f"{what} denies {rule.subject_kind} {preview(rule.subject)} the {permission} "
+        f"permission: {effect}; ask for an access rule that allows it",
         permission=permission,
         user_id=actor.user_id,
     )

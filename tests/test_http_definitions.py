@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from http_fixtures import World, api, world
+from rows import every_row
 
 from flowkernel import SYSTEM, Actor
 from flowkernel.documents.classes import dump_class, loads
@@ -177,3 +178,41 @@ def test_classes_list_show_dump_and_create(world: World) -> None:
     assert [c.code for c in fk.definitions.list_classes(2)].count("x") == 0
     assert world.user.get("/v1/classes/nope").status_code == 404
     assert fk.item(world.station, SYSTEM).class_code == "station"
+
+
+def test_a_class_hidden_by_a_rule_is_not_read_over_http(world: World) -> None:
+    """A class-wide `visible` deny hides the class's definition as well as its items; the
+    refusal does not name the class, and a system token still reads it."""
+    fk = world.api.fk
+    deny = {"subject": "sales", "subject_kind": "group", "permission": "visible", "effect": "deny"}
+    fk.definitions.add_access_rule("station", **deny)
+    fk.definitions.add_access_rule("sales", account_id=1, **deny)
+    station = fk.definitions.get_class("station")
+    sales = fk.definitions.get_class(world.sales, 1)
+    names = {station.code, station.label, sales.label}  # its code is the group's name, "sales"
+
+    listed = world.user.get("/v1/classes")
+    assert listed.status_code == 200
+    assert not {c["code"] for c in listed.json()} & {"station", sales.code}
+    before = every_row(fk)
+    for path in (
+        "/v1/classes/station",
+        f"/v1/classes/{station.id}",
+        f"/v1/classes/{world.sales}",
+        f"/v1/classes/{sales.code}",
+        "/v1/classes/station/document",
+        "/v1/classes/station/problems",
+        f"/v1/pipelines/{world.sales}",
+        f"/v1/items/{world.station}",
+    ):
+        refused = world.user.get(path)
+        assert refused.status_code == 403, (path, refused.text)
+        problem = refused.json()["error"]
+        assert problem["code"] == "access_denied"
+        assert "visible" in problem["message"]
+        assert not any(name in refused.text for name in names), (path, refused.text)
+    assert every_row(fk) == before
+    for client in (world.system, world.account_system):
+        assert client.get("/v1/classes/station").status_code == 200
+        assert "station" in {c["code"] for c in client.get("/v1/classes").json()}
+    assert world.stranger.get("/v1/classes/station").status_code == 200  # not in group sales

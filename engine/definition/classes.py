@@ -12,10 +12,17 @@ from typing import Final
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from flowkernel.access import VISIBLE, check_class
+from flowkernel.actors import Actor
 from flowkernel.definition.authoring import Authoring
 from flowkernel.definition.events import EventAuthoring, EventDef
 from flowkernel.definition.methods import ActionInfo, MethodAuthoring, MethodDef, TransitionDef
-from flowkernel.definition.rules import AccessRuleDef, RuleAuthoring
+from flowkernel.definition.rules import (
+    AccessRuleDef,
+    RuleAuthoring,
+    class_rules,
+    hidden_classes,
+)
 from flowkernel.definition.states import StateAuthoring, StateInfo
 from flowkernel.errors import (
     AbstractClassError,
@@ -139,27 +146,48 @@ class Definitions(StateAuthoring, MethodAuthoring, EventAuthoring, RuleAuthoring
             return _class_info(session, row)
 
     def get_class(
-        self, code: str | int, account_id: int | None = None, *, any_account: bool = False
+        self,
+        code: str | int,
+        account_id: int | None = None,
+        *,
+        any_account: bool = False,
+        visible_to: Actor | None = None,
     ) -> ClassInfo:
-        """A class header by code or id (see `class_row` for `any_account`)."""
-        with self._tx() as session:
-            return _class_info(
-                session, self.class_row(session, code, account_id, any_account=any_account)
-            )
+        """A class header by code or id (see `class_row` for `any_account`).
 
-    def list_classes(self, account_id: int | None = None) -> list[ClassInfo]:
-        """Classes of the platform and of `account_id`, by code."""
+        With `visible_to`, an actor a class-wide rule denies `visible` is refused
+        (`AccessDenied`, which does not name the class).
+        """
+        with self._tx() as session:
+            row = self.class_row(session, code, account_id, any_account=any_account)
+            if visible_to is not None:
+                rules = class_rules(session.connection(), row.id)
+                check_class(rules, visible_to, VISIBLE, "the class")
+            return _class_info(session, row)
+
+    def list_classes(
+        self, account_id: int | None = None, *, visible_to: Actor | None = None
+    ) -> list[ClassInfo]:
+        """Classes of the platform and of `account_id`, by code; with `visible_to`, only those
+        no class-wide rule hides from that actor."""
         check_optional_id("account_id", account_id)
         with self._tx() as session:
-            rows = session.execute(
-                select(PipelineRow)
-                .where(
-                    PipelineRow.deleted_at.is_(None),
-                    (PipelineRow.iam_account_id == account_id)
-                    | PipelineRow.iam_account_id.is_(None),
+            rows = (
+                session.execute(
+                    select(PipelineRow)
+                    .where(
+                        PipelineRow.deleted_at.is_(None),
+                        (PipelineRow.iam_account_id == account_id)
+                        | PipelineRow.iam_account_id.is_(None),
+                    )
+                    .order_by(PipelineRow.code, PipelineRow.id)
                 )
-                .order_by(PipelineRow.code, PipelineRow.id)
-            ).scalars()
+                .scalars()
+                .all()
+            )
+            if visible_to is not None:
+                hidden = hidden_classes(session.connection(), [r.id for r in rows], visible_to)
+                rows = [r for r in rows if r.id not in hidden]
             return [_class_info(session, r) for r in rows]
 
     def edit_class(

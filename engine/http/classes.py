@@ -1,6 +1,7 @@
 """Class endpoints: list, create from a class document, show with its definition, dump.
 
-Every token reads the platform's classes and its account's; only system tokens define classes
+Every token reads the platform's classes and its account's, but for those a class-wide access
+rule hides from it (left out of the list, 403 when asked for); only system tokens define classes
 (a platform system token picks the account with `account_id`, default: platform-wide).
 """
 
@@ -79,7 +80,8 @@ def list_classes(
     fk: Kernel, actor: CurrentActor, account_id: AccountQuery = None
 ) -> list[ClassOut]:
     account = account_for(actor, account_id)
-    return [ClassOut.model_validate(c) for c in fk.definitions.list_classes(account)]
+    listed = fk.definitions.list_classes(account, visible_to=actor)
+    return [ClassOut.model_validate(c) for c in listed]
 
 
 @router.post(
@@ -105,7 +107,7 @@ def show_class(
     code: ClassRef, fk: Kernel, actor: CurrentActor, account_id: AccountQuery = None
 ) -> ClassDetailOut:
     account = account_for(actor, account_id)
-    return _detail(fk, fk.definitions.get_class(ref(code), account), account)
+    return _detail(fk, fk.definitions.get_class(ref(code), account, visible_to=actor), account)
 
 
 @router.get(
@@ -119,7 +121,7 @@ def class_problems(
     code: ClassRef, fk: Kernel, actor: CurrentActor, account_id: AccountQuery = None
 ) -> list[ProblemOut]:
     account = account_for(actor, account_id)
-    info = fk.definitions.get_class(ref(code), account)
+    info = fk.definitions.get_class(ref(code), account, visible_to=actor)
     return [ProblemOut.model_validate(p) for p in fk.definitions.problems(info.code, account)]
 
 
@@ -128,5 +130,5 @@ def dump(
     code: ClassRef, fk: Kernel, actor: CurrentActor, account_id: AccountQuery = None
 ) -> dict[str, Any]:
     account = account_for(actor, account_id)
-    info = fk.definitions.get_class(ref(code), account)
+    info = fk.definitions.get_class(ref(code), account, visible_to=actor)
     return dump_class(fk, info.code, account)
