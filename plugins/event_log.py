@@ -8,6 +8,7 @@ from sqlalchemy import Engine, insert, select
 
 from flowkernel.hookspecs import hookimpl
 from flowkernel.snapshots import LoggedEvent, OutgoingEvent
+from flowkernel.store.database import reader
 from flowkernel.store.tables import event_log as table
 
 log = logging.getLogger("flowkernel.events")
@@ -57,7 +58,7 @@ class EventLogPlugin:
             stmt = stmt.where(table.c.event_name == event_name)
         if item_id is not None:
             stmt = stmt.where(table.c.flow_item_id == item_id)
-        with self._db.connect() as conn:
+        with reader(self._db).connect() as conn:
             rows = conn.execute(stmt.order_by(table.c.id).limit(limit)).all()
         return [
             LoggedEvent(

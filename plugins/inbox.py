@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Engine, insert, or_, select, update
 
 from flowkernel.hookspecs import hookimpl
 from flowkernel.snapshots import InboxEntry, WatcherNotification
+from flowkernel.store.database import reader
 from flowkernel.store.tables import inbox as table
 
 
@@ -50,7 +51,7 @@ class InboxPlugin:
         stmt = select(table).where(table.c.iam_user_id == user_id, *_of(accounts))
         if unread_only:
             stmt = stmt.where(table.c.read_at.is_(None))
-        with self._db.connect() as conn:
+        with reader(self._db).connect() as conn:
             rows = conn.execute(stmt.order_by(table.c.id.desc()).limit(limit)).all()
         return [
             InboxEntry(

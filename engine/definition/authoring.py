@@ -23,6 +23,7 @@ from flowkernel.errors import (
 )
 from flowkernel.previews import preview
 from flowkernel.snapshots import DefinitionProblem
+from flowkernel.store.database import reading
 from flowkernel.store.schema import (
     AccessRuleRow,
     ActionRow,
@@ -81,6 +82,17 @@ class Authoring:
                 self._local.guard = None
 
     @contextmanager
+    def _read(self) -> Iterator[Session]:
+        """A transaction that only reads (no write lock on SQLite); inside `transaction`, that
+        transaction, so a read sees the block's writes."""
+        current: Session | None = getattr(self._local, "session", None)
+        if current is not None:
+            yield current
+            return
+        with reading(self._sessions) as session:
+            yield session
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
         """Make the authoring calls inside the block one transaction: all of them or none.
 
@@ -106,7 +118,7 @@ class Authoring:
     ) -> list[DefinitionProblem]:
         """The whole-class rules a class (by code or id) breaks, empty when it keeps them all:
         where its items start, states no transition reaches, active states with no way out."""
-        with self._tx() as session:
+        with self._read() as session:
             return list(self._problems(session, self.class_row(session, class_code, account_id).id))
 
     # --- lookups -------------------------------------------------------------------------

@@ -158,7 +158,7 @@ class Definitions(StateAuthoring, MethodAuthoring, EventAuthoring, RuleAuthoring
         With `visible_to`, an actor a class-wide rule denies `visible` is refused
         (`AccessDenied`, which does not name the class).
         """
-        with self._tx() as session:
+        with self._read() as session:
             row = self.class_row(session, code, account_id, any_account=any_account)
             if visible_to is not None:
                 rules = class_rules(session.connection(), row.id)
@@ -171,7 +171,7 @@ class Definitions(StateAuthoring, MethodAuthoring, EventAuthoring, RuleAuthoring
         """Classes of the platform and of `account_id`, by code; with `visible_to`, only those
         no class-wide rule hides from that actor."""
         check_optional_id("account_id", account_id)
-        with self._tx() as session:
+        with self._read() as session:
             rows = (
                 session.execute(
                     select(PipelineRow)

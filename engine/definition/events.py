@@ -105,7 +105,7 @@ class EventAuthoring(Authoring):
 
     def list_events(self, class_code: str, account_id: int | None = None) -> list[EventDef]:
         """Event rows of a class by action and sequence."""
-        with self._tx() as session:
+        with self._read() as session:
             cls = self.class_row(session, class_code, account_id)
             rows = session.execute(
                 select(EventRow, ActionRow.code)

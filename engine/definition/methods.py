@@ -103,7 +103,7 @@ class MethodAuthoring(Authoring):
 
     def list_actions(self) -> list[ActionInfo]:
         """The action catalogue by code."""
-        with self._tx() as session:
+        with self._read() as session:
             rows = session.execute(select(ActionRow).order_by(ActionRow.code)).scalars()
             return [ActionInfo(r.id, r.code, r.label, r.is_standard) for r in rows]
 
@@ -188,7 +188,7 @@ class MethodAuthoring(Authoring):
 
     def list_methods(self, class_code: str, account_id: int | None = None) -> list[MethodDef]:
         """Methods of a class (not inherited ones), by sequence."""
-        with self._tx() as session:
+        with self._read() as session:
             cls = self.class_row(session, class_code, account_id)
             codes = _stage_codes(session, cls.id)
             rows = session.execute(
@@ -318,7 +318,7 @@ class MethodAuthoring(Authoring):
         self, class_code: str, account_id: int | None = None
     ) -> list[TransitionDef]:
         """Transitions of a class."""
-        with self._tx() as session:
+        with self._read() as session:
             cls = self.class_row(session, class_code, account_id)
             codes = _stage_codes(session, cls.id)
             rows = session.execute(

@@ -152,7 +152,7 @@ class RuleAuthoring(Authoring):
         self, class_code: str, account_id: int | None = None
     ) -> list[AccessRuleDef]:
         """Access rules of a class."""
-        with self._tx() as session:
+        with self._read() as session:
             cls = self.class_row(session, class_code, account_id)
             rows = session.execute(
                 select(AccessRuleRow)

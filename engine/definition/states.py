@@ -95,7 +95,7 @@ class StateAuthoring(Authoring):
 
     def list_states(self, class_code: str, account_id: int | None = None) -> list[StateInfo]:
         """States of a class in position order."""
-        with self._tx() as session:
+        with self._read() as session:
             cls = self.class_row(session, class_code, account_id)
             rows = session.execute(
                 select(StageRow)

@@ -17,6 +17,7 @@ from flowkernel.http.auth import CurrentActor, Kernel
 from flowkernel.http.bodies import ActorOut, ErrorBody, HealthOut
 from flowkernel.http.tokens import CACHE_TTL, ApiTokens
 from flowkernel.kernel import Flowkernel
+from flowkernel.store.database import reader
 
 DESCRIPTION: Final = """\
 The Flowkernel engine over HTTP: place objects into classes, list and execute the methods an
@@ -63,7 +64,7 @@ def create_app(fk: Flowkernel, *, token_cache_ttl: float = CACHE_TTL) -> FastAPI
 
     @app.get("/v1/health", tags=["service"], summary="The server runs and reaches its database")
     def health(fk: Kernel) -> HealthOut:
-        with fk.engine.connect() as conn:
+        with reader(fk.engine).connect() as conn:
             conn.execute(text("SELECT 1"))
         return HealthOut(status="ok")
 

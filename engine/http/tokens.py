@@ -31,6 +31,7 @@ from flowkernel.actors import Actor
 from flowkernel.errors import InvalidArgument, InvalidToken
 from flowkernel.moments import utc_moment
 from flowkernel.previews import preview
+from flowkernel.store.database import reader
 from flowkernel.store.tables import api_tokens
 
 TOKEN_PATTERN: Final = re.compile(r"fk_([0-9a-f]{8})_[A-Za-z0-9_-]{43}")
@@ -180,7 +181,7 @@ class ApiTokens:
             stmt = stmt.where(api_tokens.c.iam_account_id == account_id)
         if not include_revoked:
             stmt = stmt.where(api_tokens.c.revoked_at.is_(None))
-        with self._engine.connect() as conn:
+        with reader(self._engine).connect() as conn:
             return [_info(row) for row in conn.execute(stmt)]
 
     def revoke(self, token_id: int) -> TokenInfo:
@@ -232,7 +233,7 @@ class ApiTokens:
                 cached.touched_at = now
                 self._touch(cached.token_id)
             return cached.actor
-        with self._engine.connect() as conn:
+        with reader(self._engine).connect() as conn:
             row = conn.execute(select(api_tokens).where(api_tokens.c.token_hash == digest)).first()
         if row is None:
             raise InvalidToken(

@@ -33,6 +33,7 @@ from flowkernel.runtime.scope import (
     readable_pipeline,
     stage_of,
 )
+from flowkernel.store.database import reading
 from flowkernel.store.prepared import Db, Prepared
 from flowkernel.store.tables import (
     columns,
@@ -150,7 +151,7 @@ class BoardQueries(QueryBase):
         if cursor is not None and page:
             raise InvalidArgument("pass either page or cursor, not both", page=page)
         after = _parse_board_cursor(cursor) if cursor is not None else None
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             conn = session.connection()
             pipeline = readable_pipeline(conn, pipeline_id, actor)
             column_id = _number_column(conn, pipeline_id, value_column)
@@ -229,7 +230,7 @@ class BoardQueries(QueryBase):
         """
         check_limit("limit", limit)
         after = _parse_stage_cursor(cursor) if cursor is not None else None
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             conn = session.connection()
             pipeline = readable_pipeline(conn, pipeline_id, actor)
             stage_id = stage_of(conn, pipeline, stage)

@@ -43,7 +43,7 @@ from flowkernel.snapshots import (
     Restore,
     SoftDelete,
 )
-from flowkernel.store.database import database_error
+from flowkernel.store.database import database_error, reading
 from flowkernel.store.prepared import Db
 from flowkernel.store.tables import pipelines
 from flowkernel.store.writer import Change, ItemRecord, Lock, Writer
@@ -125,17 +125,17 @@ class Executor:
 
     # --- transactions and classes ----------------------------------------------------------
 
-    def transact(self, work: Callable[[Db], _T]) -> _T:
+    def transact(self, work: Callable[[Db], _T], *, reads: bool = False) -> _T:
         """Run `work` in one transaction; a class version met for the first time is compiled
         between attempts. A connection that broke or could not be opened raises a
-        `DatabaseError`."""
+        `DatabaseError`. `reads`: `work` only reads, and need not wait for writers."""
         engine = self.writer.engine
         for _attempt in range(ATTEMPTS):
             try:
-                with self.writer.transaction() as db:
+                with self.writer.transaction(reads=reads) as db:
                     return work(db)
             except Stale as stale:  # rolled back before any handler ran
-                with self.sessions.begin() as session:
+                with reading(self.sessions) as session:
                     self.cache.compile(session, stale.class_id)
             except Exception as exc:  # only a failed connection is turned into another error
                 typed = database_error(exc, engine)

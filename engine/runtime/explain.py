@@ -37,6 +37,7 @@ from flowkernel.runtime.decision import (
     guard_obstacles,
 )
 from flowkernel.runtime.executor import Executor
+from flowkernel.store.database import reading
 from flowkernel.store.tables import item_values, items, pipelines
 from flowkernel.validation import check_item_id
 
@@ -116,7 +117,7 @@ class Explainer:
                 f"{preview(method_or_stage)}",
                 method_or_stage=method_or_stage,
             )
-        with self._executor.sessions.begin() as session:
+        with reading(self._executor.sessions) as session:
             row = session.execute(
                 select(
                     items.c.flow_pipeline_id,

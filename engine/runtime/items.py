@@ -54,6 +54,7 @@ from flowkernel.runtime.item_rows import (
 from flowkernel.runtime.runtime import Runtime
 from flowkernel.runtime.watching import Watching
 from flowkernel.snapshots import ExecutionResult, ItemSnapshot
+from flowkernel.store.database import reading
 from flowkernel.store.tables import columns, item_values, items
 from flowkernel.validation import check_int, check_key
 
@@ -173,7 +174,7 @@ class ItemOps(Watching):
 
     def values(self, item_id: int, actor: Actor) -> list[ItemValue]:
         """The seed's read query: active columns of the item's pipeline by position, with values."""
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             row = load_item(session, item_id, actor, lock=False, permission=VISIBLE)
             rows = (
                 session.connection()
@@ -239,7 +240,7 @@ class ItemOps(Watching):
 
     def checklist(self, item_id: int, actor: Actor) -> list[ChecklistEntry]:
         """The current stage's checklist, in definition order, with the item's completion."""
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             row = load_item(session, item_id, actor, lock=False, permission=VISIBLE)
             compiled = self._runtime.executor.current(session, row.flow_pipeline_id)
         state = compiled.states_by_id.get(row.flow_stage_id)

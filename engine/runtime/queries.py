@@ -39,6 +39,7 @@ from flowkernel.runtime.scope import (
     stage_of,
 )
 from flowkernel.snapshots import LoggedEvent
+from flowkernel.store.database import reading
 from flowkernel.store.schema import UTCDateTime
 from flowkernel.store.tables import (
     history,
@@ -122,7 +123,7 @@ class Queries(BoardQueries):
 
         Works for dropped items too: their history is kept.
         """
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             steps = history_reader.read(session.connection(), item_id, actor)
         return [
             StageMove(
@@ -147,7 +148,7 @@ class Queries(BoardQueries):
         deleted item it ends at `deleted_at`, for a dropped one at its last method call.
         """
         moment = utc_moment(now)
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             conn = session.connection()
             history_reader.reach(conn, item_id, actor)
             return _stage_times(conn, self._writer, history.c.flow_item_id == item_id, None, moment)
@@ -187,7 +188,7 @@ class Queries(BoardQueries):
             stmt = stmt.where(
                 or_(items.c.iam_account_id.is_(None), items.c.iam_account_id == actor.account_id)
             )
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             rows = session.connection().execute(stmt).all()
             hidden = hidden_classes(session.connection(), [r.id for r in rows], actor)
         return [
@@ -210,7 +211,7 @@ class Queries(BoardQueries):
 
         Stages are given by code or id. Counts come from the history, so dropped items count.
         """
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             conn = session.connection()
             pipeline = readable_pipeline(conn, pipeline_id, actor)
             from_id = stage_of(conn, pipeline, from_stage)
@@ -254,7 +255,7 @@ class Queries(BoardQueries):
         `time_in_stage`.
         """
         moment = utc_moment(now)
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             conn = session.connection()
             pipeline = readable_pipeline(conn, pipeline_id, actor)
             measured = {
@@ -309,14 +310,14 @@ class Queries(BoardQueries):
                 "plugin", "event_log", "this engine; open Flowkernel with a database"
             )
         if item_id is not None:
-            with self._sessions.begin() as session:
+            with reading(self._sessions) as session:
                 history_reader.reach(session.connection(), item_id, actor)
         found: list[LoggedEvent] = plugin.events(
             actor.account_id, event_name=event_name, item_id=item_id, limit=limit
         )
         if actor.is_system or not found:
             return found
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             hidden = hidden_classes(session.connection(), [e.pipeline_id for e in found], actor)
         return [e for e in found if e.pipeline_id not in hidden]
 

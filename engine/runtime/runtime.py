@@ -20,6 +20,7 @@ from flowkernel.runtime.decision import state_of, visible_methods
 from flowkernel.runtime.executor import Executor, Request
 from flowkernel.runtime.idempotency import IdempotencyKeys, KeyedRequest, execute_once
 from flowkernel.snapshots import ExecutionResult, HistoryEntry, ItemSnapshot, MethodInfo
+from flowkernel.store.database import reading
 from flowkernel.store.prepared import Db
 from flowkernel.store.writer import ItemRecord, Lock
 from flowkernel.validation import check_item_id, check_key, check_params
@@ -140,24 +141,24 @@ class Runtime:
                 raise ItemNotFound(item_id)
             return item, executor.compiled(item.class_id, item.class_version)
 
-        item, compiled = executor.transact(read)
+        item, compiled = executor.transact(read, reads=True)
         if compiled.access:
             check_class(compiled.access, actor, VISIBLE, f"class {preview(compiled.code)}")
         return item, compiled
 
     def history(self, item_id: int, actor: Actor) -> list[HistoryEntry]:
         """The item's state history, oldest first (also after the item was dropped)."""
-        with self.executor.sessions.begin() as session:
+        with reading(self.executor.sessions) as session:
             return [step.entry() for step in history.read(session.connection(), item_id, actor)]
 
     def state_at(self, item_id: int, when: datetime, actor: Actor) -> str | None:
         """The item's state at `when`, from its history (None before it was placed)."""
         moment = utc_moment(when, "when")
-        with self.executor.sessions.begin() as session:
+        with reading(self.executor.sessions) as session:
             steps = history.read(session.connection(), item_id, actor)
         return history.state_at(steps, moment)
 
     def compiled(self, class_id: int) -> CompiledClass:
         """The compiled current version of a class."""
-        with self.executor.sessions.begin() as session:
+        with reading(self.executor.sessions) as session:
             return self.executor.current(session, class_id)

@@ -19,6 +19,7 @@ from flowkernel.hookspecs import InboxStore
 from flowkernel.previews import preview
 from flowkernel.runtime.item_rows import check_user, load_item, refuse_deleted
 from flowkernel.snapshots import InboxEntry
+from flowkernel.store.database import reading
 from flowkernel.store.tables import watchers
 from flowkernel.store.writer import Writer
 from flowkernel.validation import check_bool, check_id, check_int
@@ -73,7 +74,7 @@ class Watching:
 
     def watchers(self, item_id: int, actor: Actor) -> list[int]:
         """The users watching the item, by id."""
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             row = load_item(session, item_id, actor, lock=False, permission=VISIBLE)
             return list(
                 session.connection()

@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -25,6 +25,7 @@ from sqlalchemy.exc import (
     InterfaceError,
     OperationalError,
 )
+from sqlalchemy.orm import Session, sessionmaker
 
 from flowkernel.errors import (
     DatabaseConnectionLost,
@@ -89,10 +90,31 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(conn: Any) -> None:
-    # Take the write lock at BEGIN so two writers queue instead of failing at upgrade time.
+READ_ONLY: Final = "flowkernel_read_only"
+"""The execution option of a connection whose transaction only reads (see `reading`)."""
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A writer takes the write lock at BEGIN so two writers queue instead of failing at
+    # upgrade time; a reader begins deferred and reads WAL's last commit without waiting.
     # Straight on the driver: SQLAlchemy's statement execution costs more than the BEGIN.
-    run_sql(conn, "BEGIN IMMEDIATE", ())
+    reads = conn.get_execution_options().get(READ_ONLY, False)
+    run_sql(conn, "BEGIN" if reads else "BEGIN IMMEDIATE", ())
+
+
+def reader(engine: Engine) -> Engine:
+    """`engine` for transactions that only read: on SQLite they take no write lock (see
+    `reading`). It shares the engine's pool."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+@contextmanager
+def reading(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose transaction only reads: on SQLite it takes no write lock, so it reads
+    the last committed state while a writer works, instead of queueing behind it."""
+    with sessions.begin() as session:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
 
 
 def open_engine(url: str | None = None, **kwargs: Any) -> Engine:

@@ -30,6 +30,7 @@ from flowkernel.errors import AccessDenied, DatabaseError, EventNotFound, Invali
 from flowkernel.kinds import OutboxKind
 from flowkernel.previews import preview
 from flowkernel.snapshots import OutgoingEvent, WatcherNotification
+from flowkernel.store.database import reader
 from flowkernel.store.tables import outbox
 from flowkernel.validation import MAX_ID, MIN_ID, check_int, check_text, storable
 
@@ -259,7 +260,7 @@ class Delivery:
         if event_name is not None:
             check_text("event_name", event_name, empty=True, error=InvalidArgument)
             stmt = stmt.where(outbox.c.event_name == event_name)
-        with self._db.connect() as conn:
+        with reader(self._db).connect() as conn:
             rows = conn.execute(stmt.order_by(outbox.c.id).limit(limit)).all()
         return [
             DeadLetter(

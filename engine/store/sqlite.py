@@ -136,7 +136,8 @@ _PLACE: Final = (
 
 
 class SqliteWriter(Writer):
-    """SQLite: `BEGIN IMMEDIATE`, JSON arrays of ids, `executemany` for batches."""
+    """SQLite: `BEGIN IMMEDIATE` (a deferred `BEGIN` for reads), JSON arrays of ids,
+    `executemany` for batches."""
 
     dialect = "sqlite"
 
@@ -148,6 +149,9 @@ class SqliteWriter(Writer):
 
     def begin(self, db: Db) -> None:
         db.run_sql("BEGIN IMMEDIATE", ())
+
+    def begin_reading(self, db: Db) -> None:
+        db.run_sql("BEGIN", ())  # deferred: reads WAL's last commit, takes no write lock
 
     def load(self, db: Db, ids: Sequence[int], *, lock: Lock) -> dict[int, ItemRecord]:
         # the transaction holds the database's write lock from its start: nothing to lock

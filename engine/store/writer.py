@@ -181,13 +181,17 @@ class Writer:
     # --- transactions --------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[Db]:
-        """A transaction on a pooled driver connection, committed when the block ends."""
-        with transaction(self.connections, self.begin) as db:
+    def transaction(self, *, reads: bool = False) -> Iterator[Db]:
+        """A transaction on a pooled driver connection, committed when the block ends;
+        `reads`: one that only reads (`begin_reading`)."""
+        with transaction(self.connections, self.begin_reading if reads else self.begin) as db:
             yield db
 
     def begin(self, db: Db) -> None:
         """Start the transaction (the driver starts one by itself unless told otherwise)."""
+
+    def begin_reading(self, db: Db) -> None:
+        """Start a transaction that only reads and so need not wait for writers."""
 
     # --- reading -------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from flowkernel.definition.classes import Definitions
 from flowkernel.errors import GraphvizUnavailable, InvalidArgument, UnknownDefinition
 from flowkernel.kinds import STATE_TYPES
 from flowkernel.previews import preview
+from flowkernel.store.database import reading
 from flowkernel.store.tables import items
 from flowkernel.views.formats import DIAGRAM_FORMATS
 
@@ -386,7 +387,7 @@ def compiled_for(fk: Flowkernel, class_ref: str | int, actor: Actor) -> Compiled
     A code is looked up in the actor's account, then platform-wide; a class of an account the
     actor does not reach is unknown to it.
     """
-    with fk.sessions.begin() as session:
+    with reading(fk.sessions) as session:
         row = Definitions.class_row(
             session,
             class_ref,
@@ -417,7 +418,7 @@ def item_counts(fk: Flowkernel, compiled: CompiledClass, actor: Actor) -> dict[s
             or_(items.c.iam_account_id.is_(None), items.c.iam_account_id == actor.account_id)
         )
     counts = dict.fromkeys(compiled.states, 0)
-    with fk.sessions.begin() as session:
+    with reading(fk.sessions) as session:
         for stage_id, total, deleted in session.execute(stmt):
             state = compiled.states_by_id.get(stage_id)
             if state is not None:

@@ -73,6 +73,7 @@ from flowkernel.definition.rules import hidden_classes
 from flowkernel.errors import AccessDenied, DuplicateCode, InvalidArgument, InvalidDefinition
 from flowkernel.kinds import Movement
 from flowkernel.previews import preview
+from flowkernel.store.database import reading
 from flowkernel.store.tables import pipelines as pipeline_table
 from flowkernel.store.tables import stage_moves as move_table
 from flowkernel.validation import (
@@ -189,7 +190,7 @@ class PipelineAdmin(StageAdmin, ColumnAdmin, AutomationAdmin, TemplateAdmin):
 
     def get_pipeline(self, pipeline_id: int, actor: Actor) -> PipelineInfo:
         """A pipeline of the actor's account, or a platform pipeline such as a system template."""
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             row = pipeline_row(session, pipeline_id, actor, write=False)
             return read_pipeline(session, row.id)
 
@@ -225,7 +226,7 @@ class PipelineAdmin(StageAdmin, ColumnAdmin, AutomationAdmin, TemplateAdmin):
             stmt = stmt.where(pipeline_table.c.iam_account_id.is_(None))
         if templates is not None:
             stmt = stmt.where(pipeline_table.c.is_template == templates)
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             ids = list(session.execute(stmt.order_by(pipeline_table.c.id)).scalars())
             hidden = hidden_classes(session.connection(), ids, actor)
             return read_pipelines(session, [i for i in ids if i not in hidden])

@@ -16,6 +16,7 @@ from flowkernel.definition.pipelines.specs import UNSET, Unset
 from flowkernel.errors import InvalidDefinition, UnknownDefinition
 from flowkernel.kinds import TRIGGERS
 from flowkernel.previews import preview
+from flowkernel.store.database import reading
 from flowkernel.store.schema import AutomationRow, PipelineRow
 from flowkernel.store.tables import automations as automation_table
 from flowkernel.validation import (
@@ -77,7 +78,7 @@ class AutomationAdmin:
 
     def list_automations(self, pipeline_id: int, actor: Actor) -> list[AutomationInfo]:
         """A pipeline's automations (inactive ones too, not deleted ones), by id."""
-        with self._sessions.begin() as session:
+        with reading(self._sessions) as session:
             row = pipeline_row(session, pipeline_id, actor, write=False)
             return list(read_pipeline(session, row.id).automations)
 
