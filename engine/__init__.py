@@ -43,13 +43,25 @@ if TYPE_CHECKING:
         ConcurrentUpdate as ConcurrentUpdate,
     )
     from flowkernel.errors import (
+        DatabaseBusy as DatabaseBusy,
+    )
+    from flowkernel.errors import (
         DatabaseConnectionLost as DatabaseConnectionLost,
     )
     from flowkernel.errors import (
         DatabaseError as DatabaseError,
     )
     from flowkernel.errors import (
+        DatabaseFull as DatabaseFull,
+    )
+    from flowkernel.errors import (
         DatabaseNotMigrated as DatabaseNotMigrated,
+    )
+    from flowkernel.errors import (
+        DatabasePoolExhausted as DatabasePoolExhausted,
+    )
+    from flowkernel.errors import (
+        DatabaseTimeout as DatabaseTimeout,
     )
     from flowkernel.errors import (
         DatabaseUnreachable as DatabaseUnreachable,
@@ -202,6 +214,10 @@ _EXPORTS: Final = {
     "ColumnSpec": "flowkernel.definition.pipelines.admin",
     "ConcurrentUpdate": "flowkernel.errors",
     "DatabaseConnectionLost": "flowkernel.errors",
+    "DatabaseTimeout": "flowkernel.errors",
+    "DatabasePoolExhausted": "flowkernel.errors",
+    "DatabaseFull": "flowkernel.errors",
+    "DatabaseBusy": "flowkernel.errors",
     "DatabaseError": "flowkernel.errors",
     "DatabaseNotMigrated": "flowkernel.errors",
     "DatabaseUnreachable": "flowkernel.errors",
@@ -264,9 +280,13 @@ __all__ = [
     "ColumnInactive",
     "ColumnSpec",
     "ConcurrentUpdate",
+    "DatabaseBusy",
     "DatabaseConnectionLost",
     "DatabaseError",
+    "DatabaseFull",
     "DatabaseNotMigrated",
+    "DatabasePoolExhausted",
+    "DatabaseTimeout",
     "DatabaseUnreachable",
     "DefinitionError",
     "DefinitionInUse",

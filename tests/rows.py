@@ -7,13 +7,14 @@ from typing import Any, Final
 from sqlalchemy import Label, select
 
 from flowkernel import Flowkernel
+from flowkernel.store.database import reader
 from flowkernel.store.schema import Base
 from flowkernel.store.tables import items, sla_breaches, sla_due
 
 
 def every_row(fk: Flowkernel) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table, by primary key."""
-    with fk.engine.connect() as conn:
+    """Every row of every table, by primary key, as last committed (it waits for no writer)."""
+    with reader(fk.engine).connect() as conn:
         return {
             t.name: [
                 dict(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns)).mappings()

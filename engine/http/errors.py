@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from flowkernel.errors import (
@@ -44,7 +45,7 @@ from flowkernel.errors import (
     UnknownDefinition,
 )
 from flowkernel.previews import preview
-from flowkernel.store.database import first_line
+from flowkernel.store.database import first_line, pool_exhausted
 
 log = logging.getLogger("flowkernel.http")
 
@@ -108,6 +109,8 @@ def error_response(exc: FlowkernelError) -> JSONResponse:
     """The response for a typed error."""
     status = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, DatabaseError) and exc.retry_after is not None:
+        headers = {"Retry-After": str(exc.retry_after)}
     if status >= 500:
         log.error("%s: %s", exc.code, exc.message)
     return JSONResponse(body(exc.code, exc.message, details_of(exc)), status, headers=headers)
@@ -152,6 +155,11 @@ def install(app: FastAPI) -> None:
             body("invalid_argument", f"the database refused a value of the request: {first}"),
             422,
         )
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_timeout(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # from an engine opened without `open_engine`, whose pool raises SQLAlchemy's error
+        return error_response(pool_exhausted(request.app.state.fk.engine.pool))
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

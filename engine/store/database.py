@@ -25,12 +25,18 @@ from sqlalchemy.exc import (
     InterfaceError,
     OperationalError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, Pool, QueuePool
 
 from flowkernel.errors import (
+    DatabaseBusy,
     DatabaseConnectionLost,
     DatabaseError,
+    DatabaseFull,
     DatabaseNotMigrated,
+    DatabasePoolExhausted,
+    DatabaseTimeout,
     DatabaseUnreachable,
     InvalidArgument,
 )
@@ -99,7 +105,13 @@ def _sqlite_begin(conn: Connection) -> None:
     # upgrade time; a reader begins deferred and reads WAL's last commit without waiting.
     # Straight on the driver: SQLAlchemy's statement execution costs more than the BEGIN.
     reads = conn.get_execution_options().get(READ_ONLY, False)
-    run_sql(conn, "BEGIN" if reads else "BEGIN IMMEDIATE", ())
+    try:
+        run_sql(conn, "BEGIN" if reads else "BEGIN IMMEDIATE", ())
+    except DBAPIError as exc:  # raised in an event, where `handle_error` does not see it
+        typed = database_error(exc, conn.engine)
+        if typed is None:
+            raise
+        raise typed from exc
 
 
 def reader(engine: Engine) -> Engine:
@@ -120,13 +132,15 @@ def reading(sessions: sessionmaker[Session]) -> Iterator[Session]:
 def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """A SQLAlchemy engine for `url`; SQLite files open in WAL mode with foreign keys on."""
     resolved = resolve_url(url)
-    if make_url(resolved).get_backend_name() == "sqlite":
-        engine = create_engine(resolved, **kwargs)
+    engine = create_engine(resolved, **kwargs)
+    if type(engine.pool) is QueuePool and "poolclass" not in kwargs:  # typed when exhausted
+        engine.dispose()
+        engine = create_engine(resolved, poolclass=TypedQueuePool, **kwargs)
+    if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         _typed_connection_errors(engine)
         return engine
-    engine = create_engine(resolved, **kwargs)
     _ping_when_idle(engine)
     _typed_connection_errors(engine)
     return engine
@@ -179,22 +193,73 @@ def _ping_when_idle(engine: Engine) -> None:
 
 
 def database_error(exc: BaseException, engine: Engine) -> DatabaseError | None:
-    """The typed error for a database connection that failed, else None.
+    """The typed error for a database that failed an operation, else None.
 
     A connection that broke in use (the pool invalidated it and opens new ones) gives
-    `DatabaseConnectionLost`; one that could not be opened, `DatabaseUnreachable`. Other
-    errors (a constraint, a lock timeout, a statement the database refused) give None.
+    `DatabaseConnectionLost`; a lock not granted in time, a deadlock or SQLite's busy timeout,
+    `DatabaseBusy`; a statement timeout, `DatabaseTimeout`; a full disk, `DatabaseFull`; no
+    free connection in the pool, `DatabasePoolExhausted`; a connection that could not be
+    opened, `DatabaseUnreachable`. Other errors (a constraint, a statement the database
+    refused) give None.
     """
-    if isinstance(exc, DBAPIError):
-        cause = first_line(exc)
-        if exc.connection_invalidated:
-            return DatabaseConnectionLost(shown_url(engine), cause)
-        if isinstance(exc, OperationalError | InterfaceError) and exc.statement is None:
-            return DatabaseUnreachable(shown_url(engine), cause)  # wrapped by `Engine.connect`
+    if isinstance(exc, PoolTimeout):
+        return pool_exhausted(engine.pool)
+    driver_error = exc.orig if isinstance(exc, DBAPIError) else exc
+    if not isinstance(exc, DBAPIError | engine.dialect.loaded_dbapi.Error):
         return None
-    if isinstance(exc, engine.dialect.loaded_dbapi.Error):  # raised by the pool at checkout
-        return DatabaseUnreachable(shown_url(engine), first_line(exc))
+    url, cause = shown_url(engine), first_line(exc)
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return DatabaseConnectionLost(url, cause)
+    refusal = _refusal(driver_error)
+    if refusal == "busy":
+        return DatabaseBusy(url, cause, sqlite=engine.dialect.name == "sqlite")
+    if refusal == "timeout":
+        return DatabaseTimeout(url, cause)
+    if refusal == "full":
+        return DatabaseFull(url, cause)
+    if not isinstance(exc, DBAPIError):  # raised by the pool at checkout
+        return DatabaseUnreachable(url, cause)
+    if isinstance(exc, OperationalError | InterfaceError) and exc.statement is None:
+        return DatabaseUnreachable(url, cause)  # wrapped by `Engine.connect`
     return None
+
+
+_SQLSTATES: Final = {
+    "55P03": "busy",  # lock_not_available: lock_timeout, NOWAIT
+    "40P01": "busy",  # deadlock_detected
+    "40001": "busy",  # serialization_failure
+    "57014": "timeout",  # query_canceled: statement_timeout, pg_cancel_backend
+    "53100": "full",  # disk_full
+}
+_SQLITE_CODES: Final = {5: "busy", 6: "busy", 13: "full"}  # SQLITE_BUSY, _LOCKED, _FULL
+
+
+def _refusal(driver_error: BaseException | None) -> str | None:
+    """ "busy", "timeout" or "full" for a driver's error of that kind, else None."""
+    sqlstate = getattr(driver_error, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return _SQLSTATES.get(sqlstate)
+    code = getattr(driver_error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return _SQLITE_CODES.get(code & 0xFF)  # the primary code of an extended one
+    return None
+
+
+def pool_exhausted(pool: Pool) -> DatabasePoolExhausted:
+    """The typed error for `pool` having no connection free within its timeout."""
+    if isinstance(pool, QueuePool):
+        return DatabasePoolExhausted(pool.size(), pool._max_overflow, pool.timeout())
+    return DatabasePoolExhausted(0, 0, 0.0)
+
+
+class TypedQueuePool(QueuePool):
+    """A `QueuePool` whose exhaustion raises `DatabasePoolExhausted`, on every path."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except PoolTimeout as exc:
+            raise pool_exhausted(self) from exc
 
 
 def shown_url(engine: Engine) -> str:
