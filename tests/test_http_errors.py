@@ -4,6 +4,7 @@ before they reach the engine, and the OpenAPI document that describes it all."""
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import httpx
 import pytest
@@ -11,6 +12,22 @@ from http_fixtures import World, api, serve, world
 
 import flowkernel.errors
 from flowkernel import SYSTEM, Flowkernel, FlowkernelError, RequirementMissing
+from flowkernel.documents.class_spec import (
+    ACCESS_KEYS,
+    ACTION_KEYS,
+    CLASS_KEYS,
+    EVENT_KEYS,
+    METHOD_KEYS,
+    STATE_KEYS,
+    TRANSITION_KEYS,
+)
+from flowkernel.documents.pipelines import (
+    AUTOMATION_KEYS,
+    COLUMN_KEYS,
+    MOVEMENT_KEYS,
+    PIPELINE_KEYS,
+    STAGE_KEYS,
+)
 from flowkernel.http import create_app
 from flowkernel.http.errors import STATUS, details_of, status_of
 
@@ -113,6 +130,21 @@ def test_malformed_requests_are_refused_with_the_error_shape(world: World) -> No
         ("GET", f"/v1/pipelines/{world.sales}/board", {"params": {"per_stage": 0}}),
         ("GET", f"/v1/pipelines/{world.sales}/funnel", {"params": {"from_stage": "lead"}}),
         ("GET", "/v1/classes", {"params": {"account_id": "one"}}),
+        # values of another JSON type than the field's, and keys the body does not have
+        ("POST", "/v1/batches", {"json": {"executions": [], "by_action": "yes"}}),
+        ("POST", "/v1/batches", {"json": {"executions": [{"item_id": "3", "method": "x"}]}}),
+        ("POST", "/v1/batches", {"json": {"executions": [], "on_eror": "skip"}}),
+        ("POST", "/v1/items", {"json": {"class": "station", "object_type": "x", "object_id": "5"}}),
+        ("POST", "/v1/items", {"json": {"class": "station", "object_type": "x", "object_id": 5.0}}),
+        (
+            "POST",
+            "/v1/items",
+            {"json": {"class": "station", "object_type": "x", "object_id": 5, "stat": "x"}},
+        ),
+        ("PUT", f"/v1/items/{deal}/checklist/proposal_sent", {"json": {"completed": "yes"}}),
+        ("PUT", f"/v1/items/{deal}/checklist/proposal_sent", {"json": {"completed": 1}}),
+        ("POST", f"/v1/items/{deal}/move", {"json": {"stage": "won", "force": True}}),
+        ("POST", f"/v1/items/{deal}/methods/move_to_won", {"json": {"idempotency_key": 7}}),
     ):
         response = client.request(method, path, **kwargs)
         assert response.status_code == 422, (method, path, response.text)
@@ -150,6 +182,21 @@ def test_unknown_routes_and_methods(world: World) -> None:
     wrong = world.user.delete(f"/v1/items/{world.deal}")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert wrong.headers["allow"] == "GET, OPTIONS"
+    # OPTIONS answers with every method of the path, whichever route serves it
+    for path, allowed in (
+        ("/v1/classes", "GET, OPTIONS, POST"),
+        (f"/v1/items/{world.deal}", "GET, OPTIONS"),
+        ("/v1/items", "OPTIONS, POST"),
+        (f"/v1/items/{world.deal}/watchers/3", "DELETE, OPTIONS, PUT"),
+    ):
+        options = world.user.options(path)
+        assert options.status_code == 204, (path, options.text)
+        assert options.headers["allow"] == allowed, path
+        assert options.content == b""
+    assert world.user.options("/v1/nothing-here").status_code == 404
+    patched = world.user.patch("/v1/classes")
+    assert patched.status_code == 405 and patched.headers["allow"] == "GET, OPTIONS, POST"
 
 
 def test_values_the_database_refuses_are_not_server_errors(world: World) -> None:
@@ -192,6 +239,51 @@ def test_the_openapi_document(world: World) -> None:
         assert "401" in op["responses"] and "403" in op["responses"], path
     refused = document["paths"]["/v1/items/{item_id}/move"]["post"]["responses"]["422"]
     assert refused["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    for path, _method, op in operations:
+        assert {"400", "422", "503"} <= set(op["responses"]), path
+
+    # request bodies refuse unknown keys, and the documents are described key by key
+    schemas = document["components"]["schemas"]
+    for name in ("PlaceIn", "ExecuteIn", "MoveIn", "BatchIn", "ChecklistIn", "ValuesIn"):
+        assert schemas[name]["additionalProperties"] is False, name
+
+    def body_of(path: str) -> dict[str, Any]:
+        content = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        schema: dict[str, Any] = content["schema"]
+        assert "example" in content
+        return schema
+
+    def keys(schema: dict[str, Any], *at: str) -> set[str]:
+        for key in at:
+            node = schema["properties"][key]
+            node = next((o for o in node.get("anyOf", [node]) if o.get("type") != "null"), node)
+            schema = node.get("items", node)
+        assert schema["additionalProperties"] is False, at
+        return set(schema["properties"])
+
+    klass = body_of("/v1/classes")
+    assert klass["required"] == ["class"]
+    assert keys(klass) == set(CLASS_KEYS)
+    for key, expected in (
+        ("actions", ACTION_KEYS),
+        ("states", STATE_KEYS),
+        ("methods", METHOD_KEYS),
+        ("transitions", TRANSITION_KEYS),
+        ("events", EVENT_KEYS),
+        ("access", ACCESS_KEYS),
+    ):
+        assert keys(klass, key) == set(expected), key
+    pipeline = body_of("/v1/pipelines")
+    assert pipeline["required"] == ["name"]
+    assert keys(pipeline) == set(PIPELINE_KEYS)
+    for key, expected in (
+        ("stages", STAGE_KEYS),
+        ("columns", COLUMN_KEYS),
+        ("automations", AUTOMATION_KEYS),
+        ("movement", MOVEMENT_KEYS),
+    ):
+        assert keys(pipeline, key) == set(expected), key
+    assert keys(pipeline, "stages", "checklist") == {"key", "label", "required"}
 
 
 def test_an_unreachable_database_is_503() -> None:

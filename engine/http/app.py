@@ -32,12 +32,13 @@ create`). Errors read `{"error": {"code", "message", "details"}}`.
 ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (
-        (401, "missing, malformed, unknown or revoked token"),
+        (400, "a malformed class or pipeline document or definition; nothing was written"),
+        (401, "missing, malformed, unknown, revoked or expired token"),
         (403, "the token's actor may not do this"),
         (404, "no such item, pipeline, class, state or method in the token's account"),
         (409, "a conflict: code in use, object already placed, idempotency key reused"),
         (422, "the request or the operation was refused; nothing was changed"),
-        (503, "the database cannot be reached"),
+        (503, "the database cannot do it now; retry after `Retry-After` seconds when given"),
     )
 }
 

@@ -33,6 +33,13 @@ def ref(text: str) -> str | int:
     return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else text
 
 
+class In(BaseModel):
+    """A request body: values of the JSON types the fields name (no "5" for 5, no "yes" for
+    true), and no keys but the fields."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
 class Out(BaseModel):
     """A response body read from an engine value's attributes."""
 
@@ -86,7 +93,7 @@ class HealthOut(BaseModel):
 # --- items -------------------------------------------------------------------------------
 
 
-class PlaceIn(BaseModel):
+class PlaceIn(In):
     """Place an object into a class (or pipeline): its global create method runs."""
 
     class_ref: Code | Id = Field(alias="class", description="class or pipeline code, or its id")
@@ -128,7 +135,7 @@ class MethodOut(Out):
     is_global: bool
 
 
-class ExecuteIn(BaseModel):
+class ExecuteIn(In):
     """Parameters of an execution, handed to the event handlers."""
 
     params: dict[str, Any] = Field(default_factory=dict)
@@ -138,7 +145,7 @@ class ExecuteIn(BaseModel):
     ] = None
 
 
-class MoveIn(BaseModel):
+class MoveIn(In):
     """Move a pipeline item to a stage, by code or id."""
 
     stage: Code | Id
@@ -231,7 +238,7 @@ class ValueOut(Out):
     updated_at: datetime | None
 
 
-class ValuesIn(BaseModel):
+class ValuesIn(In):
     """Custom values to store, by column name; all are checked before any is written."""
 
     values: dict[Code, Any] = Field(min_length=1)
@@ -255,7 +262,7 @@ class ChecklistEntryOut(Out):
     completed_at: datetime | None
 
 
-class ChecklistIn(BaseModel):
+class ChecklistIn(In):
     """Complete (true) or reopen (false) a checklist entry."""
 
     completed: bool
@@ -296,14 +303,14 @@ class StageTimeOut(BaseModel):
 # --- batches -----------------------------------------------------------------------------
 
 
-class BatchExecutionIn(BaseModel):
+class BatchExecutionIn(In):
     """One execution of a batch."""
 
     item_id: Id
     method: Code
 
 
-class BatchIn(BaseModel):
+class BatchIn(In):
     """Executions run in one transaction; each item at most once."""
 
     executions: list[BatchExecutionIn] = Field(max_length=MAX_BATCH)

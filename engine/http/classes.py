@@ -26,6 +26,7 @@ from flowkernel.http.bodies import (
     TransitionOut,
     ref,
 )
+from flowkernel.http.documents import ClassDoc, request_body
 from flowkernel.kernel import Flowkernel
 
 router = APIRouter(prefix="/v1/classes", tags=["classes"])
@@ -89,7 +90,9 @@ def list_classes(
     status_code=status.HTTP_201_CREATED,
     summary="Create a class from a class document (system tokens only)",
     description="The document's keys are described in docs/class-documents.md; every key, "
-    "type and reference is checked before anything is written.",
+    "type and reference is checked before anything is written (400 `invalid_document` lists "
+    "every problem at its path).",
+    openapi_extra=request_body(ClassDoc, CLASS_DOCUMENT),
 )
 def create_class(
     fk: Kernel,

@@ -18,10 +18,11 @@ from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from flowkernel.errors import (
     AccessDenied,
@@ -138,12 +139,17 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
         code = _ROUTE_CODES.get(exc.status_code, "http_error")
+        headers = exc.headers
+        if exc.status_code == 405:  # every method of the path, not only those of one route
+            headers = {"Allow": ", ".join(allowed_methods(app, request))}
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers=headers)
         return JSONResponse(
             body(code, f"{exc.detail}: {request.method} {request.url.path}; see /openapi.json"),
             exc.status_code,
-            headers=exc.headers,
+            headers=headers,
         )
 
     @app.exception_handler(DataError)
@@ -181,6 +187,19 @@ def install(app: FastAPI) -> None:
             body("internal_error", f"an unexpected {type(exc).__name__}; see the server's log"),
             500,
         )
+
+
+_METHODS: Final = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """The methods some route of the app answers at the request's path, and OPTIONS."""
+    allowed = ["OPTIONS"]
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return sorted(allowed)
 
 
 def _problem(error: Mapping[str, Any], request: Request) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from flowkernel.http.bodies import (
     StageTimeOut,
     ref,
 )
+from flowkernel.http.documents import PipelineDoc, request_body
 from flowkernel.runtime.scope import MAX_PAGE
 
 router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
@@ -66,7 +67,9 @@ def list_pipelines(
     status_code=status.HTTP_201_CREATED,
     summary="Create a pipeline from a pipeline document",
     description="The document's keys are described in docs/cli.md (`flowkernel pipeline "
-    "create`); a refused document leaves nothing behind.",
+    "create`); a refused document leaves nothing behind (400 `invalid_document` lists every "
+    "problem at its path).",
+    openapi_extra=request_body(PipelineDoc, PIPELINE_DOCUMENT),
 )
 def create_pipeline(
     fk: Kernel,
