@@ -11,17 +11,19 @@ timeout raises `DeliveryFailed`; the outbox then retries the event with backoff.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
 import logging
 import math
-import urllib.error
-import urllib.request
+import socket
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Final
+from http.client import HTTPConnection, HTTPSConnection
+from typing import Final
 from urllib.parse import urlsplit
 
 from flowkernel.errors import DeliveryFailed, InvalidArgument
@@ -62,12 +64,6 @@ class WebhookRoute:
     url: str
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect would turn the POST into a GET without the body; report it as a failure.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def _check_url(url: object) -> str:
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
         raise InvalidArgument(f"webhook url must be an http(s) URL, not {preview(url)}", url=url)
@@ -80,8 +76,9 @@ class WebhookPlugin:
     """POSTs automation events (and, with `notifications`, watcher notifications) as JSON.
 
     `url` receives every event; each of `routes` (`WebhookRoute`s or `(pattern, url)` pairs)
-    receives the events whose name matches its pattern. `timeout` bounds each socket
-    operation of a request, in seconds. Watcher notifications travel as `watcher.<trigger>`.
+    receives the events whose name matches its pattern. `timeout` bounds each request as a
+    whole, in seconds: connecting, sending and reading the answer, however slowly an endpoint
+    answers. Watcher notifications travel as `watcher.<trigger>`.
     """
 
     def __init__(
@@ -129,7 +126,6 @@ class WebhookPlugin:
         self.notifications = notifications
         self._secret = secret
         self._headers = dict(headers or {})
-        self._opener = urllib.request.build_opener(_NoRedirects())
 
     def urls_for(self, event_name: str) -> list[str]:
         """The URLs an event of this name goes to, each once, in configuration order."""
@@ -159,31 +155,51 @@ class WebhookPlugin:
             }
             if attempt is not None:
                 headers[ATTEMPT_HEADER] = str(attempt)
-            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-            problem = self._send(request)
+            problem = self._send(url, body, headers)
             if problem is not None:
                 log.warning("webhook %s for event %s failed: %s", url, event_id, problem)
                 failures.append(f"{url}: {problem}")
         if failures:
             raise DeliveryFailed("webhook", event_id, "; ".join(failures))
 
-    def _send(self, request: urllib.request.Request) -> str | None:
-        """None when the endpoint answered 2xx, else what went wrong."""
+    def _send(self, url: str, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """None when the endpoint answered 2xx within `timeout` seconds in all, else what
+        went wrong. At the deadline the socket is shut, however slowly the endpoint drips."""
+        parts = urlsplit(url)
+        opening = HTTPSConnection if parts.scheme == "https" else HTTPConnection
+        connection = opening(parts.hostname or "", parts.port, timeout=self.timeout)
+        expired = threading.Event()
+        opened: list[socket.socket] = []  # the response keeps reading it after the connection
+        # lets go of it (an answer with `Connection: close`)
+
+        def cut() -> None:
+            expired.set()
+            for sock in opened:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        deadline = threading.Timer(self.timeout, cut)
+        deadline.daemon = True
+        deadline.start()
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                response.read(65536)  # drain a little so the connection closes cleanly
-                status = int(response.status)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            return f"HTTP {exc.code} {exc.reason}"
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):
+            connection.connect()
+            opened.append(connection.sock)
+            if expired.is_set():  # the connect took the whole deadline
                 return f"timed out after {self.timeout:g} s"
-            return f"connection failed: {exc.reason}"
-        except TimeoutError:
-            return f"timed out after {self.timeout:g} s"
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            connection.request("POST", target, body=body, headers=dict(headers))
+            response = connection.getresponse()
+            response.read(65536)  # drain a little so the connection closes cleanly
+            status, reason = int(response.status), response.reason
         except (OSError, http.client.HTTPException) as exc:
+            if expired.is_set() or isinstance(exc, TimeoutError):
+                return f"timed out after {self.timeout:g} s"
             return f"connection failed: {exc!r}"
-        if not 200 <= status < 300:
-            return f"HTTP {status}"
+        finally:
+            deadline.cancel()
+            connection.close()
+        if expired.is_set():  # cut while reading the answer
+            return f"timed out after {self.timeout:g} s"
+        if not 200 <= status < 300:  # a redirect too: following it would drop the body
+            return f"HTTP {status} {reason}".rstrip()
         return None

@@ -31,7 +31,15 @@ from flowkernel import (
 )
 from flowkernel.definition.pipelines.admin import StageSpec
 from flowkernel.errors import EventNotFound
-from flowkernel.store.delivery import DEAD, DELIVERED, PENDING, DeadLetter, Delivery, DeliveryReport
+from flowkernel.store.delivery import (
+    DEAD,
+    DELIVERED,
+    HOLD_LEASES,
+    PENDING,
+    DeadLetter,
+    Delivery,
+    DeliveryReport,
+)
 from flowkernel.store.tables import outbox
 
 ACCOUNT = 10
@@ -432,13 +440,14 @@ def test_an_expired_lease_passes_the_events_to_another_worker(
     taker = Recorder()
     slow = Recorder()
     with (
-        kernel(database_url, taker, delivery_lease=0.3) as second,
-        kernel(database_url, slow, delivery_lease=0.3) as first,
+        kernel(database_url, taker, delivery_lease=0.1) as second,
+        kernel(database_url, slow, delivery_lease=0.1) as first,
     ):
 
         def hang_then_lose_the_lease(event: OutgoingEvent) -> None:
             if event.event_id == x1 and not taker.events:
-                time.sleep(0.6)  # longer than the lease: the first worker looks dead
+                # a send that hangs past HOLD_LEASES leases: the first worker looks dead
+                time.sleep(0.1 * HOLD_LEASES + 0.4)
                 assert second.deliver_events() == DeliveryReport(delivered=2)
 
         slow.during = hang_then_lose_the_lease
@@ -472,6 +481,35 @@ def test_a_long_batch_renews_its_lease(producer: Flowkernel, database_url: str) 
     # the batch took well over the lease, but the lease was renewed as it went
     assert checks == [DeliveryReport()] * 3
     assert taker.events == [] and len(slow.events) == 3
+
+
+def test_one_long_delivery_keeps_its_lease(producer: Flowkernel, database_url: str) -> None:
+    """A delivery that runs for several leases (a slow receiver) keeps its rows: another
+    worker neither sends the event a second time nor sends the item's next event meanwhile."""
+    first_id, second_id = place(producer, 1), place(producer, 2)
+    producer.move(first_id, "b", ALICE)  # item 1 now has two events, item 2 one
+    taker = Recorder()
+    slow = Recorder()
+    with (
+        kernel(database_url, taker) as other,
+        kernel(database_url, slow, delivery_lease=0.6) as worker,
+    ):
+        looks: list[DeliveryReport] = []
+
+        def for_three_leases(event: OutgoingEvent) -> None:
+            if event.item_id != first_id or slow.events:
+                return
+            ends = time.monotonic() + 1.8
+            while time.monotonic() < ends:  # the other worker keeps looking meanwhile
+                looks.append(other.deliver_events())
+                time.sleep(0.05)
+
+        slow.during = for_three_leases
+        assert worker.deliver_events() == DeliveryReport(delivered=3)
+    assert looks and all(look == DeliveryReport() for look in looks)
+    assert taker.events == []
+    assert [e.item_id for e in slow.events] == [first_id, second_id, first_id]  # by row
+    assert {(r.status, r.attempts) for r in rows(producer)} == {(DELIVERED, 1)}
 
 
 # --- the worker loop ---------------------------------------------------------------------------

@@ -45,7 +45,8 @@ class Received:
 @dataclass
 class Receiver:
     """A loopback HTTP server; `plan` holds the answers to the next requests (default 200):
-    a status code, or ("slow", seconds) to wait before answering 200."""
+    a status code, ("slow", seconds) to wait before answering 200, or ("drip", seconds) to
+    answer 200 at once and then send its 100-byte body one byte per `seconds`."""
 
     server: ThreadingHTTPServer
     plan: list[int | tuple[str, float]] = field(default_factory=list)
@@ -72,6 +73,16 @@ def receiver() -> Iterator[Receiver]:
             answer = r.next_answer()
             with r.lock:
                 r.received.append(Received(self.path, dict(self.headers.items()), body))
+            if isinstance(answer, tuple) and answer[0] == "drip":
+                with contextlib.suppress(OSError):  # until the client hangs up
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    for _ in range(100):
+                        self.wfile.write(b".")
+                        self.wfile.flush()
+                        time.sleep(answer[1])
+                return
             if isinstance(answer, tuple):
                 time.sleep(answer[1])
                 answer = 200
@@ -233,6 +244,22 @@ def test_routes_pick_urls_by_event_name(database_url: str, receiver: Receiver) -
         fk.move(item.id, "b", ALICE)
     got = [(r.path, r.json["event_name"]) for r in receiver.received]
     assert got == [("/all", "deal.created"), ("/won", "deal.won"), ("/all", "deal.won")]
+
+
+def test_a_receiver_dripping_its_answer_is_cut_at_the_deadline(receiver: Receiver) -> None:
+    """`timeout` bounds the whole request: a receiver that answers 200 and then sends its body
+    a byte at a time (each byte well within the timeout) is cut off when the time is up."""
+    event = OutgoingEvent("e-2", "deal.created", "item_created", 1, 2, 3, None, {}, 1)
+    receiver.plan = [("drip", 0.2)]  # 100 bytes: 20 s in all
+    started = time.monotonic()
+    with pytest.raises(DeliveryFailed) as cut:
+        WebhookPlugin(url=receiver.url(), secret=SECRET, timeout=1).flowkernel_deliver_event(event)
+    assert time.monotonic() - started < 10  # cut near 1 s, far from the 20 s of the drip
+    assert "timed out after 1 s" in cut.value.message
+    assert len(receiver.received) == 1
+    # the next request is a fresh connection, answered as usual
+    WebhookPlugin(url=receiver.url(), secret=SECRET, timeout=1).flowkernel_deliver_event(event)
+    assert len(receiver.received) == 2
 
 
 def test_redirects_and_refused_connections_are_failures(receiver: Receiver) -> None:

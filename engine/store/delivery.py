@@ -4,8 +4,11 @@ A worker claims due rows in a short transaction (`FOR UPDATE SKIP LOCKED` on Pos
 several worker processes share the work) and leases them by pushing `available_at` to the end
 of the lease; that timestamp is the claim's token. It then calls the delivery hooks row by row
 and marks each row delivered, pending again with exponential backoff, or dead after
-`max_attempts`. A worker that dies leaves its rows leased; they come due when the lease ends
-and another worker delivers them. A row is never claimed while an earlier row of its item is
+`max_attempts`. The lease is renewed while the worker works, also while one row's delivery
+runs long (`flowkernel.store.leases`, up to `HOLD_LEASES` leases), so no two workers send an
+item's events at once. A
+worker that dies leaves its rows leased; they come due when the lease ends and another worker
+delivers them. A row is never claimed while an earlier row of its item is
 pending elsewhere (leased, backing off or being claimed), which keeps each item's events in
 order across workers; a dead row no longer holds its item back.
 """
@@ -31,12 +34,17 @@ from flowkernel.kinds import OutboxKind
 from flowkernel.previews import preview
 from flowkernel.snapshots import OutgoingEvent, WatcherNotification
 from flowkernel.store.database import reader
+from flowkernel.store.leases import KEEPER
 from flowkernel.store.tables import outbox
 from flowkernel.validation import MAX_ID, MIN_ID, check_int, check_text, storable
 
 PENDING: Final = "pending"
 DELIVERED: Final = "delivered"
 DEAD: Final = "dead"
+
+HOLD_LEASES: Final = 10
+"""How many leases one row's delivery may hold its rows for; past that, the worker is taken for
+dead and another one may deliver them."""
 
 log = logging.getLogger("flowkernel.store.delivery")
 
@@ -154,7 +162,7 @@ class Delivery:
         held_back: set[int] = set()  # items whose earlier row failed or slipped away
         for index, row in enumerate(batch.rows):
             if row.flow_item_id not in held_back and time.monotonic() >= batch.renew_at:
-                held_back |= self._renew(batch, batch.rows[index:])
+                held_back.update(self._renew(batch, batch.rows[index:]))
             if row.flow_item_id in held_back:
                 # keep per-item order: later rows wait for the earlier one to go through
                 self._finish(
@@ -162,8 +170,16 @@ class Delivery:
                 )
                 deferred += 1
                 continue
+            remaining = batch.rows[index:]
+
+            def renew(remaining: Sequence[Any] = remaining, held: set[int] = held_back) -> None:
+                held.update(self._renew(batch, remaining))
+
             try:
-                self._send(row)
+                # while a send runs long; one that hangs past HOLD_LEASES leases loses them
+                until = time.monotonic() + HOLD_LEASES * self.lease.total_seconds()
+                with KEEPER.keeping(lambda: batch.renew_at, renew, until=until):
+                    self._send(row)
             except Exception as exc:
                 held_back.add(row.flow_item_id)
                 now = datetime.now(UTC)
