@@ -3,7 +3,8 @@
 Runs `Delivery.run_forever` with a plugin that appends one line per delivered event to a shared
 log file (`<pid> <unix time> <event id> <item id>`), until no pending event is left. With
 `--block-event-id` it writes `--marker` and sleeps forever when that event comes up, before
-recording it: the test then kills it with SIGKILL.
+recording it: the test then kills it with SIGKILL. With `--webhook` and `--rabbitmq` the worker
+also posts each event to that receiver and publishes it to that broker, before recording it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from flowkernel import Flowkernel, hookimpl
+from flowkernel.plugins.rabbitmq import RabbitMQPlugin
+from flowkernel.plugins.webhook import WebhookPlugin
 from flowkernel.snapshots import OutgoingEvent, WatcherNotification
 from flowkernel.store.tables import outbox
 
@@ -60,12 +63,20 @@ def main() -> int:
     parser.add_argument("--block-event-id")
     parser.add_argument("--marker")
     parser.add_argument("--deadline", type=float, default=90.0)
+    parser.add_argument("--webhook", help="also POST each event to this URL")
+    parser.add_argument("--rabbitmq", help="also publish each event to this broker")
+    parser.add_argument("--exchange", default="flowkernel")
     args = parser.parse_args()
 
-    recorder = FileRecorder(args.log, args.delay, args.block_event_id, args.marker)
+    # the hooks run in reverse order of registration: the recorder runs last
+    plugins: list[object] = [FileRecorder(args.log, args.delay, args.block_event_id, args.marker)]
+    if args.rabbitmq:
+        plugins.append(RabbitMQPlugin(args.rabbitmq, exchange=args.exchange))
+    if args.webhook:
+        plugins.append(WebhookPlugin(args.webhook, secret="worker-secret", timeout=5))
     fk = Flowkernel(
         args.url,
-        plugins=[recorder],
+        plugins=plugins,
         entry_points=False,
         deliver_events=False,
         delivery_lease=timedelta(seconds=args.lease),
