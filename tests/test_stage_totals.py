@@ -20,7 +20,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, text
 
-from flowkernel import SYSTEM, Actor, ColumnSpec, Flowkernel, ItemNotFound, StageSpec
+from flowkernel import (
+    SYSTEM,
+    Actor,
+    ColumnSpec,
+    Flowkernel,
+    FlowkernelError,
+    ItemNotFound,
+    StageSpec,
+)
 
 ADMIN = Actor.user(1, 1)
 STAGES = ("lead", "qualified", "proposal", "won")
@@ -126,7 +134,7 @@ class Mix:
         except ItemNotFound:
             self.items.remove(item)  # dropped
         except Exception as exc:  # a refusal of the engine: the totals must not have moved
-            if type(exc).__module__ != "flowkernel.errors":
+            if not isinstance(exc, FlowkernelError):
                 raise
 
     def _on_item(self, kind: str, item: int, op: tuple[Any, ...]) -> None:

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Body, Path, Query, status
 from flowkernel.definition.classes import ClassInfo
 from flowkernel.documents.classes import dump_class, load_class
 from flowkernel.http.auth import CurrentActor, Kernel, account_for, require_system
-from flowkernel.http.bodies import (
-    MAX_ID,
+from flowkernel.http.bodies import MAX_ID, ref
+from flowkernel.http.class_bodies import (
     AccessRuleOut,
     ClassDetailOut,
     ClassOut,
@@ -24,7 +24,6 @@ from flowkernel.http.bodies import (
     ProblemOut,
     StateOut,
     TransitionOut,
-    ref,
 )
 from flowkernel.http.documents import ClassDoc, request_body
 from flowkernel.kernel import Flowkernel
