@@ -304,7 +304,8 @@ def test_event_is_a_handler_or_a_parent_splice(two: Flowkernel) -> None:
     [
         (["c1", "parent", "c2"], ["c1", "p1", "change_object_state", "p2", "c2"]),
         (["parent", "c1"], ["p1", "change_object_state", "p2", "c1"]),
-        (["c1"], ["c1"]),
+        # enable is a standard action: its own chain still ends with its state change
+        (["c1"], ["c1", "change_object_state"]),
         ([], ["p1", "change_object_state", "p2"]),
     ],
 )
@@ -326,8 +327,7 @@ def test_parent_splice_runs_the_parent_chain_at_its_position(
     result = region.execute(item.id, "enable", ALICE)
     assert list(result.handlers) == expected
     assert recorder.calls == [h for h in expected if h != "change_object_state"]
-    # Only a chain holding change_object_state takes the transition.
-    assert result.to_state == ("enabled" if "change_object_state" in expected else "created")
+    assert result.to_state == "enabled"
 
 
 def test_event_sequence_orders_the_chain(region: Flowkernel) -> None:

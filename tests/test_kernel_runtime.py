@@ -501,3 +501,44 @@ def test_state_at_refuses_a_moment_that_is_not_a_datetime(fk: Flowkernel) -> Non
     item = fk.place("memo", "memo", 1, ALICE)
     with pytest.raises(InvalidArgument, match="when must be a datetime"):
         fk.state_at(item.id, "2020-01-01", ALICE)  # type: ignore[arg-type]
+
+
+# --- standard actions move on their own ------------------------------------------------------
+
+
+def test_standard_actions_change_state_whatever_handlers_their_chain_holds(
+    region: Flowkernel,
+) -> None:
+    """The seed: standard actions (enable, disable, delete, restore) handle state changes
+    automatically. A handler added to their chain runs, and the item still moves; a custom
+    action moves only through `change_object_state`."""
+    fk = region
+    boom = Boom()
+    fk.register_plugin(boom, name="boom")
+    for action in ("enable", "disable", "delete", "restore"):
+        fk.definitions.add_event("region", action, "note")
+    item = fk.place("region", "region", 1, SYSTEM).id
+    for method, state in (
+        ("enable", "enabled"),
+        ("disable", "disabled"),
+        ("delete", "deleted"),
+        ("restore", "created"),
+    ):
+        result = fk.execute(item, method, SYSTEM)
+        assert (result.changed, result.to_state) == (True, state), method
+    assert boom.calls == ["enable", "disable", "delete", "restore"]
+    assert fk.compiled("region").methods["created"]["enable"].chain == ("note", "change_object_state")
+
+    # a chain that names the state change itself runs it where the author put it, once
+    fk.definitions.add_event("region", "enable", "change_object_state")
+    chain = fk.compiled("region").methods["created"]["enable"].chain
+    assert sorted(chain) == ["change_object_state", "note"]
+
+    # a custom action's chain replaces the default: without change_object_state it stays
+    d = fk.definitions
+    # `submit` is a custom action of the catalogue
+    d.add_method("region", "created", "submit")
+    d.add_transition("region", "created", "submit", "enabled")
+    d.add_event("region", "submit", "note")
+    assert fk.execute(item, "submit", SYSTEM).changed is False
+    assert fk.item(item, SYSTEM).state == "created"

@@ -140,7 +140,25 @@ def _load(conn: Session, class_id: int) -> list[_Definition]:
     return lineage
 
 
+SELF_MOVING: Final = ("enable", "disable", "delete", "restore")
+"""Standard actions that change state on their own, whatever handlers their chain holds."""
+
+
 def _chain(
+    lineage: Sequence[_Definition], index: int, action: str, standard: set[str], pipeline: bool
+) -> tuple[str, ...]:
+    """The handlers `action` runs, in order. A chain of its own replaces the default one,
+    but the state change of a self-moving standard action stays in it (at its end, unless
+    the chain names it already)."""
+    chain = _handlers(lineage, index, action, standard, pipeline)
+    if action in SELF_MOVING and action in standard:
+        change = (PIPELINE_CHAINS.get(action) if pipeline else None) or (CHANGE_OBJECT_STATE,)
+        if not set(change) & set(chain):
+            chain = (*chain, *change)
+    return chain
+
+
+def _handlers(
     lineage: Sequence[_Definition], index: int, action: str, standard: set[str], pipeline: bool
 ) -> tuple[str, ...]:
     definition = lineage[index]
@@ -148,7 +166,7 @@ def _chain(
     parent = index + 1 if index + 1 < len(lineage) else None
     if not rows:
         if parent is not None:
-            return _chain(lineage, parent, action, standard, pipeline)
+            return _handlers(lineage, parent, action, standard, pipeline)
         if pipeline and action in PIPELINE_CHAINS:
             return PIPELINE_CHAINS[action]
         if action in standard:
@@ -158,7 +176,7 @@ def _chain(
     for event in rows:
         if event.is_parent:
             if parent is not None:
-                chain.extend(_chain(lineage, parent, action, standard, pipeline))
+                chain.extend(_handlers(lineage, parent, action, standard, pipeline))
         elif event.handler:
             chain.append(event.handler)
     return tuple(chain)
