@@ -147,6 +147,9 @@ if TYPE_CHECKING:
     from flowkernel.errors import (
         UnknownHandler as UnknownHandler,
     )
+    from flowkernel.errors import (
+        WrongObjectType as WrongObjectType,
+    )
     from flowkernel.hookspecs import (
         hookimpl as hookimpl,
     )
@@ -253,6 +256,7 @@ _EXPORTS: Final = {
     "MethodNotAvailable": "flowkernel.errors",
     "MoveNotAllowed": "flowkernel.errors",
     "ObjectAlreadyPlaced": "flowkernel.errors",
+    "WrongObjectType": "flowkernel.errors",
     "OutgoingEvent": "flowkernel.snapshots",
     "Reason": "flowkernel.runtime.explain",
     "RequirementMissing": "flowkernel.errors",
@@ -330,6 +334,7 @@ __all__ = [
     "UnknownDefinition",
     "UnknownHandler",
     "WatcherNotification",
+    "WrongObjectType",
     "hookimpl",
 ]
 

@@ -353,3 +353,14 @@ def _calls(api: Api, item_id: int) -> list[str]:
                 .order_by(method_calls.c.id)
             ).scalars()
         )
+
+
+def test_a_wrong_object_type_is_refused_over_http(world: World) -> None:
+    refused = world.system.post(
+        "/v1/items",
+        json={"class": "station", "object_type": "ev_charger", "object_id": 20, "account_id": 1},
+    )
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()["error"]
+    assert problem["code"] == "wrong_object_type"
+    assert problem["details"]["expected"] == "charging_station"

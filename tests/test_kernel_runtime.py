@@ -24,6 +24,7 @@ from flowkernel import (
     ItemNotFound,
     MethodNotAvailable,
     ObjectAlreadyPlaced,
+    WrongObjectType,
     hookimpl,
 )
 from flowkernel.hookspecs import EventHandler
@@ -527,7 +528,10 @@ def test_standard_actions_change_state_whatever_handlers_their_chain_holds(
         result = fk.execute(item, method, SYSTEM)
         assert (result.changed, result.to_state) == (True, state), method
     assert boom.calls == ["enable", "disable", "delete", "restore"]
-    assert fk.compiled("region").methods["created"]["enable"].chain == ("note", "change_object_state")
+    assert fk.compiled("region").methods["created"]["enable"].chain == (
+        "note",
+        "change_object_state",
+    )
 
     # a chain that names the state change itself runs it where the author put it, once
     fk.definitions.add_event("region", "enable", "change_object_state")
@@ -542,3 +546,24 @@ def test_standard_actions_change_state_whatever_handlers_their_chain_holds(
     d.add_event("region", "submit", "note")
     assert fk.execute(item, "submit", SYSTEM).changed is False
     assert fk.item(item, SYSTEM).state == "created"
+
+
+def test_a_class_that_declares_its_object_type_refuses_others(fk: Flowkernel) -> None:
+    d = fk.definitions
+    d.add_class("meter", "Meter", object_type="power_meter")
+    d.add_default_methods("meter")
+    d.add_class("anything", "Anything")
+    d.add_default_methods("anything")
+    before = counts(fk)
+    with pytest.raises(WrongObjectType) as refused:
+        fk.place("meter", "ev_charger", 20, SYSTEM)
+    error = refused.value
+    assert (error.class_code, error.expected, error.object_type) == (
+        "meter",
+        "power_meter",
+        "ev_charger",
+    )
+    assert "holds 'power_meter' objects" in error.message
+    assert counts(fk) == before
+    assert fk.place("meter", "power_meter", 20, SYSTEM).object_type == "power_meter"
+    assert fk.place("anything", "ev_charger", 20, SYSTEM).object_type == "ev_charger"

@@ -31,6 +31,7 @@ from flowkernel import (
     ItemNotFound,
     ObjectAlreadyPlaced,
     RequirementMissing,
+    WrongObjectType,
 )
 from flowkernel.store import schema
 
@@ -998,7 +999,8 @@ def test_pipelines_of_an_object(fk: Flowkernel, seeded: Seeded, actor: Actor) ->
     second = create_pipeline(fk.engine)
     place_item(fk.engine, seeded)
     in_second = fk.place(second.pipeline_id, "crm_opportunity", OPPORTUNITY, actor).id
-    fk.place(second.pipeline_id, "support_ticket", OPPORTUNITY, actor)  # another object type
+    with pytest.raises(WrongObjectType):  # the pipeline tracks crm_opportunity objects
+        fk.place(second.pipeline_id, "support_ticket", OPPORTUNITY, actor)
     fk.move(in_second, second.stages["Qualified"], actor)
     found = sorted(query(fk.engine, OBJECT_PIPELINES, opportunity_id=OPPORTUNITY))
     assert found == [

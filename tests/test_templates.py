@@ -327,8 +327,8 @@ def test_templates_hold_no_items(fk: Flowkernel) -> None:
     template = full_template(fk)
     before = db_state(fk)
     refused(
-        fk, InvalidArgument, lambda: fk.place(template.id, "support_ticket", 1, Actor.system(10))
+        fk, InvalidArgument, lambda: fk.place(template.id, "crm_opportunity", 1, Actor.system(10))
     )
     assert db_state(fk) == before
     clone = fk.pipelines.clone_template(template.id, 10, ALICE)
-    assert fk.place(clone.id, "support_ticket", 1, ALICE).class_id == clone.id
+    assert fk.place(clone.id, "crm_opportunity", 1, ALICE).class_id == clone.id

@@ -54,6 +54,7 @@ from flowkernel.errors.execution import (
     MoveNotAllowed,
     ObjectAlreadyPlaced,
     RequirementMissing,
+    WrongObjectType,
 )
 from flowkernel.errors.services import (
     DeliveryFailed,
@@ -104,4 +105,5 @@ __all__ = [
     "StageNotEmpty",
     "UnknownDefinition",
     "UnknownHandler",
+    "WrongObjectType",
 ]

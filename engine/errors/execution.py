@@ -46,6 +46,21 @@ class ObjectAlreadyPlaced(ExecutionError):
         )
 
 
+class WrongObjectType(ExecutionError):
+    """A class that declares the type of its objects holds objects of that type only."""
+
+    code = "wrong_object_type"
+
+    def __init__(self, class_code: str, expected: str, given: str) -> None:
+        self.class_code = class_code
+        self.expected = expected
+        self.object_type = given
+        super().__init__(
+            f"class {preview(class_code)} holds {preview(expected)} objects, not "
+            f"{preview(given)}; place a {expected} or use a class for {given} objects"
+        )
+
+
 class MethodNotAvailable(ExecutionError):
     """The method does not exist in the item's current state."""
 

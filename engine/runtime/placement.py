@@ -26,6 +26,7 @@ from flowkernel.errors import (
     ItemNotFound,
     ObjectAlreadyPlaced,
     RequirementMissing,
+    WrongObjectType,
 )
 from flowkernel.kinds import Permission, StateType
 from flowkernel.previews import preview
@@ -69,6 +70,8 @@ def place(
             raise ItemNotFound(f"class {class_id}")
         compiled = executor.compiled(class_id, version)
         owner, target = _checked(compiled, actor, account, state)
+        if compiled.object_type is not None and object_type != compiled.object_type:
+            raise WrongObjectType(compiled.code, compiled.object_type, object_type)
         existing = executor.writer.find_object(db, compiled.id, object_type, object_id)
         if existing is not None:
             raise ObjectAlreadyPlaced(compiled.code, object_type, object_id, existing)
