@@ -195,12 +195,13 @@ def test_a_non_2xx_answer_is_retried_then_delivered(database_url: str, receiver:
 def test_a_slow_receiver_times_out_and_the_event_is_retried(
     database_url: str, receiver: Receiver
 ) -> None:
-    receiver.plan = [("slow", 1.5)]
+    receiver.plan = [("slow", 8.0)]
     hook = WebhookPlugin(url=receiver.url(), secret=SECRET, timeout=0.3)
     with open_kernel(database_url, hook) as fk:
         started = time.monotonic()
         item = fk.place("deals", "crm_opportunity", 5, ALICE)
-        assert time.monotonic() - started < 1.4  # the client gave up, it did not wait
+        # the client gave up instead of waiting 8 s (room left for a busy machine)
+        assert time.monotonic() - started < 6
         # the placement stands; the event waits for the next attempt
         assert fk.item(item.id, ALICE).state == "a"
         [row] = outbox_rows(fk)
