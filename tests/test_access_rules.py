@@ -219,6 +219,7 @@ OPERATIONS = [
     op(READ, q + "board", PIPELINE, X),
     op(READ, q + "stage_items", PIPELINE, "lead", X),
     op(READ, q + "item_history", DEAL, X),
+    op(READ, q + "calls", DEAL, X),
     op(READ, q + "time_in_stage", DEAL, X),
     op(LIST, q + "pipelines_of", "deal", 1, X),
     op(READ, q + "conversion", PIPELINE, "lead", "won", X),

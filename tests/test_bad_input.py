@@ -965,6 +965,10 @@ def query_cases() -> list[Case]:
         st.text(max_size=16).filter(lambda s: not re.fullmatch(r"[-0-9:;]*", s)),
         ("", "1:2", "1:a:b", f"1:{2**70}:1", "1:1:1;"),
     )
+    calls_cursor = NOT_STR | Bad(
+        st.text(max_size=16).filter(lambda s: s.count("|") != 2),
+        ("", "x", "soon|2|1", "2026-01-01T00:00:00|9|1", "2026-01-01T00:00:00|2|abc"),
+    )
     number = NOT_STR | UNKNOWN_CODE | Bad(st.sampled_from(["title", "tier"]), ("title",))
     return [
         c(ID, q + "board", X, ALICE, _words=pipeline),
@@ -978,6 +982,9 @@ def query_cases() -> list[Case]:
         c(stage_cursor, q + "stage_items", PIPELINE, "lead", ALICE, cursor=X),
         c(number, q + "stage_items", PIPELINE, "lead", ALICE, value_column=X, _words=("column",)),
         c(ID, q + "item_history", X, ALICE, _words=item),
+        c(ID, q + "calls", X, ALICE, _words=item),
+        c(size, q + "calls", DEAL, ALICE, limit=X),
+        c(calls_cursor, q + "calls", DEAL, ALICE, cursor=X),
         c(ID, q + "time_in_stage", X, ALICE, _words=item),
         c(moment(), q + "time_in_stage", DEAL, ALICE, X),
         c(text(MAX_OBJECT_TYPE), q + "pipelines_of", X, 1, ALICE),

@@ -107,6 +107,18 @@ def add_commands(commands: Commands) -> None:
     history.add_argument("item", type=positive_int, metavar="ITEM")
     history.set_defaults(command=_item_history)
 
+    calls = sub.add_parser(
+        "calls",
+        help="an item's method calls, newest first: moves, calls that changed nothing, the "
+        "last call of methods that keep one",
+    )
+    calls.add_argument("item", type=positive_int, metavar="ITEM")
+    calls.add_argument(
+        "--limit", type=positive_int, default=100, metavar="N", help="calls per page (max 1000)"
+    )
+    calls.add_argument("--cursor", metavar="CURSOR", help="the next page: a printed next cursor")
+    calls.set_defaults(command=_item_calls)
+
     values = sub.add_parser("values", help="an item's custom values")
     values.add_argument("item", type=positive_int, metavar="ITEM")
     values.set_defaults(command=_item_values)
@@ -128,7 +140,9 @@ def add_commands(commands: Commands) -> None:
     checklist.add_argument("--reopen", action="store_true", help="mark KEY open again")
     checklist.set_defaults(command=_item_checklist)
 
-    for parser in (place, move, execute, methods, explain, history, values, set_values, checklist):
+    for parser in (
+        place, move, execute, methods, explain, history, calls, values, set_values, checklist
+    ):  # fmt: skip
         add_actor_options(parser)
         add_json_option(parser)
 
@@ -196,6 +210,34 @@ def _item_explain(args: argparse.Namespace) -> int:
     print(f"{'yes' if explanation.possible else 'no'}: {explanation.summary}")
     for reason in explanation.reasons:
         print(f"  - {reason.code}: {reason.message}")
+    return EXIT_OK
+
+
+def _item_calls(args: argparse.Namespace) -> int:
+    with kernel(args) as fk:
+        page = fk.queries.calls(args.item, actor_of(args), limit=args.limit, cursor=args.cursor)
+    if args.json:
+        print_json(page)
+        return EXIT_OK
+    print(
+        table(
+            ("called at", "method", "in", "to", "by", "calls", "params"),
+            [
+                (
+                    f"{c.called_at:%Y-%m-%d %H:%M:%S}",
+                    c.method,
+                    c.state,
+                    c.to_state,
+                    "system" if c.is_system else c.user_id,
+                    c.count,
+                    json.dumps(c.params, ensure_ascii=False) if c.params else None,
+                )
+                for c in page.calls
+            ],
+        )
+    )
+    if page.next_cursor is not None:
+        print(f"more: --cursor '{page.next_cursor}'")
     return EXIT_OK
 
 

@@ -223,6 +223,29 @@ class HistoryOut(Out):
     moved_at: datetime
 
 
+class CallOut(Out):
+    """One executed method: the state it ran in, where it led (null: nowhere), who ran it;
+    `count` > 1 for the last call of a method that keeps only that one."""
+
+    item_id: int
+    method: str | None
+    action: str | None
+    state: str | None
+    to_state: str | None
+    user_id: int | None
+    is_system: bool
+    params: dict[str, Any]
+    called_at: datetime
+    count: int
+
+
+class CallPageOut(Out):
+    """A page of an item's calls, newest first; `next_cursor` reads on (null: the last page)."""
+
+    calls: list[CallOut]
+    next_cursor: str | None
+
+
 class ValueOut(Out):
     """A custom column of the item's pipeline and the item's value (None: no value)."""
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Path, status
+from fastapi import APIRouter, Body, Header, Path, Query, status
 
 from flowkernel.actors import Actor
 from flowkernel.errors import InvalidArgument
 from flowkernel.http.auth import CurrentActor, Kernel
 from flowkernel.http.bodies import (
     MAX_ID,
+    CallPageOut,
     ChecklistEntryOut,
     ChecklistIn,
     ClearedOut,
@@ -30,6 +31,7 @@ from flowkernel.http.bodies import (
     WatchOut,
     ref,
 )
+from flowkernel.runtime.scope import MAX_PAGE
 from flowkernel.snapshots import ExecutionResult
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -157,6 +159,24 @@ def explain(item_id: ItemId, what: CodePath, fk: Kernel, actor: CurrentActor) ->
 @router.get("/{item_id}/history", summary="The item's state history, oldest first")
 def history(item_id: ItemId, fk: Kernel, actor: CurrentActor) -> list[HistoryOut]:
     return [HistoryOut.model_validate(e) for e in fk.history(item_id, actor)]
+
+
+@router.get(
+    "/{item_id}/calls",
+    summary="The item's method calls, newest first, a page at a time",
+    description="Moves, calls that changed nothing, and the last call (with its count) of "
+    "methods that keep only that one; pass a page's next_cursor as cursor for the next.",
+)
+def calls(
+    item_id: ItemId,
+    fk: Kernel,
+    actor: CurrentActor,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="a previous next_cursor")
+    ] = None,
+) -> CallPageOut:
+    return CallPageOut.model_validate(fk.queries.calls(item_id, actor, limit=limit, cursor=cursor))
 
 
 @router.get("/{item_id}/values", summary="The item's custom values, by column position")

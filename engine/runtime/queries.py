@@ -29,8 +29,10 @@ from flowkernel.definition.rules import hidden_classes
 from flowkernel.errors import InvalidArgument, UnknownDefinition
 from flowkernel.hookspecs import EventLogStore
 from flowkernel.moments import utc_moment
+from flowkernel.runtime import calls as call_log
 from flowkernel.runtime import history as history_reader
 from flowkernel.runtime.board import BoardQueries
+from flowkernel.runtime.calls import CallPage
 from flowkernel.runtime.scope import (
     check_limit,
     item_scope,
@@ -138,6 +140,16 @@ class Queries(BoardQueries):
             )
             for step in steps
         ]
+
+    def calls(
+        self, item_id: int, actor: Actor, *, limit: int = 100, cursor: str | None = None
+    ) -> CallPage:
+        """The item's method calls, newest first, `limit` at a time after `cursor` (a previous
+        page's `next_cursor`): those that moved it, those that changed nothing, and the last
+        call of methods that keep only that one (with its count). The history's access rules
+        apply; a dropped item's calls stay readable."""
+        with reading(self._sessions) as session:
+            return call_log.read(session.connection(), item_id, actor, limit=limit, cursor=cursor)
 
     def time_in_stage(
         self, item_id: int, actor: Actor, now: datetime | None = None
