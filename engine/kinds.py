@@ -96,3 +96,12 @@ MOVEMENTS: Final = tuple(m.value for m in Movement)
 """The movement modes, as strings."""
 TRIGGERS: Final = tuple(t.value for t in Trigger)
 """The automation triggers, as strings."""
+GLOBAL_TARGETS: Final = {
+    "create": StateType.CREATED.value,
+    "enable": StateType.ENABLED.value,
+    "disable": StateType.DISABLED.value,
+    "delete": StateType.DELETED.value,
+    "restore": StateType.CREATED.value,
+}
+"""The seed's DefaultTransition: the state type a global method of each action leads to from
+any state; open, edit, save, update and drop lead nowhere."""

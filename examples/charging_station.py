@@ -67,7 +67,6 @@ STATES: Final = (
 """The station's states and their own methods; heartbeat is hidden and has no transition."""
 
 TRANSITIONS: Final = (
-    (None, "create", "created"),
     ("created", "enable", "unavailable"),
     ("created", "delete", "deleted"),
     ("available", "unavailable", "unavailable"),
@@ -82,8 +81,8 @@ TRANSITIONS: Final = (
     ("disabled", "delete", "deleted"),
     ("deleted", "restore", "created"),
 )
-"""The station diagram: (state or None for the global method, method, new state).
-
+"""The station diagram's own arrows: (state, method, new state). The global methods'
+transitions come from DefaultTransition (create into created, delete into deleted, ...);
 `drop` from deleted has no transition: its chain removes the item.
 """
 
@@ -134,16 +133,18 @@ def build_station_class(fk: Flowkernel, code: str = "station") -> None:
     station's handlers are registered on `fk` first."""
     register_handlers(fk)
     d = fk.definitions
-    d.add_class(code, "Charging station", object_type=OBJECT_TYPE)
-    d.default_methods(code)
-    for state_type, state, label, methods in STATES:
-        d.add_state(code, state_type, state, label)
-        for action, visible in methods:
-            d.add_method(code, state, action, visible=visible)
-    for source, method, target in TRANSITIONS:
-        d.add_transition(code, source, method, target)
-    for action, handler, label in EVENTS:
-        d.add_event(code, action, handler, label=label)
+    with d.transaction():  # the whole-class rules hold at the end, as in one SQL function
+        d.add_class(code, "Charging station", object_type=OBJECT_TYPE)
+        d.default_methods(code)
+        for state_type, state, label, methods in STATES:
+            d.add_state(code, state_type, state, label)
+            for action, visible in methods:
+                d.add_method(code, state, action, visible=visible)
+        d.default_transitions(code)
+        for source, method, target in TRANSITIONS:
+            d.add_transition(code, source, method, target)
+        for action, handler, label in EVENTS:
+            d.add_event(code, action, handler, label=label)
 
 
 def ensure_station_class(fk: Flowkernel, code: str = "station") -> bool:

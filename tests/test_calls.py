@@ -35,7 +35,8 @@ def lamp(fk: Flowkernel) -> int:
     d.add_state("lamp", "enabled", "on", "On", account_id=ACCOUNT)
     d.add_method("lamp", "off", "enable", code="switch_on", account_id=ACCOUNT)
     d.add_method("lamp", "on", "disable", code="switch_off", account_id=ACCOUNT)
-    d.add_method("lamp", None, "edit", account_id=ACCOUNT)
+    for state in ("off", "on"):  # a no-transition action in both states
+        d.add_method("lamp", state, "edit", account_id=ACCOUNT)
     d.add_method("lamp", None, "heartbeat", code="ping", call_log="last", account_id=ACCOUNT)
     d.add_transition("lamp", "off", "switch_on", "on", account_id=ACCOUNT)
     d.add_transition("lamp", "on", "switch_off", "off", account_id=ACCOUNT)

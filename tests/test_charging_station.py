@@ -17,7 +17,6 @@ from flowkernel import (
     AccessDenied,
     Actor,
     Flowkernel,
-    ItemNotDeleted,
     ItemNotFound,
     MethodNotAvailable,
 )
@@ -152,13 +151,19 @@ def test_default_drop_removes_a_deleted_item(region: Flowkernel) -> None:
     assert [e.to_state for e in region.history(item.id, ALICE)] == ["created", "deleted"]
 
 
-def test_default_drop_refused_before_delete(region: Flowkernel) -> None:
+def test_default_drop_refused_before_delete_names_the_way(region: Flowkernel) -> None:
     item = region.place("region", "region", 1, ALICE)
-    with pytest.raises(ItemNotDeleted) as refused:
+    assert "drop" not in {m.code for m in region.methods(item.id, ALICE)}
+    with pytest.raises(MethodNotAvailable) as refused:
         region.execute(item.id, "drop", ALICE)
-    assert refused.value.state == "created"
+    error = refused.value
+    assert (error.state, error.applies_in, error.path) == ("created", ("deleted",), ("delete",))
+    assert "it runs in deleted: run delete first" in str(error)
     assert region.item(item.id, ALICE).state == "created"
     assert call_rows(region, item.id) == []  # the create is in the history, the drop refused
+    for method in error.path:
+        region.execute(item.id, method, ALICE)
+    assert region.execute(item.id, "drop", ALICE).dropped
 
 
 # --- the station diagram -----------------------------------------------------------------

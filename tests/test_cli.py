@@ -101,7 +101,7 @@ def test_class_commands(database_url: str, capsys: pytest.CaptureFixture[str]) -
     db = ["--database-url", database_url]
     assert main([*db, "class", "load", str(STATION_YAML)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("loaded class 'station' (6 states, 27 methods, 14 transitions, 5 events)")
+    assert out.startswith("loaded class 'station' (6 states, 27 methods, 18 transitions, 5 events)")
 
     assert main([*db, "class", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -112,7 +112,7 @@ def test_class_commands(database_url: str, capsys: pytest.CaptureFixture[str]) -
 
     assert main([*db, "class", "show", "station"]) == 0
     shown = capsys.readouterr().out
-    for title in ("states (6)", "methods (27)", "transitions (14)", "events (5)"):
+    for title in ("states (6)", "methods (27)", "transitions (18)", "events (5)"):
         assert f"\n{title}\n" in shown
     assert "access rules" not in shown
     rows = [line.split() for line in shown.splitlines()]

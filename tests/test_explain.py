@@ -162,9 +162,9 @@ def test_a_possible_move_names_its_target_handlers_and_events(
 
 
 def test_a_method_without_transition_keeps_the_state(lamp: Flowkernel) -> None:
-    lamp.definitions.add_method("lamp", None, "edit")
+    lamp.definitions.add_method("lamp", None, "submit")
     item = lamp.place("lamp", "lamp", 1, USER)
-    explanation = lamp.explain(item.id, "edit", USER)
+    explanation = lamp.explain(item.id, "submit", USER)
     assert explanation.possible
     assert explanation.target is None
     assert "keeps it in 'new'" in explanation.summary
@@ -178,7 +178,7 @@ def test_wrong_state_lists_the_states_that_have_the_method(lamp: Flowkernel) -> 
     explanation = explain_refused(lamp, item.id, "repair", USER, MethodNotAvailable)
     assert codes(explanation) == [WRONG_STATE]
     assert explanation.reasons[0].subjects == ("broken",)
-    assert "states that have it: broken" in explanation.reasons[0].message
+    assert "it runs in broken" in explanation.reasons[0].message
     assert explanation.method is None
 
 
@@ -270,7 +270,7 @@ def test_drop_needs_a_deleted_item(sales: tuple[Flowkernel, PipelineInfo]) -> No
     item = fk.place(pipeline.id, "deal", 1, REP)
     explanation = explain_refused(fk, item.id, "drop", REP, ItemNotDeleted)
     assert codes(explanation) == [NOT_DELETED]
-    assert "execute delete before drop" in explanation.reasons[0].message
+    assert "runs on deleted items only: run delete first" in explanation.reasons[0].message
 
 
 def test_same_state_and_no_method_leading_there(

@@ -359,42 +359,55 @@ def test_subclass_without_states_uses_the_parent_definition(region: Flowkernel) 
 
 def test_subclass_method_overrides_the_parent_method(region: Flowkernel) -> None:
     d = region.definitions
+    d.add_method("region", None, "submit")
     d.add_class("city", "City", parent="region")
-    d.add_method("city", None, "edit", label="Amend", visible=False)
+    d.add_method("city", None, "submit", label="Amend", visible=False)
     city = region.place("city", "city", 1, ALICE)
     town = region.place("region", "region", 1, ALICE)
-    assert "edit" in {m.code for m in region.methods(town.id, ALICE)}
-    assert "edit" not in {m.code for m in region.methods(city.id, ALICE)}
-    [own] = [m for m in region.methods(city.id, SYSTEM) if m.code == "edit"]
+    assert "submit" in {m.code for m in region.methods(town.id, ALICE)}
+    assert "submit" not in {m.code for m in region.methods(city.id, ALICE)}
+    [own] = [m for m in region.methods(city.id, SYSTEM) if m.code == "submit"]
     assert (own.label, own.visible, own.target) == ("Amend", False, None)
     with pytest.raises(MethodNotAvailable):
-        region.execute(city.id, "edit", ALICE)
-    assert not region.execute(city.id, "edit", SYSTEM).changed
+        region.execute(city.id, "submit", ALICE)
+    assert not region.execute(city.id, "submit", SYSTEM).changed
     assert region.execute(town.id, "enable", ALICE).to_state == "enabled"
 
 
-def test_an_override_that_would_cut_off_a_state_is_refused(region: Flowkernel) -> None:
-    """The child's own enable would have no transition: nothing would lead to enabled."""
+def test_an_overriding_global_method_keeps_the_default_transition(region: Flowkernel) -> None:
+    """The child's own enable has no transition: DefaultTransition gives it one."""
     d = region.definitions
     d.add_class("city", "City", parent="region")
-    before = d.get_class("city").version
-    error = refused(
-        region,
-        InvalidDefinition,
-        lambda: d.add_method("city", None, "enable", label="Switch on", visible=False),
-    )
+    d.add_method("city", None, "enable", label="Switch on", visible=False)
+    city = region.place("city", "city", 1, ALICE)
+    assert "enable" not in {m.code for m in region.methods(city.id, ALICE)}
+    assert region.execute(city.id, "enable", SYSTEM).to_state == "enabled"
+
+
+def test_an_override_that_would_cut_off_a_state_is_refused(region: Flowkernel) -> None:
+    """Enable bound to created and disabled with no transition: nothing leads to enabled."""
+    d = region.definitions
+    before = d.get_class("region").version
+    methods = d.list_methods("region")
+
+    def cut_off() -> None:
+        with d.transaction():
+            for state in ("created", "disabled"):
+                d.add_method("region", state, "enable", label="Switch on")
+
+    error = refused(region, InvalidDefinition, cut_off)
     assert isinstance(error, InvalidDefinition)
-    assert "'enabled' of class 'city' cannot be reached from 'created'" in error.message
+    assert "'enabled' of class 'region' cannot be reached from 'created'" in error.message
     assert error.details()["problems"] == [
         {
-            "class": "city",
+            "class": "region",
             "rule": "unreachable_state",
             "state": "enabled",
             "message": error.details()["problems"][0]["message"],
         }
     ]
-    assert d.list_methods("city") == []
-    assert d.get_class("city").version == before
+    assert d.list_methods("region") == methods
+    assert d.get_class("region").version == before
 
 
 def test_subclass_access_rules_add_to_the_parent(region: Flowkernel) -> None:

@@ -81,7 +81,7 @@ class Boom:
 
     @hookimpl
     def flowkernel_event_handlers(self) -> Mapping[str, EventHandler]:
-        return {"boom": self.boom, "note": self.note}
+        return {"boom": self.boom, "submit": self.note}
 
 
 class Observer:
@@ -110,7 +110,7 @@ def lamp(fk: Flowkernel) -> Flowkernel:
     d.add_method("lamp", "off", "enable", code="switch_on")
     d.add_method("lamp", "on", "disable", code="switch_off")
     d.add_method("lamp", None, "check", code="inspect", visible=False)
-    d.add_method("lamp", None, "edit")
+    d.add_method("lamp", None, "submit")  # a custom global action: runs anywhere
     d.add_transition("lamp", "off", "switch_on", "on")
     d.add_transition("lamp", "on", "switch_off", "off")
     return fk
@@ -232,7 +232,7 @@ def test_wrong_state_names_the_state_and_the_available_methods(lamp: Flowkernel)
         lamp.execute(item.id, "switch_off", ALICE)
     error = refused.value
     assert (error.method, error.state) == ("switch_off", "off")
-    assert error.available == ("switch_on", "edit")
+    assert error.available == ("switch_on", "submit")
     assert error.available == tuple(m.code for m in lamp.methods(item.id, ALICE))
     assert "'off'" in str(error) and "switch_on" in str(error)
     assert counts(lamp) == before
@@ -259,7 +259,7 @@ def test_failing_handler_rolls_back_state_history_and_call_log(lamp: Flowkernel)
     plugin = Boom()
     lamp.register_plugin(plugin, name="boom")
     d = lamp.definitions
-    for handler in ("note", "change_object_state", "boom"):
+    for handler in ("submit", "change_object_state", "boom"):
         d.add_event("lamp", "enable", handler)
     item = lamp.place("lamp", "device", 1, ALICE)
     before = counts(lamp)
@@ -343,24 +343,31 @@ def test_concurrent_executions_of_one_move_take_it_once(lamp: Flowkernel) -> Non
         assert call_log(lamp, item_id) == []
 
 
-def test_concurrent_no_op_method_moves_from_the_new_state(region: Flowkernel) -> None:
+def test_concurrent_no_op_method_is_decided_from_the_new_state(region: Flowkernel) -> None:
     item = region.place("region", "region", 1, ALICE)
     results: list[ExecutionResult] = []
+    refusals: list[MethodNotAvailable] = []
     barrier = threading.Barrier(2)
 
     def run() -> None:
         barrier.wait()
-        results.append(region.execute(item.id, "enable", ALICE))
+        try:
+            results.append(region.execute(item.id, "enable", ALICE))
+        except MethodNotAvailable as refused:
+            refusals.append(refused)
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
-    # The global enable has no transition out of enabled: the second call runs and stays.
-    assert sorted((r.from_state, r.to_state, r.changed) for r in results) == [
-        ("created", "enabled", True),
-        ("enabled", "enabled", False),
+    # The second call waits for the first and finds the item enabled, where enable would do
+    # nothing: it is refused, and names what to run first.
+    assert [(r.from_state, r.to_state, r.changed) for r in results] == [
+        ("created", "enabled", True)
+    ]
+    assert [(e.method, e.state, e.applies_in) for e in refusals] == [
+        ("enable", "enabled", ("created", "disabled"))
     ]
     assert [e.from_state for e in region.history(item.id, ALICE)] == [None, "created"]
 
@@ -401,12 +408,12 @@ def test_history_records_actor_and_method(lamp: Flowkernel) -> None:
 def test_methods_are_ordered_by_sequence(lamp: Flowkernel) -> None:
     item = lamp.place("lamp", "device", 1, ALICE)
     listed = lamp.methods(item.id, ALICE)
-    assert [m.code for m in listed] == ["switch_on", "edit"]
+    assert [m.code for m in listed] == ["switch_on", "submit"]
     assert [m.sequence for m in listed] == sorted(m.sequence for m in listed)
     assert [(m.target, m.is_global) for m in listed] == [("on", False), (None, True)]
-    lamp.definitions.edit_method("lamp", None, "edit", sequence=-5)
-    assert [m.code for m in lamp.methods(item.id, ALICE)] == ["edit", "switch_on"]
-    assert [m.code for m in lamp.methods(item.id, SYSTEM)] == ["edit", "switch_on", "inspect"]
+    lamp.definitions.edit_method("lamp", None, "submit", sequence=-5)
+    assert [m.code for m in lamp.methods(item.id, ALICE)] == ["submit", "switch_on"]
+    assert [m.code for m in lamp.methods(item.id, SYSTEM)] == ["submit", "switch_on", "inspect"]
 
 
 def test_method_call_log(lamp: Flowkernel) -> None:
@@ -414,7 +421,7 @@ def test_method_call_log(lamp: Flowkernel) -> None:
     item = lamp.place("lamp", "device", 1, tenant)
     lamp.execute(item.id, "switch_on", tenant, params={"reason": "dark"})
     lamp.execute(item.id, "inspect", Actor.system(10))
-    lamp.execute(item.id, "edit", tenant)
+    lamp.execute(item.id, "submit", tenant)
     on = lamp.item(item.id, tenant).state_id
     moves = history_log(lamp, item.id)
     assert [
@@ -449,7 +456,7 @@ def test_method_call_log(lamp: Flowkernel) -> None:
         for r in rows
     ] == [
         ("inspect", "check", on, None, None, True, 10, item.class_id),
-        ("edit", "edit", on, None, 5, False, 10, item.class_id),
+        ("submit", "submit", on, None, 5, False, 10, item.class_id),
     ]
     assert [r.params for r in rows] == [None, None]
     assert all(a.called_at <= b.called_at for a, b in pairwise(rows))
@@ -517,7 +524,7 @@ def test_standard_actions_change_state_whatever_handlers_their_chain_holds(
     boom = Boom()
     fk.register_plugin(boom, name="boom")
     for action in ("enable", "disable", "delete", "restore"):
-        fk.definitions.add_event("region", action, "note")
+        fk.definitions.add_event("region", action, "submit")
     item = fk.place("region", "region", 1, SYSTEM).id
     for method, state in (
         ("enable", "enabled"),
@@ -529,21 +536,21 @@ def test_standard_actions_change_state_whatever_handlers_their_chain_holds(
         assert (result.changed, result.to_state) == (True, state), method
     assert boom.calls == ["enable", "disable", "delete", "restore"]
     assert fk.compiled("region").methods["created"]["enable"].chain == (
-        "note",
+        "submit",
         "change_object_state",
     )
 
     # a chain that names the state change itself runs it where the author put it, once
     fk.definitions.add_event("region", "enable", "change_object_state")
     chain = fk.compiled("region").methods["created"]["enable"].chain
-    assert sorted(chain) == ["change_object_state", "note"]
+    assert sorted(chain) == ["change_object_state", "submit"]
 
     # a custom action's chain replaces the default: without change_object_state it stays
     d = fk.definitions
     # `submit` is a custom action of the catalogue
     d.add_method("region", "created", "submit")
     d.add_transition("region", "created", "submit", "enabled")
-    d.add_event("region", "submit", "note")
+    d.add_event("region", "submit", "submit")
     assert fk.execute(item, "submit", SYSTEM).changed is False
     assert fk.item(item, SYSTEM).state == "created"
 

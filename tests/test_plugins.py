@@ -104,11 +104,12 @@ def test_method_executed_is_observed_after_commit(fk: Flowkernel) -> None:
     fk.register_plugin(Observer())
     fk.definitions.add_class("doc", "Document")
     fk.definitions.add_default_methods("doc")
+    fk.definitions.add_method("doc", None, "submit")
     alice = Actor.user(1, 1)
     item = fk.place("doc", "document", 7, alice)
     fk.execute(item.id, "enable", alice)
-    fk.execute(item.id, "edit", alice)
-    assert seen == [("enable", "enabled", True), ("edit", "enabled", True)]
+    fk.execute(item.id, "submit", alice)
+    assert seen == [("enable", "enabled", True), ("submit", "enabled", True)]
 
 
 def test_handlers_receive_frozen_values(fk: Flowkernel) -> None:

@@ -19,7 +19,6 @@ from flowkernel import (
     Actor,
     ExecutionResult,
     Flowkernel,
-    ItemNotDeleted,
     ItemNotFound,
     MethodNotAvailable,
 )
@@ -32,9 +31,25 @@ DROP: Final = "<dropped>"
 GLOBAL: Final = (
     "open", "edit", "save", "update", "enable", "disable", "delete", "restore", "drop",
 )  # fmt: skip
-"""DefaultMethods' methods run in any state, none with a transition of its own; the tenth,
-create, only places items (into created) and is no method of a placed item."""
-GLOBAL_TARGETS: Final[dict[str, str]] = {}
+"""DefaultMethods' methods; the tenth, create, only places items (into created) and is no
+method of a placed item."""
+TYPES: Final = {
+    "created": "created",
+    "available": "enabled",
+    "unavailable": "enabled",
+    "faulted": "enabled",
+    "disabled": "disabled",
+    "deleted": "deleted",
+}
+GLOBAL_TARGETS: Final = {
+    "enable": "available",
+    "disable": "disabled",
+    "delete": "deleted",
+    "restore": "created",
+}
+"""DefaultTransition from any state: into the first state of the action's type. Open, edit,
+save and update have no transition and no handler: they do nothing, and are offered nowhere;
+drop is offered in deleted only."""
 
 OWN: Final[dict[str, dict[str, tuple[str | None, bool]]]] = {
     # state: {method: (target or None for no transition, visible)}
@@ -76,7 +91,9 @@ def model_methods(state: str, actor: str) -> dict[str, tuple[str | None, bool]]:
     """The methods of `state` (target, visible), the state's own winning over global ones."""
     methods: dict[str, tuple[str | None, bool]] = {}
     if state != "deleted":  # a deleted item offers only its own restore and drop
-        methods.update({m: (GLOBAL_TARGETS.get(m), True) for m in GLOBAL})
+        methods.update(
+            {m: (t, True) for m, t in GLOBAL_TARGETS.items() if TYPES[t] != TYPES[state]}
+        )
     methods.update(OWN[state])
     if actor == "system":
         return methods
@@ -181,8 +198,13 @@ def station_machine(fk: Flowkernel) -> type[RuleBasedStateMachine]:
             except MethodNotAvailable as exc:
                 assert method not in allowed, f"{method} refused in {item.state} to {actor}"
                 assert exc.state.startswith(item.state)
-            except ItemNotDeleted:
-                assert method == "drop" and item.state != "deleted"
+                # the hint leads somewhere: its methods run one after another, then the method
+                reached = item.state
+                for step in exc.path:
+                    assert step in model_methods(reached, actor), (step, reached, exc.path)
+                    reached = model_methods(reached, actor)[step][0] or reached
+                if exc.path:
+                    assert method in model_methods(reached, actor), (method, exc.path)
             else:
                 assert method in allowed, f"{method} ran in {item.state} for {actor}"
                 target = allowed[method][0]

@@ -149,6 +149,8 @@ class CompiledClass:
     automations: tuple[CompiledAutomation, ...]
     columns: Mapping[str, CompiledColumn]
     machine: Machine = field(repr=False, compare=False)
+    idle: frozenset[str] = frozenset()
+    """Methods the class defines that do nothing in any of its states (offered nowhere)."""
     # unguarded transitions the machine answered: (state, method) -> state
     fired: dict[tuple[str, str], str] = field(default_factory=dict, repr=False, compare=False)
     # decisions that found no obstacle, by (stage id, deleted, method, by action, actor)

@@ -20,6 +20,7 @@ from flowkernel.compile.compiled import (
     RequiredColumn,
     guard_condition,
 )
+from flowkernel.compile.lifecycle import first_of_types, global_target, offered
 from flowkernel.definition.codes import state_code
 from flowkernel.definition.pipelines.specs import ChecklistItem
 from flowkernel.errors import InvalidDefinition, UnknownDefinition
@@ -240,6 +241,8 @@ def _explicit_methods(
     standard: set[str],
 ) -> dict[str, dict[str, CompiledMethod]]:
     resolved: dict[str, dict[str, CompiledMethod]] = {code: {} for code in states}
+    seen: dict[str, set[str]] = {code: set() for code in states}
+    first = first_of_types(states)
     # The class's own methods, then those of its non-abstract ancestors, deepest first.
     for definition in (lineage[0], *(d for d in lineage[1:] if not d.row.is_abstract)):
         stage_codes = {s.id: state_code(s) for s in definition.stages}
@@ -247,7 +250,6 @@ def _explicit_methods(
         for t in definition.transitions:
             source = stage_codes.get(t.state_id) if t.state_id is not None else None
             targets[(source, t.method_id)] = t.new_state_id
-        target_codes = {s.id: state_code(s) for s in definition.stages}
         # A state's own method wins over a global one of the same code (Apostol's lookup).
         own_first = sorted(definition.methods, key=lambda row: row[0].state_id is None)
         for state in states:
@@ -255,16 +257,19 @@ def _explicit_methods(
                 bound = stage_codes.get(method.state_id) if method.state_id is not None else None
                 if method.state_id is not None and bound != state:
                     continue
-                if method.code in resolved[state] or action == "create":
+                if method.code in seen[state] or action == "create":
                     continue  # create places items; it is not run on one
-                target_id = targets.get((state, method.id), targets.get((None, method.id)))
-                target = target_codes.get(target_id) if target_id is not None else None
-                if target_id is not None and target not in states:
-                    raise InvalidDefinition(
-                        f"method {preview(method.code)} leads to a state that class "
-                        f"{preview(lineage[0].row.code)} does not have",
-                        method=method.code,
-                    )
+                seen[state].add(method.code)
+                own = targets.get((state, method.id))
+                written = _target_code(
+                    lineage, stage_codes, states, method.code, targets.get((None, method.id))
+                )
+                target = _target_code(lineage, stage_codes, states, method.code, own) or written
+                chain = _chain(lineage, 0, action, standard, pipeline=False)
+                if method.state_id is None and own is None:
+                    target = global_target(states[state], action, written, first, states)
+                    if not offered(states[state], action, target, chain, action in standard):
+                        continue  # a global method that would do nothing here is not offered
                 resolved[state][method.code] = CompiledMethod(
                     code=method.code,
                     action=action,
@@ -272,11 +277,31 @@ def _explicit_methods(
                     visible=method.visible,
                     sequence=method.sequence,
                     target=target,
-                    chain=_chain(lineage, 0, action, standard, pipeline=False),
+                    chain=chain,
                     is_global=method.state_id is None,
                     log=CallLog(method.call_log),
                 )
     return resolved
+
+
+def _target_code(
+    lineage: Sequence[_Definition],
+    stage_codes: Mapping[int, str],
+    states: Mapping[str, CompiledState],
+    method: str,
+    target_id: int | None,
+) -> str | None:
+    """The code of a transition's target, which must be a state of the class."""
+    if target_id is None:
+        return None
+    target = stage_codes.get(target_id)
+    if target not in states:
+        raise InvalidDefinition(
+            f"method {preview(method)} leads to a state that class "
+            f"{preview(lineage[0].row.code)} does not have",
+            method=method,
+        )
+    return target
 
 
 def _pipeline_methods(
@@ -389,6 +414,7 @@ def compile_class(conn: Session, class_id: int) -> CompiledClass:
     owner = next((d for d in lineage if d.stages), lineage[0])
     states = _states(conn, owner.stages)
     pipeline = row.movement == Movement.FREE
+    idle: frozenset[str] = frozenset()
     if pipeline:
         won = [s.code for s in states.values() if s.is_won]
         lost = [s.code for s in states.values() if s.is_lost]
@@ -418,6 +444,13 @@ def compile_class(conn: Session, class_id: int) -> CompiledClass:
         )
     else:
         methods = _explicit_methods(lineage, states, standard)
+        defined = {
+            method.code
+            for definition in (lineage[0], *(d for d in lineage[1:] if not d.row.is_abstract))
+            for method, action in definition.methods
+            if action != "create"
+        }
+        idle = frozenset(defined.difference(*(m.keys() for m in methods.values())))
         create = _create_method(lineage, states, standard)
     access = tuple(
         AccessRule(
@@ -487,6 +520,7 @@ def compile_class(conn: Session, class_id: int) -> CompiledClass:
         automations=automations,
         columns=columns,
         machine=_build_machine(row.code or f"pipeline_{row.id}", states, methods),
+        idle=idle,
     )
 
 

@@ -30,7 +30,7 @@ from flowkernel.errors import (
     DuplicateCode,
     InvalidDefinition,
 )
-from flowkernel.kinds import MOVEMENTS, STATE_TYPES, Movement
+from flowkernel.kinds import GLOBAL_TARGETS, MOVEMENTS, STATE_TYPES, Movement
 from flowkernel.previews import preview
 from flowkernel.store.schema import (
     ItemRow,
@@ -49,7 +49,6 @@ from flowkernel.validation import (
 
 __all__ = [
     "DEFAULT_METHODS",
-    "DEFAULT_TRANSITIONS",
     "AccessRuleDef",
     "ActionInfo",
     "ClassInfo",
@@ -64,19 +63,6 @@ DEFAULT_METHODS: Final = (
     "create", "open", "edit", "save", "update", "enable", "disable", "delete", "restore", "drop",
 )  # fmt: skip
 """The ten global methods of the seed's default lifecycle."""
-
-DEFAULT_TRANSITIONS: Final = (
-    (None, "create", "created"),
-    ("created", "enable", "enabled"),
-    ("created", "disable", "disabled"),
-    ("created", "delete", "deleted"),
-    ("enabled", "disable", "disabled"),
-    ("enabled", "delete", "deleted"),
-    ("disabled", "enable", "enabled"),
-    ("disabled", "delete", "deleted"),
-    ("deleted", "restore", "created"),
-)
-"""The seed's default lifecycle; `drop` from deleted removes the item (its chain, no target)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,11 +252,25 @@ class Definitions(StateAuthoring, MethodAuthoring, EventAuthoring, RuleAuthoring
     def default_transitions(
         self, class_code: str, account_id: int | None = None
     ) -> list[TransitionDef]:
-        """The seed's DefaultTransition: the default lifecycle between the four default states."""
+        """The seed's DefaultTransition: a transition from any state (state NULL) for each
+        global method of create, enable, disable, delete and restore, into the first state (by
+        position) of its state type. Methods whose state type the class lacks get none."""
         with self._tx():
+            first: dict[str, str] = {}
+            for state in self.list_states(class_code, account_id):
+                first.setdefault(state.state_type, state.code)
             return [
-                self.add_transition(class_code, state, method, target, account_id=account_id)
-                for state, method, target in DEFAULT_TRANSITIONS
+                self.add_transition(
+                    class_code,
+                    None,
+                    method.code,
+                    first[GLOBAL_TARGETS[method.action]],
+                    account_id=account_id,
+                )
+                for method in self.list_methods(class_code, account_id)
+                if method.state is None
+                and method.action in GLOBAL_TARGETS
+                and GLOBAL_TARGETS[method.action] in first
             ]
 
     def add_default_methods(self, class_code: str, account_id: int | None = None) -> None:

@@ -62,14 +62,28 @@ class WrongObjectType(ExecutionError):
 
 
 class MethodNotAvailable(ExecutionError):
-    """The method does not exist in the item's current state."""
+    """The method does not exist in the item's current state, or would do nothing there.
+
+    `applies_in` names the states where it runs, `path` the methods that lead there (both
+    empty when unknown)."""
 
     code = "method_not_available"
 
-    def __init__(self, method: str, state: str, available: Sequence[str], hint: str = "") -> None:
+    def __init__(
+        self,
+        method: str,
+        state: str,
+        available: Sequence[str],
+        hint: str = "",
+        *,
+        applies_in: Sequence[str] = (),
+        path: Sequence[str] = (),
+    ) -> None:
         self.method = method
         self.state = state
         self.available = tuple(available)
+        self.applies_in = tuple(applies_in)
+        self.path = tuple(path)
         listed = ", ".join(self.available) or "none"
         tail = f"; {hint}" if hint else ""
         super().__init__(
@@ -80,15 +94,26 @@ class MethodNotAvailable(ExecutionError):
 
 
 class ItemNotDeleted(ExecutionError):
-    """Drop removes only items that were deleted first."""
+    """Drop (and a pipeline's restore) runs on deleted items only; `path` names the methods
+    that delete the item (empty when none the caller may run does)."""
 
     code = "item_not_deleted"
 
-    def __init__(self, item_id: int, state: str) -> None:
+    def __init__(
+        self, item_id: int, state: str, method: str = "drop", path: Sequence[str] = ("delete",)
+    ) -> None:
         self.item_id = item_id
         self.state = state
+        self.method = method
+        self.path = tuple(path)
+        step = (
+            f"run {', then '.join(self.path)} first"
+            if self.path
+            else "no method you may run deletes it"
+        )
         super().__init__(
-            f"item {item_id} is in state {preview(state)}, not deleted; execute delete before drop"
+            f"item {item_id} is in state {preview(state)}, not deleted; {preview(method)} runs "
+            f"on deleted items only: {step}"
         )
 
 
@@ -115,6 +140,8 @@ class MethodHidden(MethodNotAvailable, AccessDenied):
         self.state = state
         self.available = tuple(available)
         self.reason = reason
+        self.applies_in: tuple[str, ...] = ()
+        self.path: tuple[str, ...] = ()
         listed = ", ".join(self.available) or "none"
         FlowkernelError.__init__(
             self,

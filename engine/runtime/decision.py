@@ -26,7 +26,7 @@ from flowkernel.errors import (
     MoveNotAllowed,
     RequirementMissing,
 )
-from flowkernel.kinds import SLA_BREACH, Permission, RuleEffect
+from flowkernel.kinds import SLA_BREACH, Permission, RuleEffect, StateType
 from flowkernel.previews import preview
 
 ITEM_DELETED: Final = "item_deleted"
@@ -107,14 +107,57 @@ class Decision:
 def visible_methods(
     compiled: CompiledClass, state: str, actor: Actor, deleted: bool = False
 ) -> list[CompiledMethod]:
-    """The methods of `state` the actor may see, by sequence."""
+    """The methods of `state` the actor may see, by sequence; on a pipeline, restore and drop
+    only for deleted items."""
     return [
         m
         for m in compiled.methods.get(state, {}).values()
         if compiled.allowed(actor, m, Permission.VISIBLE)
         and (actor.is_system or m.restriction is None)
-        and (not deleted or m.action in ("restore", "drop"))
+        and (m.action in ON_DELETED if deleted else not _needs_deleted(compiled, m))
     ]
+
+
+def _needs_deleted(compiled: CompiledClass, method: CompiledMethod) -> bool:
+    """Whether the method runs on deleted items only: a pipeline's restore, and drop."""
+    return method.action == "drop" or (compiled.is_pipeline and method.action == "restore")
+
+
+def path_to(
+    compiled: CompiledClass, start: str, goals: Collection[str], actor: Actor
+) -> tuple[str, ...] | None:
+    """The fewest methods the actor may run that lead from `start` into one of `goals`
+    (empty when `start` is one), or None when none lead there."""
+    if start in goals:
+        return ()
+    came: dict[str, tuple[str, str]] = {start: ("", "")}
+    queue = [start]
+    for current in queue:
+        for method in visible_methods(compiled, current, actor):
+            target = method.target
+            if target is None or target in came:
+                continue
+            came[target] = (current, method.code)
+            if target in goals:
+                steps: list[str] = []
+                while target != start:
+                    target, code = came[target]
+                    steps.append(code)
+                return tuple(reversed(steps))
+            queue.append(target)
+    return None
+
+
+def where_hint(
+    compiled: CompiledClass, start: str, goals: Collection[str], actor: Actor
+) -> tuple[str, tuple[str, ...]]:
+    """A hint naming the states a method runs in and the methods that lead there, with that
+    path (empty when no method the actor may run leads there)."""
+    places = ", ".join(goals)
+    path = path_to(compiled, start, goals, actor)
+    if path is None:
+        return f"it runs in {places}, which no method you may run leads to from here", ()
+    return f"it runs in {places}: run {', then '.join(path)} first", path
 
 
 def decide(
@@ -258,14 +301,34 @@ def _not_here(
         )
         return Obstacle(WRONG_STATE, hint, MethodNotAvailable(asked, label, available, hint))
     having = [s for s, methods in compiled.methods.items() if asked in methods]
-    hint = (
-        f"states that have it: {', '.join(having)}: move the item to one of them first"
-        if having
-        else ""
-    )
-    error = MethodNotAvailable(asked, label, available, hint)
+    if not having:
+        idle = (
+            f"{preview(asked)} does nothing in any state of class {preview(compiled.code)}: it "
+            "has no transition and no handler besides the state change; give it one"
+            if asked in compiled.idle
+            else ""
+        )
+        error = MethodNotAvailable(asked, label, available, idle)
+        return Obstacle(WRONG_STATE, error.message, error)
+    runnable = [
+        s
+        for s in having
+        if actor.is_system
+        or (
+            compiled.methods[s][asked].restriction is None
+            and compiled.allowed(actor, compiled.methods[s][asked], Permission.EXECUTE)
+        )
+    ]
+    if runnable:
+        hint, path = where_hint(compiled, state.code, runnable, actor)
+    else:
+        hint, path = (
+            f"it runs in {', '.join(having)}, for the system actor or a user an access rule allows",
+            (),
+        )
+    error = MethodNotAvailable(asked, label, available, hint, applies_in=having, path=path)
     message = f"method {preview(asked)} is not available in state {preview(state.code)}; {hint}"
-    return Obstacle(WRONG_STATE, message if having else error.message, error, tuple(having))
+    return Obstacle(WRONG_STATE, message, error, tuple(having))
 
 
 def _deleted(
@@ -279,6 +342,8 @@ def _deleted(
 ) -> Obstacle | None:
     if not deleted or method.action in ON_DELETED:
         return None
+    if not compiled.is_pipeline and not method.is_global:
+        return None  # the author bound it to the deleted state
     available = _available(compiled, state, actor, deleted)
     hint = f"item {item_id} is deleted; only restore and drop run on it: restore it first"
     error = MethodNotAvailable(method.code, label, available, hint)
@@ -364,10 +429,15 @@ def _drop(
     item_id: int,
     actor: Actor,
 ) -> Obstacle | None:
-    if method.action != "drop" or deleted or "drop_object" not in method.chain:
+    if deleted or not _needs_deleted(compiled, method):
         return None
-    message = f"item {item_id} is not deleted; execute delete before drop"
-    return Obstacle(NOT_DELETED, message, ItemNotDeleted(item_id, state.code))
+    if compiled.is_pipeline:
+        path: tuple[str, ...] | None = ("delete",)
+    else:
+        goals = [s.code for s in compiled.ordered_states if s.state_type == StateType.DELETED]
+        path = path_to(compiled, state.code, goals, actor)
+    error = ItemNotDeleted(item_id, state.code, method.code, path or ())
+    return Obstacle(NOT_DELETED, error.message, error)
 
 
 def _who(actor: Actor) -> str:

@@ -179,6 +179,7 @@ class _Case:
         if compiled.is_pipeline and asked == MOVE_PREFIX + state.code:
             return self.method_to(state, state)
         known_methods = {code for methods in compiled.methods.values() for code in methods}
+        known_methods |= compiled.idle
         if asked in known_methods or (
             compiled.create is not None and asked == compiled.create.code
         ):
