@@ -165,7 +165,9 @@ def test_a_plugin_is_registered_by_name_from_the_command_line(
     plugin = ["--plugin", "flowkernel.examples.charging_station"]
     assert main([*db, *plugin, "class", "load", str(STATION_YAML)]) == 0
     monkeypatch.setenv("FLOWKERNEL_PLUGINS", "flowkernel.examples.charging_station")
-    assert main([*db, *plugin, "item", "place", "station", "charging_station", "5"]) == 0
+    assert (
+        main([*db, *plugin, "item", "place", "station", "charging_station", "5", "--as", "3"]) == 0
+    )
     with Flowkernel(database_url) as fk:  # the library alone has no station handlers
         assert "station_available" not in fk.handlers
 

@@ -108,7 +108,7 @@ def test_place_move_execute_and_read_an_item(cli: Cli, sales: PipelineInfo) -> N
         "priority=High", "--assign", "7", *AS_REP,
     )  # fmt: skip
     assert (status, err) == (0, "")
-    assert out == "placed deal 1001 into 'sales' as item 1, state 'lead'\n"
+    assert out == "placed deal 1001 into 'sales' as item 1, state 'lead', as user 7 of account 1\n"
 
     status, out, _ = cli("item", "values", "1", *AS_REP)
     assert table(out) == [
@@ -119,7 +119,10 @@ def test_place_move_execute_and_read_an_item(cli: Cli, sales: PipelineInfo) -> N
     ]
 
     status, out, _ = cli("item", "move", "1", "qualified", *AS_REP)
-    assert (status, out) == (0, "item 1: lead -> qualified (move_to_qualified)\n")
+    assert (status, out) == (
+        0,
+        "item 1: lead -> qualified (move_to_qualified), as user 7 of account 1\n",
+    )
     status, out, _ = cli("item", "methods", "1", *AS_REP)
     assert table(out)[0] == ["code", "action", "label", "target", "visible"]
     assert ["move_to_lead", "move", "Move", "to", "Lead", "lead", "yes"] in table(out)
@@ -127,7 +130,10 @@ def test_place_move_execute_and_read_an_item(cli: Cli, sales: PipelineInfo) -> N
 
     status, out, _ = cli("item", "set", "1", "close_date=2030-01-31", "--clear", "priority",
                          *AS_REP)  # fmt: skip
-    assert (status, out) == (0, "item 1: close_date=2030-01-31; cleared priority\n")
+    assert (status, out) == (
+        0,
+        "item 1: close_date=2030-01-31; cleared priority, as user 7 of account 1\n",
+    )
     status, out, _ = cli("item", "set", "1", "amount=99", *AS_REP, "--json")
     assert json.loads(out)["set"][0]["parsed"] == "99"
 
@@ -145,7 +151,7 @@ def test_place_move_execute_and_read_an_item(cli: Cli, sales: PipelineInfo) -> N
     assert params == {"score": 3, "why": "ready"}
 
     status, out, _ = cli("item", "exec", "1", "delete", "--action", *AS_REP)
-    assert (status, out) == (0, "item 1: delete ran; still in 'proposal'\n")
+    assert (status, out) == (0, "item 1: delete ran; still in 'proposal', as user 7 of account 1\n")
     status, out, _ = cli("item", "history", "1", *AS_REP)
     assert [line[2:] for line in table(out)] == [
         ["from", "to", "method", "by"],  # after "moved at", and the date and time
@@ -153,7 +159,7 @@ def test_place_move_execute_and_read_an_item(cli: Cli, sales: PipelineInfo) -> N
         ["lead", "qualified", "move_to_qualified", "7"],
         ["qualified", "proposal", "move_to_proposal", "7"],
     ]
-    status, out, _ = cli("item", "history", "1", "--account", "1", "--json")
+    status, out, _ = cli("item", "history", "1", "--account", "1", "--as", "system", "--json")
     assert [e["to_state"] for e in json.loads(out)] == ["lead", "qualified", "proposal"]
 
 
@@ -192,7 +198,7 @@ def test_a_refused_place_or_move_changes_nothing(cli: Cli, sales: PipelineInfo) 
         result = cli("item", "place", "sales", "deal", "1", *args, *AS_REP)
         assert result[0] == status, result
         one_line_error(result[2], message)
-    result = cli("item", "place", "sales", "deal", "1", "--account", "2")
+    result = cli("item", "place", "sales", "deal", "1", "--account", "2", "--as", "system")
     assert result[0] == 3
     one_line_error(result[2], "definition error: unknown class 'sales'")
     assert rows(cli.url) == before
@@ -206,7 +212,7 @@ def test_a_refused_place_or_move_changes_nothing(cli: Cli, sales: PipelineInfo) 
     assert status == 4
     one_line_error(err, "execution error: method 'sla_breach' is not available in state 'lead'")
     assert "`flowkernel item explain 1 sla_breach --account 1 --as 7` tells why" in err
-    status, _, err = cli("item", "move", "1", "won", "--account", "2")
+    status, _, err = cli("item", "move", "1", "won", "--account", "2", "--as", "system")
     assert status == 4
     one_line_error(err, "execution error: no item 1; check the id and the account")
     status, _, err = cli("item", "exec", "1", "delete", "--params", "[1]", *AS_REP)
@@ -243,20 +249,23 @@ def test_explain_answers_without_changing_anything(cli: Cli, sales: PipelineInfo
 def test_kernel_class_items_and_the_system_actor(cli: Cli) -> None:
     assert cli("class", "load", str(STATION_YAML))[0] == 0
     status, out, _ = cli("item", "place", "station", "charging_station", "5", "--as", "3")
-    assert out == "placed charging_station 5 into 'station' as item 1, state 'created'\n"
+    assert out == "placed charging_station 5 into 'station' as item 1, state 'created', as user 3\n"
     assert cli("item", "exec", "1", "enable", "--as", "3")[1] == (
-        "item 1: created -> unavailable (enable)\n"
+        "item 1: created -> unavailable (enable), as user 3\n"
     )
     status, out, _ = cli("item", "explain", "1", "available", "--as", "3")
     assert status == 0
     assert out.startswith("no: 'available' cannot run on item 1 now")
     assert "  - hidden: method 'available' is not shown to user 3" in out
-    # the device reports in as the system actor (the default of --as)
-    assert cli("item", "exec", "1", "available")[1] == (
-        "item 1: unavailable -> available (available)\n"
+    # the device reports in as the system actor, which takes an explicit --as system
+    status, out, err = cli("item", "exec", "1", "available")
+    assert (status, out) == (2, "")
+    one_line_error(err, "usage error: say who acts: --as USER_ID")
+    assert cli("item", "exec", "1", "available", "--as", "system")[1] == (
+        "item 1: unavailable -> available (available), as system\n"
     )
-    assert (
-        cli("item", "exec", "1", "heartbeat")[1] == "item 1: heartbeat ran; still in 'available'\n"
+    assert cli("item", "exec", "1", "heartbeat", "--as", "system")[1] == (
+        "item 1: heartbeat ran; still in 'available', as system\n"
     )
 
 
@@ -266,7 +275,9 @@ def test_database_url_may_follow_the_command(
     status = main(["item", "place", "sales", "deal", "3", *AS_REP, "--database-url", database_url])
     assert status == 0
     capsys.readouterr()
-    assert main(["board", "sales", "--account", "1", "--database-url", database_url]) == 0
+    assert (
+        main(["board", "sales", "--account", "1", "--as", "7", "--database-url", database_url]) == 0
+    )
     assert "Sales: 1 item" in capsys.readouterr().out
     assert main(["class", "list", "--database-url", database_url, "--account", "1"]) == 0
     assert "sales" in capsys.readouterr().out
@@ -291,7 +302,9 @@ def test_place_items_from_a_csv_file_reporting_refused_rows(
     )
     status, out, err = cli("item", "place", "sales", "--csv", str(data), *AS_REP)
     assert status == 4  # the first refusal's status: an execution error
-    assert out == "placed 3 of 7 row(s) into 'sales'; refused: line(s) 4, 5, 6, 7\n"
+    assert out == (
+        "placed 3 of 7 row(s) into 'sales', as user 7 of account 1; refused: line(s) 4, 5, 6, 7\n"
+    )
     assert err.splitlines() == [
         "flowkernel: line 4: execution error: column 'amount' refuses 'lots': expected a finite "
         'number such as 42500 or "-3.75" (int, float, Decimal or numeric string, at most 1000 '
@@ -334,7 +347,10 @@ def test_a_csv_summary_names_the_first_refused_lines(
     status, out, err = cli("item", "place", "sales", "--csv", str(data), *AS_REP)
     assert status == 2
     lines = ", ".join(str(n) for n in range(2, 22))
-    assert out == f"placed 0 of 25 row(s) into 'sales'; refused: line(s) {lines} and 5 more\n"
+    assert out == (
+        f"placed 0 of 25 row(s) into 'sales', as user 7 of account 1; refused: line(s) {lines} "
+        "and 5 more\n"
+    )
     assert len(err.splitlines()) == 25
 
 
@@ -437,6 +453,7 @@ def test_events_deliver_once_and_on_a_schedule(cli: Cli, sales: PipelineInfo) ->
 
 def _run(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "FLOWKERNEL_DATABASE_URL"}
+    env["FLOWKERNEL_AS"] = "system"  # a script says once who acts
     return subprocess.run(
         [sys.executable, "-m", "flowkernel.cli", *args],
         cwd=workdir,
@@ -472,7 +489,9 @@ def test_user_errors_print_one_line_and_no_traceback(tmp_path: Path) -> None:
     assert placed.returncode == 4
     assert "Traceback" not in placed.stderr
     assert placed.stderr.startswith("flowkernel: line 3: execution error: column 'n' refuses")
-    assert placed.stdout == "placed 1 of 2 row(s) into 's'; refused: line(s) 3\n"
+    assert placed.stdout == (
+        "placed 1 of 2 row(s) into 's', as system of account 1; refused: line(s) 3\n"
+    )
     bad_actor = _run(tmp_path, "item", "methods", "1", "--as", "root")
     assert bad_actor.returncode == 2
     assert "Traceback" not in bad_actor.stderr
@@ -509,3 +528,28 @@ def test_a_scheduled_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         _, err = worker.communicate(timeout=30)
         assert worker.returncode == 0, err
         assert "Traceback" not in err
+
+
+def test_who_acts_is_explicit(
+    cli: Cli, sales: PipelineInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = rows(cli.url)
+    for args in (
+        ("item", "place", "sales", "deal", "1", "--account", "1"),
+        ("board", "sales", "--account", "1"),
+        ("pipeline", "create", "--account", "1", "--name", "P", "--stage", "A"),
+    ):
+        status, out, err = cli(*args)
+        assert (status, out) == (2, ""), args
+        one_line_error(err, "usage error: say who acts: --as USER_ID")
+        assert "FLOWKERNEL_AS" in err
+    assert rows(cli.url) == before
+    monkeypatch.setenv("FLOWKERNEL_AS", "7")
+    status, out, _ = cli("item", "place", "sales", "deal", "1", "--account", "1")
+    assert out.endswith("as user 7 of account 1\n")
+    status, out, _ = cli("item", "move", "1", "qualified", "--account", "1", "--as", "system")
+    assert out.endswith("as system of account 1\n")  # --as wins over the variable
+    monkeypatch.setenv("FLOWKERNEL_AS", "root")
+    status, _, err = cli("item", "methods", "1", "--account", "1")
+    assert status == 2
+    one_line_error(err, "usage error: $FLOWKERNEL_AS: expected a user id or 'system'")

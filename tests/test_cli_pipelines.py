@@ -58,8 +58,10 @@ class Cli:
 
 @pytest.fixture(autouse=True)
 def station_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The station document names the example's handlers: register its plugin by name."""
+    """The station document names the example's handlers: register its plugin by name. These
+    commands are an administrator's script: it says once who acts."""
     monkeypatch.setenv("FLOWKERNEL_PLUGINS", "flowkernel.examples.charging_station")
+    monkeypatch.setenv("FLOWKERNEL_AS", "system")
 
 
 @pytest.fixture
@@ -88,7 +90,7 @@ def test_create_from_a_document_then_show_and_dump_it_back(cli: Cli, tmp_path: P
     assert status == 0
     assert out == (
         "created pipeline 'Sales' (id 1, code sales, account 1): 5 stages, 4 columns, "
-        "2 automations\n"
+        "2 automations, as system of account 1\n"
     )
     with Flowkernel(cli.url) as fk:
         info = fk.pipelines.get_pipeline(1, ADMIN)
@@ -260,7 +262,7 @@ def test_clone_a_system_template_into_an_account(cli: Cli, tmp_path: Path) -> No
     assert status == 0
     assert out == (
         "cloned template 1 into pipeline 'Our sales' (id 2, code ours, account 8): 5 stages, "
-        "4 columns, 2 automations\n"
+        "4 columns, 2 automations, as system of account 8\n"
     )
     status, out, _ = cli("pipeline", "clone-template", "1", "--account", "9", "--json")
     assert json.loads(out)["template_id"] == 1

@@ -4,6 +4,7 @@ COLUMN=VALUE pairs and input files."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,9 @@ from flowkernel.previews import preview
 
 if TYPE_CHECKING:
     from flowkernel.kernel import Flowkernel
+
+ACTING_ENV: Final = "FLOWKERNEL_AS"
+"""The environment variable a script sets to say who acts when a command has no `--as`."""
 
 Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
 """The `commands` of `build_parser`, which each command family adds its commands to."""
@@ -36,9 +40,9 @@ def add_actor_options(parser: argparse.ArgumentParser) -> None:
         "--as",
         dest="actor",
         type=_actor_arg,
-        default="system",
         metavar="ACTOR",
-        help="who acts: a user id, or system (the default) for the system actor",
+        help=f"who acts: a user id, or system for the system actor; required unless "
+        f"${ACTING_ENV} says it",
     )
     parser.add_argument(
         "--group",
@@ -114,19 +118,48 @@ def positive_float(text: str) -> float:
 
 
 def actor_of(args: argparse.Namespace) -> Actor:
-    """The actor of `--as` and `--account`: the system actor unless a user id is given."""
-    if args.actor == "system":
-        if args.groups:
-            raise UsageError("--group applies to a user: pass --as USER_ID with it")
-        return Actor.system(args.account)
-    return Actor.user(args.actor, args.account, tuple(args.groups))
+    """The actor of `--as` (else `$FLOWKERNEL_AS`) and `--account`; one of them must say who
+    acts, so nothing runs as the system actor unless asked to."""
+    acting = _acting(args)
+    if isinstance(acting, int):
+        return Actor.user(acting, args.account, tuple(args.groups))
+    if args.groups:
+        raise UsageError("--group applies to a user: pass --as USER_ID with it")
+    return Actor.system(args.account)
+
+
+def _acting(args: argparse.Namespace) -> str | int:
+    if args.actor is not None:
+        acting: str | int = args.actor
+        return acting
+    named = os.environ.get(ACTING_ENV, "").strip()
+    if not named:
+        raise UsageError(
+            "say who acts: --as USER_ID (with --account ID for a tenant's user) or --as system; "
+            f"a script may set ${ACTING_ENV} instead"
+        )
+    try:
+        return _actor_arg(named)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"${ACTING_ENV}: {exc}") from None
+
+
+def acted_as(actor: Actor) -> str:
+    """Who acted, as the output of a command that changed data says it: `as system`,
+    `as user 7 of account 1`."""
+    who = "system" if actor.is_system else f"user {actor.user_id}"
+    if actor.account_id is not None:
+        who += f" of account {actor.account_id}"
+    if actor.groups:
+        who += f" (groups {', '.join(sorted(actor.groups))})"
+    return f"as {who}"
 
 
 def acting_options(args: argparse.Namespace) -> str:
     """The actor options the command was given (`--account 1 --as 7 --group ops`), to repeat
     in a suggested command."""
     parts = [] if getattr(args, "account", None) is None else [f"--account {args.account}"]
-    if getattr(args, "actor", "system") != "system":
+    if getattr(args, "actor", None) is not None:
         parts.append(f"--as {args.actor}")
     parts.extend(f"--group {group}" for group in getattr(args, "groups", None) or ())
     return " ".join(parts)

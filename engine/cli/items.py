@@ -8,6 +8,7 @@ import json
 
 from flowkernel.cli.arguments import (
     Commands,
+    acted_as,
     actor_of,
     add_actor_options,
     add_json_option,
@@ -179,11 +180,19 @@ def _print_result(result: ExecutionResult, as_json: bool) -> None:
     if as_json:
         print_json(result)
     elif result.dropped:
-        print(f"item {result.item_id}: dropped by {preview(result.method)}")
+        print(
+            f"item {result.item_id}: dropped by {preview(result.method)}, {acted_as(result.actor)}"
+        )
     elif result.changed:
-        print(f"item {result.item_id}: {result.from_state} -> {result.to_state} ({result.method})")
+        print(
+            f"item {result.item_id}: {result.from_state} -> {result.to_state} ({result.method}), "
+            f"{acted_as(result.actor)}"
+        )
     else:
-        print(f"item {result.item_id}: {result.method} ran; still in {preview(result.to_state)}")
+        print(
+            f"item {result.item_id}: {result.method} ran; still in {preview(result.to_state)}, "
+            f"{acted_as(result.actor)}"
+        )
 
 
 def _item_methods(args: argparse.Namespace) -> int:
@@ -303,6 +312,9 @@ def _item_checklist(args: argparse.Namespace) -> int:
     if args.json:
         print_json(entries)
     else:
+        if args.key is not None:
+            done = "reopened" if args.reopen else "completed"
+            print(f"item {args.item}: {args.key} {done}, {acted_as(actor)}")
         print(
             table(
                 ("key", "label", "required", "completed", "by", "at"),
@@ -328,5 +340,5 @@ def _item_set(args: argparse.Namespace) -> int:
         return EXIT_OK
     done = [f"{v.name}={v.value}" for v in written]
     done += [f"cleared {name}" if had else f"{name} had no value" for name, had in cleared.items()]
-    print(f"item {args.item}: {'; '.join(done)}")
+    print(f"item {args.item}: {'; '.join(done)}, {acted_as(actor)}")
     return EXIT_OK

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Final
 from flowkernel import documents
 from flowkernel.cli.arguments import (
     Commands,
+    acted_as,
     actor_of,
     add_actor_options,
     add_json_option,
@@ -147,7 +148,7 @@ def _pipeline_create(args: argparse.Namespace) -> int:
     if args.json:
         print_json(info)
     else:
-        print(f"created {_pipeline_line(info)}")
+        print(f"created {_pipeline_line(info)}, {acted_as(actor)}")
     return EXIT_OK
 
 
@@ -313,7 +314,7 @@ def _pipeline_clone(args: argparse.Namespace) -> int:
     if args.json:
         print_json(info)
     else:
-        print(f"cloned template {template} into {_pipeline_line(info)}")
+        print(f"cloned template {template} into {_pipeline_line(info)}, {acted_as(actor)}")
     return EXIT_OK
 
 
@@ -355,7 +356,10 @@ def _pipeline_remove_stage(args: argparse.Namespace) -> int:
                 f"item(s){where}{items}"
             )
     else:
-        print(f"removed stage {preview(report.stage)}; moved {report.count} item(s){where}")
+        print(
+            f"removed stage {preview(report.stage)}; moved {report.count} item(s){where}, "
+            f"{acted_as(actor)}"
+        )
     return EXIT_OK
 
 

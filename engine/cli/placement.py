@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from flowkernel.actors import Actor
-from flowkernel.cli.arguments import actor_of, assignments, code_or_id, read
+from flowkernel.cli.arguments import acted_as, actor_of, assignments, code_or_id, read
 from flowkernel.cli.connection import kernel
 from flowkernel.cli.output import print_json
 from flowkernel.cli.progress import Progress
@@ -57,7 +57,7 @@ def item_place(args: argparse.Namespace) -> int:
     else:
         print(
             f"placed {item.object_type} {item.object_id} into {preview(item.class_code)} as item "
-            f"{item.id}, state {preview(item.state)}"
+            f"{item.id}, state {preview(item.state)}, {acted_as(actor)}"
         )
     return EXIT_OK
 
@@ -103,7 +103,10 @@ def _item_place_csv(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"rows": len(rows), "placed": placed, "failed": failed, "stopped": stopped})
     else:
-        summary = f"placed {len(placed)} of {len(rows)} row(s) into {preview(compiled.code)}"
+        summary = (
+            f"placed {len(placed)} of {len(rows)} row(s) into {preview(compiled.code)}, "
+            f"{acted_as(actor)}"
+        )
         if failed:
             lines = ", ".join(str(f["line"]) for f in failed[:SHOWN])
             more = f" and {len(failed) - SHOWN} more" if len(failed) > SHOWN else ""
