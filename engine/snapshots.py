@@ -96,7 +96,8 @@ class ExecutionResult:
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
-    """One row of an item's immutable state history."""
+    """One row of an item's state history: the state it entered, and the period that state
+    held, from `moved_at` to `valid_to` (None while it holds)."""
 
     id: int
     item_id: int
@@ -106,6 +107,7 @@ class HistoryEntry:
     user_id: int | None
     is_system: bool
     moved_at: datetime
+    valid_to: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

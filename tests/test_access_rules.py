@@ -224,6 +224,7 @@ OPERATIONS = [
     op(LIST, q + "pipelines_of", "deal", 1, X),
     op(READ, q + "conversion", PIPELINE, "lead", "won", X),
     op(READ, q + "stage_times", PIPELINE, X),
+    op(READ, q + "items_at", PIPELINE, "lead", NOW, X),
     op(LIST, q + "events", X),
     op(READ, q + "events", X, item_id=DEAL),
     op(SYSTEM_ONLY, "delivery.dead_letters", X, _other=AccessDenied),

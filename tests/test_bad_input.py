@@ -71,6 +71,7 @@ from flowkernel.validation import (
 
 ACCOUNT = 1
 ALICE = Actor.user(1, ACCOUNT)
+NOW = datetime.now(UTC)
 SYSTEM = Actor.system()
 EXAMPLES = 5
 """Random examples per argument, besides the fixed ones every kind of bad value carries."""
@@ -992,6 +993,11 @@ def query_cases() -> list[Case]:
         c(ID, q + "conversion", X, "lead", "won", ALICE, _words=pipeline),
         c(STAGE_REF, q + "conversion", PIPELINE, X, "won", ALICE, _words=("stage",)),
         c(STAGE_REF, q + "conversion", PIPELINE, "lead", X, ALICE, _words=("stage",)),
+        c(ID, q + "items_at", X, "lead", NOW, ALICE, _words=pipeline),
+        c(STAGE_REF, q + "items_at", PIPELINE, X, NOW, ALICE, _words=("stage",)),
+        c(moment(), q + "items_at", PIPELINE, "lead", X, ALICE),
+        c(size, q + "items_at", PIPELINE, "lead", NOW, ALICE, limit=X),
+        c(ANY_ID, q + "items_at", PIPELINE, "lead", NOW, ALICE, after=X),
         c(ID, q + "stage_times", X, ALICE, _words=pipeline),
         c(moment(), q + "stage_times", PIPELINE, ALICE, X),
         c(text(), q + "events", ALICE, event_name=X),

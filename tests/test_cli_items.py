@@ -153,14 +153,19 @@ def test_place_move_execute_and_read_an_item(cli: Cli, sales: PipelineInfo) -> N
     status, out, _ = cli("item", "exec", "1", "delete", "--action", *AS_REP)
     assert (status, out) == (0, "item 1: delete ran; still in 'proposal', as user 7 of account 1\n")
     status, out, _ = cli("item", "history", "1", *AS_REP)
-    assert [line[2:] for line in table(out)] == [
-        ["from", "to", "method", "by"],  # after "moved at", and the date and time
+    lines = table(out)
+    assert lines[0] == ["moved", "at", "from", "to", "method", "by", "until"]
+    assert [line[2:6] for line in lines[1:]] == [  # after "moved at", the date and time
         ["-", "lead", "create", "7"],
         ["lead", "qualified", "move_to_qualified", "7"],
         ["qualified", "proposal", "move_to_proposal", "7"],
     ]
+    # each state held until the next move (a date and a time), the last one still holds
+    assert [line[6:] for line in lines[1:]] == [lines[2][:2], lines[3][:2], ["now"]]
     status, out, _ = cli("item", "history", "1", "--account", "1", "--as", "system", "--json")
-    assert [e["to_state"] for e in json.loads(out)] == ["lead", "qualified", "proposal"]
+    entries = json.loads(out)
+    assert [e["to_state"] for e in entries] == ["lead", "qualified", "proposal"]
+    assert [e["valid_to"] for e in entries] == [e["moved_at"] for e in entries[1:]] + [None]
 
 
 def test_complete_and_reopen_a_checklist_entry(cli: Cli, sales: PipelineInfo) -> None:

@@ -75,6 +75,9 @@ def test_processes_racing_on_the_same_items_lose_no_update(
         assert history[0].from_state is None
         assert all(after.from_state == before.to_state for before, after in pairwise(history))
         assert fk.item(item, ADMIN).state == history[-1].to_state
+        # stored periods never overlap: each ends where the next begins, the last is open
+        assert [h.valid_to for h in history] == [h.moved_at for h in history[1:]] + [None]
+        assert all(h.moved_at <= h.valid_to for h in history[:-1] if h.valid_to is not None)
         assert Counter((h.from_state, h.to_state) for h in history[1:]) == Counter(
             (e["from"], e["to"]) for e in changes
         )

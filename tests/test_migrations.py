@@ -102,6 +102,7 @@ stages = schema.StageRow.__table__
 items = schema.ItemRow.__table__
 sla_due = schema.SlaDueRow.__table__
 sla_breaches = schema.SlaBreachRow.__table__
+history = schema.StageHistoryRow.__table__
 
 # --- databases ----------------------------------------------------------------------------------
 
@@ -238,6 +239,8 @@ def expected_triggers(dialect: str) -> set[str]:
                 "flow_items_sla_queue_delete",
                 "flow_items_truncate",
                 "flow_item_values_truncate",
+                "flow_stage_history_close",
+                "flow_items_history_close",
             }
             | TOTALS_TRIGGERS
         )
@@ -253,6 +256,8 @@ def expected_triggers(dialect: str) -> set[str]:
             "flow_items_sla_queue",
             "flow_items_sla_forget",
             "flow_items_value_totals_update",
+            "flow_stage_history_close",
+            "flow_items_history_close",
         }
         | TOTALS_TRIGGERS
     )
@@ -278,7 +283,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
     dialect = fresh.dialect.name
     empty = database_objects(fresh)
     assert current_revision(fresh) is None
-    assert head_revision() == "0007"
+    assert head_revision() == "0008"
 
     upgrade(fresh)
     assert current_revision(fresh) == head_revision()
@@ -300,6 +305,8 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
             "fk_stage_totals_column",
             "fk_items_truncated",
             "fk_item_values_truncated",
+            "fk_history_close",
+            "fk_item_history_close",
         }
     model_indexes = {
         index.name for table in schema.metadata.tables.values() for index in table.indexes
@@ -724,6 +731,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "flowkernel/migrations/versions/0005_truncate_triggers.py",
         "flowkernel/migrations/versions/0006_moves_written_once.py",
         "flowkernel/migrations/versions/0007_token_expiry.py",
+        "flowkernel/migrations/versions/0008_history_validity.py",
         "flowkernel/store/schema/__init__.py",
         "flowkernel/store/schema/items.py",
     } <= names
@@ -758,7 +766,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.split() == ["0007", "0007"]
+    assert run.stdout.split() == ["0008", "0008"]
     check = create_engine(f"sqlite:///{tmp_path / 'fk.db'}")
     with check.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4
@@ -922,3 +930,82 @@ def test_step_0007_keeps_tokens_working_without_an_expiry_and_goes_down_again(
     with fresh.connect() as conn:
         names = conn.execute(text("SELECT name FROM fk_api_tokens ORDER BY id")).scalars().all()
     assert names == ["kept", "dated"]
+
+
+def test_step_0008_closes_every_period_but_the_current_and_goes_down_again(
+    fresh: Engine,
+) -> None:
+    upgrade(fresh, "0007")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with fresh.begin() as conn:
+        pid = new_pipeline(conn, "Periods")
+        a, b, c = (
+            conn.execute(
+                insert(stages).values(flow_pipeline_id=pid, name=name).returning(stages.c.id)
+            ).scalar_one()
+            for name in ("A", "B", "C")
+        )
+        live = conn.execute(
+            text(
+                "INSERT INTO flow_items (flow_pipeline_id, flow_stage_id, object_type, object_id) "
+                "VALUES (:p, :s, 'deal', 1) RETURNING id"
+            ),
+            {"p": pid, "s": c},
+        ).scalar_one()
+        gone = live + 100  # dropped: only its history and its logged drop are left
+        moves = [
+            (live, None, a, start),
+            (live, a, b, start + timedelta(hours=1)),
+            (live, b, c, start + timedelta(hours=2)),
+            (gone, None, a, start),
+            (gone, a, b, start + timedelta(hours=3)),
+        ]
+        for item, source, target, moment in moves:
+            conn.execute(
+                text(
+                    "INSERT INTO flow_stage_history (flow_item_id, flow_pipeline_id, "
+                    "from_stage_id, to_stage_id, moved_at) VALUES (:i, :p, :f, :t, :m)"
+                ),
+                {"i": item, "p": pid, "f": source, "t": target, "m": moment},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO fk_method_calls (flow_item_id, flow_pipeline_id, method_code, "
+                "action_code, from_stage_id, is_system, called_at) "
+                "VALUES (:i, :p, 'drop', 'drop', :s, true, :m)"
+            ),
+            {"i": gone, "p": pid, "s": b, "m": start + timedelta(hours=5)},
+        )
+    upgrade(fresh, "0008")
+    with fresh.connect() as conn:
+        rows = conn.execute(
+            select(history.c.flow_item_id, history.c.to_stage_id, history.c.valid_to).order_by(
+                history.c.id
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (live, a, start + timedelta(hours=1)),
+        (live, b, start + timedelta(hours=2)),
+        (live, c, None),  # the current state holds
+        (gone, a, start + timedelta(hours=3)),
+        (gone, b, start + timedelta(hours=5)),  # until the item was dropped
+    ]
+    with fresh.begin() as conn:  # the seed's own move closes the open period
+        conn.execute(
+            text(
+                "INSERT INTO flow_stage_history (flow_item_id, flow_pipeline_id, from_stage_id, "
+                "to_stage_id, moved_at) VALUES (:i, :p, :f, :t, :m)"
+            ),
+            {"i": live, "p": pid, "f": c, "t": a, "m": start + timedelta(hours=9)},
+        )
+    with fresh.connect() as conn:
+        closed = conn.execute(
+            select(history.c.valid_to).where(
+                history.c.flow_item_id == live, history.c.to_stage_id == c
+            )
+        ).scalar_one()
+    assert closed == start + timedelta(hours=9)
+    downgrade(fresh, "0007")
+    assert "valid_to" not in {c["name"] for c in inspect(fresh).get_columns("flow_stage_history")}
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM flow_stage_history")).scalar_one() == 6

@@ -258,7 +258,7 @@ def _item_history(args: argparse.Namespace) -> int:
     else:
         print(
             table(
-                ("moved at", "from", "to", "method", "by"),
+                ("moved at", "from", "to", "method", "by", "until"),
                 [
                     (
                         f"{e.moved_at:%Y-%m-%d %H:%M:%S}",
@@ -266,6 +266,7 @@ def _item_history(args: argparse.Namespace) -> int:
                         e.to_state,
                         e.method,
                         "system" if e.is_system else e.user_id,
+                        "now" if e.valid_to is None else f"{e.valid_to:%Y-%m-%d %H:%M:%S}",
                     )
                     for e in entries
                 ],

@@ -211,7 +211,8 @@ class ExplanationOut(Out):
 
 
 class HistoryOut(Out):
-    """One row of an item's state history."""
+    """One row of an item's state history: the state entered at `moved_at`, which held until
+    `valid_to` (null while it holds)."""
 
     id: int
     item_id: int
@@ -221,6 +222,7 @@ class HistoryOut(Out):
     user_id: int | None
     is_system: bool
     moved_at: datetime
+    valid_to: datetime | None
 
 
 class CallOut(Out):

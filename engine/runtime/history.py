@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
 from flowkernel.access import VISIBLE, check_class
 from flowkernel.actors import Actor
@@ -37,6 +37,7 @@ class Step:
     user_id: int | None
     is_system: bool
     moved_at: datetime
+    valid_to: datetime | None
 
     def entry(self) -> HistoryEntry:
         """The step as `fk.history` gives it."""
@@ -49,6 +50,7 @@ class Step:
             user_id=self.user_id,
             is_system=self.is_system,
             moved_at=self.moved_at,
+            valid_to=self.valid_to,
         )
 
 
@@ -92,6 +94,7 @@ def read(conn: Connection, item_id: int, actor: Actor) -> list[Step]:
             history.c.moved_by_iam_user_id,
             history.c.is_system,
             history.c.moved_at,
+            history.c.valid_to,
         )
         .select_from(
             history.outerjoin(from_s, from_s.c.id == history.c.from_stage_id).join(
@@ -115,17 +118,27 @@ def read(conn: Connection, item_id: int, actor: Actor) -> list[Step]:
             user_id=r[8],
             is_system=r[9],
             moved_at=r[10],
+            valid_to=r[11],
         )
         for r in rows
     ]
 
 
-def state_at(steps: list[Step], when: datetime) -> str | None:
-    """The state the steps had the item in at `when` (None before it was placed)."""
-    state: str | None = None
-    for step in steps:
-        if step.moved_at <= when:
-            state = step.to_code
-        else:
-            break
-    return state
+def state_at(conn: Connection, item_id: int, when: datetime, actor: Actor) -> str | None:
+    """The state whose period holds `when` (None before the item was placed, or after it was
+    dropped): one row found by the item's index."""
+    reach(conn, item_id, actor)
+    row = conn.execute(
+        select(stages.c.code, history.c.to_stage_id)
+        .join_from(history, stages, stages.c.id == history.c.to_stage_id)
+        .where(
+            history.c.flow_item_id == item_id,
+            history.c.moved_at <= when,
+            or_(history.c.valid_to.is_(None), history.c.valid_to > when),
+        )
+        .order_by(history.c.moved_at.desc(), history.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return str(row[0] or f"stage_{row[1]}")

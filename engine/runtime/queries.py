@@ -52,6 +52,7 @@ from flowkernel.store.tables import (
 from flowkernel.store.tables import method_calls as calls
 from flowkernel.store.writer import Writer
 from flowkernel.validation import (
+    check_id,
     check_object,
     check_optional_text,
 )
@@ -164,6 +165,45 @@ class Queries(BoardQueries):
             conn = session.connection()
             history_reader.reach(conn, item_id, actor)
             return _stage_times(conn, self._writer, history.c.flow_item_id == item_id, None, moment)
+
+    def items_at(
+        self,
+        pipeline_id: int,
+        state: str | int,
+        when: datetime,
+        actor: Actor,
+        *,
+        limit: int = 100,
+        after: int | None = None,
+    ) -> list[int]:
+        """The ids of the items that were in `state` (code or id) of a pipeline or class at
+        `when`, ascending, `limit` at a time after the id `after`: the history rows whose
+        period holds `when`, found by the state's index. Dropped items count where they were."""
+        moment = utc_moment(when, "when")
+        check_limit("limit", limit)
+        if after is not None:
+            check_id("after", after)
+        with reading(self._sessions) as session:
+            conn = session.connection()
+            pipeline = readable_pipeline(conn, pipeline_id, actor)
+            stage_id = stage_of(conn, pipeline, state)
+            query = select(history.c.flow_item_id).where(
+                history.c.flow_pipeline_id == pipeline.id,
+                history.c.to_stage_id == stage_id,
+                history.c.moved_at <= moment,
+                or_(history.c.valid_to.is_(None), history.c.valid_to > moment),
+            )
+            if not sees_every_account(actor) and pipeline.iam_account_id is None:
+                query = query.where(
+                    or_(
+                        history.c.iam_account_id.is_(None),
+                        history.c.iam_account_id == actor.account_id,
+                    )
+                )
+            if after is not None:
+                query = query.where(history.c.flow_item_id > after)
+            found = conn.execute(query.order_by(history.c.flow_item_id).limit(limit))
+            return [int(item_id) for (item_id,) in found]
 
     # --- objects and pipelines ---------------------------------------------------------------
 

@@ -152,11 +152,11 @@ class Runtime:
             return [step.entry() for step in history.read(session.connection(), item_id, actor)]
 
     def state_at(self, item_id: int, when: datetime, actor: Actor) -> str | None:
-        """The item's state at `when`, from its history (None before it was placed)."""
+        """The item's state at `when`, from its history's periods (None before it was placed
+        or after it was dropped)."""
         moment = utc_moment(when, "when")
         with reading(self.executor.sessions) as session:
-            steps = history.read(session.connection(), item_id, actor)
-        return history.state_at(steps, moment)
+            return history.state_at(session.connection(), item_id, moment, actor)
 
     def compiled(self, class_id: int) -> CompiledClass:
         """The compiled current version of a class."""

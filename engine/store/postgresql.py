@@ -59,6 +59,10 @@ UPDATE flow_items AS i
  WHERE i.id = u.item AND i.version = u.version
 """
 _DROP: Final = "DELETE FROM flow_items WHERE id = ANY(%s::bigint[])"
+_CLOSE: Final = (
+    "UPDATE flow_stage_history SET valid_to = %s "
+    "WHERE flow_item_id = ANY(%s::bigint[]) AND valid_to IS NULL"
+)
 
 # Every write of a transaction's executions but soft deletes and drops, in one statement: the
 # moves, into the end of each target stage in request order (after the stage's last position
@@ -299,7 +303,8 @@ class PostgresqlWriter(Writer):
         )
         check_count(changes, cursor.rowcount)
 
-    def _drop(self, db: Db, ids: Sequence[int]) -> None:
+    def _drop(self, db: Db, ids: Sequence[int], now: datetime) -> None:
+        db.run_sql(_CLOSE, (now, _ints(ids)))  # the state held until now, the engine's moment
         db.run_sql(_DROP, (_ints(ids),))
 
     def apply(
@@ -311,14 +316,29 @@ class PostgresqlWriter(Writer):
             self._mark(db, marks, now)
         drops = [c.item.id for c in changes if c.dropped]
         if drops:
-            self._drop(db, drops)
+            self._drop(db, drops, now)
         moves = [c for c in changes if c.moved]
         logged = [c for c in changes if c.logged]
         if not moves and not logged:
             return
+        last = [c.item.id for c in changes if c.dropped and c.to_stage is not None]
         if len(logged) == 1 and moves in ([], logged):
             self._one(db, logged[0], user_id, is_system, now)
-            return
+        else:
+            self._many(db, moves, logged, user_id, is_system, now)
+        if last:  # changed state, then dropped: that state held for no time
+            db.run_sql(_CLOSE, (now, _ints(last)))
+
+    def _many(
+        self,
+        db: Db,
+        moves: Sequence[Change],
+        logged: Sequence[Change],
+        user_id: int | None,
+        is_system: bool,
+        now: datetime,
+    ) -> None:
+        """Every move and log of a transaction in one statement (`_WRITE`)."""
         names: dict[str, int] = {}
 
         def index(name: str) -> int:

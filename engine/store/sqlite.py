@@ -89,6 +89,9 @@ _MARK: Final = (
     "WHERE id = ? AND version = ?"
 )
 _DROP: Final = "DELETE FROM flow_items WHERE id = ?"
+_CLOSE: Final = (
+    "UPDATE flow_stage_history SET valid_to = ? WHERE flow_item_id = ? AND valid_to IS NULL"
+)
 _HISTORY: Final = (
     "INSERT INTO flow_stage_history (flow_item_id, flow_pipeline_id, from_stage_id, to_stage_id, "
     "moved_by_iam_user_id, moved_at, method_code, is_system, action_code, params, "
@@ -190,7 +193,8 @@ class SqliteWriter(Writer):
         if marks:
             self._mark(db, marks, at)
         drops = [c.item.id for c in changes if c.dropped]
-        if drops:
+        if drops:  # the state held until now, the engine's moment
+            db.run_many(_CLOSE, [(at, i) for i in drops])
             db.run_many(_DROP, [(i,) for i in drops])
         moves = [c for c in changes if c.moved]
         if moves:
@@ -198,6 +202,9 @@ class SqliteWriter(Writer):
         history = [c for c in changes if c.to_stage is not None]
         if history:
             self._history(db, history, user_id, is_system, at)
+            gone = [c.item.id for c in history if c.dropped]  # changed state, then dropped
+            if gone:
+                db.run_many(_CLOSE, [(at, i) for i in gone])
         calls = [c for c in changes if c.to_stage is None and c.log == CallLog.ALL]
         if calls:
             self._calls(db, calls, user_id, is_system, at)

@@ -94,18 +94,28 @@ class SlaBreachRow(Base):
 
 
 class StageHistoryRow(Base):
-    """Immutable audit log of every stage (state) change, the first placement included: what
-    moved the item (method, action, parameters), who (user, system) and the item's account.
+    """Audit log of every stage (state) change, the first placement included: what moved the
+    item (method, action, parameters), who (user, system) and the item's account, and the
+    period its new state held, from `moved_at` to `valid_to` (empty while it holds; set by a
+    trigger when the item's next row is written, or when the item is dropped).
 
     `flow_item_id` carries no foreign key so the log outlives a dropped item.
     """
 
     __tablename__ = "flow_stage_history"
     __table_args__ = (
-        # An item's history, in order.
+        # An item's history, in order; its state at an instant.
         Index("ix_flow_stage_history_item", "flow_item_id", "moved_at"),
-        # The funnel and the stage times of one pipeline.
-        Index("ix_flow_stage_history_pipeline_to", "flow_pipeline_id", "to_stage_id"),
+        # The funnel and the stage times of one pipeline; the items in a state at an instant.
+        Index("ix_flow_stage_history_pipeline_to", "flow_pipeline_id", "to_stage_id", "moved_at"),
+        # At most one open period per item: the row of its current state.
+        Index(
+            "ux_flow_stage_history_open",
+            "flow_item_id",
+            unique=True,
+            postgresql_where=text("valid_to IS NULL"),
+            sqlite_where=text("valid_to IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -120,6 +130,7 @@ class StageHistoryRow(Base):
     action_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     params: Mapped[Any | None] = mapped_column(Json, nullable=True)
     iam_account_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
+    valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class MethodCallRow(Base):
