@@ -18,6 +18,7 @@ from flowkernel.compile.soundness import class_problems
 from flowkernel.definition.classes import Definitions
 from flowkernel.definition.pipelines.admin import PipelineAdmin
 from flowkernel.hookspecs import EventHandler
+from flowkernel.keys import HostKey
 from flowkernel.plugin_manager import collect_handlers, get_plugin_manager, load_plugin
 from flowkernel.runtime.batch import BatchResult, execute_batch
 from flowkernel.runtime.executor import Executor
@@ -141,7 +142,7 @@ class Flowkernel:
         self,
         class_code: str | int,
         object_type: str,
-        object_id: int,
+        object_id: HostKey,
         actor: Actor,
         *,
         state: str | None = None,
@@ -149,7 +150,9 @@ class Flowkernel:
         assigned_user_id: int | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> ItemSnapshot:
-        """Place an object into a class: the global create method runs and the item lands."""
+        """Place an object into a class: the global create method runs and the item lands.
+
+        `object_id` is the host's key: a 64-bit integer, a UUID or a short text key."""
         info = self.definitions.get_class(
             class_code,
             account_id if account_id is not None else actor.account_id,

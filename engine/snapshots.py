@@ -12,7 +12,10 @@ from flowkernel.actors import Actor
 
 @dataclass(frozen=True, slots=True)
 class ItemSnapshot:
-    """An item as stored: which object sits in which state of which class."""
+    """An item as stored: which object sits in which state of which class.
+
+    `object_key` is the host's UUID or text key (`object_id` then holds its digest), None for
+    an integer key; `key` is the host's key either way."""
 
     id: int
     class_id: int
@@ -27,6 +30,12 @@ class ItemSnapshot:
     position: int
     deleted: bool
     last_state_changed_at: datetime | None
+    object_key: str | None = None
+
+    @property
+    def key(self) -> int | str:
+        """The host's key of the object: its integer id, or its UUID or text key."""
+        return self.object_id if self.object_key is None else self.object_key
 
 
 @dataclass(frozen=True, slots=True)

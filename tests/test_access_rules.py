@@ -222,6 +222,7 @@ OPERATIONS = [
     op(READ, q + "calls", DEAL, X),
     op(READ, q + "time_in_stage", DEAL, X),
     op(LIST, q + "pipelines_of", "deal", 1, X),
+    op(LIST, i + "find", "deal", 1, X),
     op(READ, q + "conversion", PIPELINE, "lead", "won", X),
     op(READ, q + "stage_times", PIPELINE, X),
     op(READ, q + "items_at", PIPELINE, "lead", NOW, X),

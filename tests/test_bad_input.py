@@ -197,6 +197,19 @@ ID = NOT_INT | WIDE | UNKNOWN_ID | NONE
 """Wrong for the id of a row that must exist."""
 ANY_ID = NOT_INT | WIDE
 """Wrong for an id that may name anything, such as an account or a user (None: the default)."""
+HOST_KEY = (
+    OTHER
+    | BOOLS
+    | WIDE
+    | NONE
+    | Bad(
+        st.text(max_size=140).filter(
+            lambda s: not s or s != s.strip() or not s.isprintable() or len(s) > 128
+        ),
+        ("", " 1", "1 ", "a\tb", "x" * 129),
+    )
+)
+"""Wrong for the host's key of an object: an integer, a UUID or a short text key."""
 
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
@@ -550,7 +563,7 @@ def facade_cases() -> list[Case]:
     return [
         c(REF, "place", X, "deal", 99, ALICE, _words=cls),
         c(text(MAX_OBJECT_TYPE), "place", PIPELINE, X, 99, ALICE),
-        c(NOT_INT | WIDE | NONE, "place", PIPELINE, "deal", X, ALICE),
+        c(HOST_KEY, "place", PIPELINE, "deal", X, ALICE),
         c(REF, "place", PIPELINE, "deal", 99, ALICE, state=X),
         c(ANY_ID, "place", PIPELINE, "deal", 99, ALICE, account_id=X),
         c(ANY_ID, "place", PIPELINE, "deal", 99, ALICE, assigned_user_id=X),
@@ -952,6 +965,8 @@ def item_cases() -> list[Case]:
         c(ID, i + "watch", X, 7, ALICE, _words=item),
         c(ID, i + "unwatch", X, 1, ALICE, _words=item),
         c(ID, i + "watchers", X, ALICE, _words=item),
+        c(text(MAX_OBJECT_TYPE), i + "find", X, 1, ALICE),
+        c(HOST_KEY, i + "find", "deal", X, ALICE),
     ]
 
 
@@ -989,7 +1004,7 @@ def query_cases() -> list[Case]:
         c(ID, q + "time_in_stage", X, ALICE, _words=item),
         c(moment(), q + "time_in_stage", DEAL, ALICE, X),
         c(text(MAX_OBJECT_TYPE), q + "pipelines_of", X, 1, ALICE),
-        c(NOT_INT | WIDE | NONE, q + "pipelines_of", "deal", X, ALICE),
+        c(HOST_KEY, q + "pipelines_of", "deal", X, ALICE),
         c(ID, q + "conversion", X, "lead", "won", ALICE, _words=pipeline),
         c(STAGE_REF, q + "conversion", PIPELINE, X, "won", ALICE, _words=("stage",)),
         c(STAGE_REF, q + "conversion", PIPELINE, "lead", X, ALICE, _words=("stage",)),

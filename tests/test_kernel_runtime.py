@@ -178,7 +178,9 @@ def test_only_the_system_places_into_a_chosen_state(lamp: Flowkernel) -> None:
     assert lamp.place("lamp", "device", 1, SYSTEM, state="on").state == "on"
 
 
-@pytest.mark.parametrize(("object_type", "object_id"), [("", 1), ("device", "1"), ("d", 2**63)])
+@pytest.mark.parametrize(
+    ("object_type", "object_id"), [("", 1), ("device", " 1"), ("d", 2**63), ("d", None)]
+)
 def test_place_refuses_malformed_objects(
     lamp: Flowkernel, object_type: Any, object_id: Any
 ) -> None:

@@ -283,7 +283,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
     dialect = fresh.dialect.name
     empty = database_objects(fresh)
     assert current_revision(fresh) is None
-    assert head_revision() == "0008"
+    assert head_revision() == "0009"
 
     upgrade(fresh)
     assert current_revision(fresh) == head_revision()
@@ -732,6 +732,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "flowkernel/migrations/versions/0006_moves_written_once.py",
         "flowkernel/migrations/versions/0007_token_expiry.py",
         "flowkernel/migrations/versions/0008_history_validity.py",
+        "flowkernel/migrations/versions/0009_host_keys.py",
         "flowkernel/store/schema/__init__.py",
         "flowkernel/store/schema/items.py",
     } <= names
@@ -766,7 +767,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.split() == ["0008", "0008"]
+    assert run.stdout.split() == ["0009", "0009"]
     check = create_engine(f"sqlite:///{tmp_path / 'fk.db'}")
     with check.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4
@@ -1009,3 +1010,35 @@ def test_step_0008_closes_every_period_but_the_current_and_goes_down_again(
     assert "valid_to" not in {c["name"] for c in inspect(fresh).get_columns("flow_stage_history")}
     with fresh.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM flow_stage_history")).scalar_one() == 6
+
+
+def test_step_0009_keeps_integer_keys_and_refuses_to_lose_text_keys_going_down(
+    fresh: Engine,
+) -> None:
+    upgrade(fresh, "0008")
+    with fresh.begin() as conn:
+        pid = new_pipeline(conn, "Keys")
+        stage = conn.execute(
+            insert(stages).values(flow_pipeline_id=pid, name="Open").returning(stages.c.id)
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO flow_items (flow_pipeline_id, flow_stage_id, object_type, object_id) "
+                "VALUES (:p, :s, 'deal', 42)"
+            ),
+            {"p": pid, "s": stage},
+        )
+    upgrade(fresh, "0009")
+    with Flowkernel(engine=fresh, deliver_events=False) as fk:
+        [kept] = fk.items.find("deal", 42, SYSTEM)
+        assert (kept.object_id, kept.object_key, kept.key) == (42, None, 42)
+        placed = fk.place(pid, "deal", "9f1c2d3e-0000-4000-8000-000000000001", SYSTEM)
+        with pytest.raises(RuntimeError, match="1 item"):
+            downgrade(fresh, "0008")
+        assert current_revision(fresh) == "0009"
+        fk.items.delete(placed.id, SYSTEM)
+        fk.items.drop(placed.id, SYSTEM)
+    downgrade(fresh, "0008")
+    assert "object_key" not in {c["name"] for c in inspect(fresh).get_columns("flow_items")}
+    with fresh.connect() as conn:
+        assert conn.execute(text("SELECT object_id FROM flow_items")).scalars().all() == [42]

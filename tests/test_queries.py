@@ -352,7 +352,7 @@ def test_pipelines_of_an_object(fk: Flowkernel) -> None:
     with pytest.raises(InvalidArgument):
         fk.queries.pipelines_of("", 42, ALICE)
     with pytest.raises(InvalidArgument):
-        fk.queries.pipelines_of("crm_opportunity", "42", ALICE)  # type: ignore[arg-type]
+        fk.queries.pipelines_of("crm_opportunity", " 42", ALICE)
 
 
 # --- funnel --------------------------------------------------------------------------------------

@@ -45,7 +45,12 @@ def add_commands(commands: Commands) -> None:
     )
     place.add_argument("cls", metavar="CLASS", help="class or pipeline code, or its id")
     place.add_argument("object_type", nargs="?", metavar="OBJECT_TYPE")
-    place.add_argument("object_id", nargs="?", type=positive_int, metavar="OBJECT_ID")
+    place.add_argument(
+        "object_id",
+        nargs="?",
+        metavar="OBJECT_ID",
+        help="the host's key of the object: an integer, a UUID or a short text key",
+    )
     place.add_argument("--stage", metavar="STATE", help="the state to place into")
     place.add_argument("--assign", type=positive_int, metavar="USER_ID", help="assign the item")
     place.add_argument(
@@ -120,6 +125,13 @@ def add_commands(commands: Commands) -> None:
     calls.add_argument("--cursor", metavar="CURSOR", help="the next page: a printed next cursor")
     calls.set_defaults(command=_item_calls)
 
+    find = sub.add_parser(
+        "find", help="the items of an object, by its type and the host's key, one per class"
+    )
+    find.add_argument("object_type", metavar="OBJECT_TYPE")
+    find.add_argument("key", metavar="KEY", help="an integer, a UUID or a text key")
+    find.set_defaults(command=_item_find)
+
     values = sub.add_parser("values", help="an item's custom values")
     values.add_argument("item", type=positive_int, metavar="ITEM")
     values.set_defaults(command=_item_values)
@@ -142,7 +154,8 @@ def add_commands(commands: Commands) -> None:
     checklist.set_defaults(command=_item_checklist)
 
     for parser in (
-        place, move, execute, methods, explain, history, calls, values, set_values, checklist
+        place, move, execute, methods, explain, history, calls, find, values, set_values,
+        checklist,
     ):  # fmt: skip
         add_actor_options(parser)
         add_json_option(parser)
@@ -193,6 +206,24 @@ def _print_result(result: ExecutionResult, as_json: bool) -> None:
             f"item {result.item_id}: {result.method} ran; still in {preview(result.to_state)}, "
             f"{acted_as(result.actor)}"
         )
+
+
+def _item_find(args: argparse.Namespace) -> int:
+    with kernel(args) as fk:
+        found = fk.items.find(args.object_type, args.key, actor_of(args))
+    if args.json:
+        print_json(found)
+    else:
+        print(
+            table(
+                ("item", "class", "object", "state", "account"),
+                [
+                    (i.id, i.class_code, f"{i.object_type} {i.key}", i.state, i.account_id)
+                    for i in found
+                ],
+            )
+        )
+    return EXIT_OK
 
 
 def _item_methods(args: argparse.Namespace) -> int:

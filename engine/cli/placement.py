@@ -56,7 +56,7 @@ def item_place(args: argparse.Namespace) -> int:
         print_json(item)
     else:
         print(
-            f"placed {item.object_type} {item.object_id} into {preview(item.class_code)} as item "
+            f"placed {item.object_type} {item.key} into {preview(item.class_code)} as item "
             f"{item.id}, state {preview(item.state)}, {acted_as(actor)}"
         )
     return EXIT_OK
@@ -154,8 +154,8 @@ def _place_row(
     if None in row:
         raise UsageError("the row has more cells than the header names")
     object_type = (row.get("object_type") or "").strip()
-    object_id = _int_cell(row, "object_id")
-    if object_id is None:
+    object_id = (row.get("object_id") or "").strip()
+    if not object_id:
         raise UsageError("object_id is empty")
     assigned = _int_cell(row, "assigned_user_id")
     stage = (row.get("stage") or "").strip() or None

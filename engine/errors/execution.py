@@ -34,7 +34,9 @@ class ObjectAlreadyPlaced(ExecutionError):
 
     code = "object_already_placed"
 
-    def __init__(self, class_code: str, object_type: str, object_id: int, item_id: int) -> None:
+    def __init__(
+        self, class_code: str, object_type: str, object_id: int | str, item_id: int
+    ) -> None:
         self.class_code = class_code
         self.object_type = object_type
         self.object_id = object_id

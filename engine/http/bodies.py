@@ -98,7 +98,10 @@ class PlaceIn(In):
 
     class_ref: Code | Id = Field(alias="class", description="class or pipeline code, or its id")
     object_type: Code
-    object_id: int = Field(ge=-(2**63), le=MAX_ID)
+    object_id: (
+        Annotated[int, Field(ge=-(2**63), le=MAX_ID)]
+        | Annotated[str, Field(min_length=1, max_length=128)]
+    ) = Field(description="the host's key: a 64-bit integer, a UUID or a short text key")
     state: Code | None = Field(None, description="the state to land in (default: create's)")
     account_id: Id | None = Field(None, description="default: the token's account")
     assigned_user_id: Id | None = None
@@ -113,6 +116,10 @@ class ItemOut(Out):
     class_code: str
     object_type: str
     object_id: int
+    object_key: str | None = Field(
+        description="the host's UUID or text key (object_id then holds its digest); null for "
+        "an integer key"
+    )
     account_id: int | None
     state: str
     state_id: int

@@ -77,6 +77,22 @@ def place(body: PlaceIn, fk: Kernel, actor: CurrentActor) -> ItemOut:
     return ItemOut.model_validate(item)
 
 
+@router.get(
+    "",
+    summary="The items of an object, found by the host's key",
+    description="One item per class the object sits in, of accounts the token reaches.",
+)
+def find(
+    fk: Kernel,
+    actor: CurrentActor,
+    object_type: Annotated[str, Query(min_length=1, max_length=128)],
+    key: Annotated[
+        str, Query(min_length=1, max_length=128, description="an integer, a UUID or a text key")
+    ],
+) -> list[ItemOut]:
+    return [ItemOut.model_validate(item) for item in fk.items.find(object_type, key, actor)]
+
+
 @router.get("/{item_id}", summary="An item's current state")
 def item(item_id: ItemId, fk: Kernel, actor: CurrentActor) -> ItemOut:
     return ItemOut.model_validate(fk.item(item_id, actor))

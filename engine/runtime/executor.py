@@ -326,6 +326,7 @@ class Executor:
             position=item.position,
             deleted=item.deleted,
             last_state_changed_at=item.last_changed,
+            object_key=item.object_key,
         )
         params = dict(request.params) if request.params else {}
         context = EventContext(snapshot, method.info(), state.code, method.target, actor, params)

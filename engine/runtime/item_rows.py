@@ -25,6 +25,7 @@ ITEM_COLUMNS: Final = select(
     items.c.flow_stage_id,
     items.c.object_type,
     items.c.object_id,
+    items.c.object_key,
     items.c.iam_account_id,
     items.c.assigned_iam_user_id,
     items.c.position,
@@ -45,6 +46,7 @@ class LoadedItem:
     flow_stage_id: int
     object_type: str
     object_id: int
+    object_key: str | None
     iam_account_id: int | None
     assigned_iam_user_id: int | None
     position: int

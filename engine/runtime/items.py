@@ -27,13 +27,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pluggy
-from sqlalchemy import Connection, and_, bindparam, delete, select, true, update
+from sqlalchemy import Connection, and_, bindparam, delete, or_, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowkernel.access import EXECUTE, VISIBLE
 from flowkernel.actors import Actor
 from flowkernel.compile.compiled import CompiledClass, CompiledColumn, CompiledState
 from flowkernel.definition.pipelines.specs import ChecklistItem
+from flowkernel.definition.rules import hidden_classes
 from flowkernel.errors import (
     ColumnInactive,
     ConcurrentUpdate,
@@ -44,6 +45,7 @@ from flowkernel.errors import (
     UnknownDefinition,
 )
 from flowkernel.fields import FieldSpec, normalize, parse
+from flowkernel.keys import HostKey
 from flowkernel.previews import preview
 from flowkernel.runtime.item_rows import (
     LoadedItem,
@@ -52,6 +54,7 @@ from flowkernel.runtime.item_rows import (
     refuse_deleted,
 )
 from flowkernel.runtime.runtime import Runtime
+from flowkernel.runtime.scope import object_filter
 from flowkernel.runtime.watching import Watching
 from flowkernel.snapshots import ExecutionResult, ItemSnapshot
 from flowkernel.store.database import reading
@@ -109,6 +112,27 @@ class ItemOps(Watching):
         self._runtime = runtime
         self._writer = runtime.executor.writer
         self._pm = plugin_manager
+
+    # --- finding an object ----------------------------------------------------------------
+
+    def find(self, object_type: str, key: HostKey, actor: Actor) -> list[ItemSnapshot]:
+        """The items of the object the host keys by (`object_type`, `key`), one per class it
+        sits in, by item id: those of accounts the actor reaches, in classes no class-wide
+        access rule hides from it. `key` is an integer, a UUID or a text key."""
+        stmt = (
+            select(items.c.id, items.c.flow_pipeline_id)
+            .where(object_filter(object_type, key))
+            .order_by(items.c.id)
+        )
+        if not (actor.is_system and actor.account_id is None):
+            stmt = stmt.where(
+                or_(items.c.iam_account_id.is_(None), items.c.iam_account_id == actor.account_id)
+            )
+        with reading(self._sessions) as session:
+            conn = session.connection()
+            rows = conn.execute(stmt).all()
+            hidden = hidden_classes(conn, [r.flow_pipeline_id for r in rows], actor)
+        return [self._runtime.item(r.id, actor) for r in rows if r.flow_pipeline_id not in hidden]
 
     # --- custom values -------------------------------------------------------------------
 
@@ -466,6 +490,7 @@ def _snapshot(compiled: CompiledClass, row: LoadedItem, **changes: Any) -> ItemS
         "class_code": compiled.code,
         "object_type": row.object_type,
         "object_id": row.object_id,
+        "object_key": row.object_key,
         "account_id": row.iam_account_id,
         "state": state.code,
         "state_id": state.id,

@@ -47,8 +47,9 @@ def runtime_context(
     old: CompiledState | None,
     new: CompiledState,
 ) -> dict[str, Any]:
-    """The runtime context merged over every automation's payload template."""
-    return {
+    """The runtime context merged over every automation's payload template; `object_key`
+    only for an object keyed by a UUID or text."""
+    context = {
         "trigger": trigger,
         "item_id": item.id,
         "object_type": item.object_type,
@@ -63,6 +64,9 @@ def runtime_context(
         "is_system": actor.is_system,
         "account_id": item.account_id,
     }
+    if item.object_key is not None:
+        context["object_key"] = item.object_key
+    return context
 
 
 def merge_payload(template: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from flowkernel.errors import (
     RequirementMissing,
     WrongObjectType,
 )
+from flowkernel.keys import HostKey, object_key
 from flowkernel.kinds import Permission, StateType
 from flowkernel.previews import preview
 from flowkernel.runtime.executor import Executor
@@ -35,14 +36,20 @@ from flowkernel.runtime.outbox import CREATED, event_rows
 from flowkernel.snapshots import DropItem, EventContext, ItemSnapshot, Restore, SoftDelete
 from flowkernel.store.prepared import Db
 from flowkernel.store.writer import Placement
-from flowkernel.validation import check_key, check_object, check_optional_id, check_params
+from flowkernel.validation import (
+    MAX_OBJECT_TYPE,
+    check_key,
+    check_optional_id,
+    check_params,
+    check_text,
+)
 
 
 def place(
     executor: Executor,
     class_id: int,
     object_type: str,
-    object_id: int,
+    object_id: HostKey,
     actor: Actor,
     *,
     account_id: int | None = None,
@@ -50,8 +57,10 @@ def place(
     assigned_user_id: int | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> ItemSnapshot:
-    """Place an object into class `class_id` by running its global create method."""
-    check_object(object_type, object_id)
+    """Place an object, keyed by the host's integer, UUID or text key, into class `class_id` by
+    running its global create method."""
+    check_text("object_type", object_type, max_length=MAX_OBJECT_TYPE, error=InvalidArgument)
+    key = object_key(object_id)
     check_optional_id("account_id", account_id)
     check_optional_id("assigned_user_id", assigned_user_id)
     if state is not None:
@@ -72,9 +81,9 @@ def place(
         owner, target = _checked(compiled, actor, account, state)
         if compiled.object_type is not None and object_type != compiled.object_type:
             raise WrongObjectType(compiled.code, compiled.object_type, object_type)
-        existing = executor.writer.find_object(db, compiled.id, object_type, object_id)
+        existing = executor.writer.find_object(db, compiled.id, object_type, key.object_id)
         if existing is not None:
-            raise ObjectAlreadyPlaced(compiled.code, object_type, object_id, existing)
+            raise ObjectAlreadyPlaced(compiled.code, object_type, key.value, existing)
         if target.required:
             raise RequirementMissing(target.code, [(r.name, r.label) for r in target.required])
         now = datetime.now(UTC)
@@ -84,7 +93,8 @@ def place(
             class_id=compiled.id,
             stage_id=target.id,
             object_type=object_type,
-            object_id=object_id,
+            object_id=key.object_id,
+            object_key=key.text,
             account_id=owner,
             user_id=actor.user_id,
             is_system=actor.is_system,
@@ -97,13 +107,14 @@ def place(
         try:
             item_id, position = executor.writer.place(db, placement, now)
         except IntegrityError as exc:  # placed by another transaction meanwhile
-            raise ObjectAlreadyPlaced(compiled.code, object_type, object_id, -1) from exc
+            raise ObjectAlreadyPlaced(compiled.code, object_type, key.value, -1) from exc
         item = ItemSnapshot(
             id=item_id,
             class_id=compiled.id,
             class_code=compiled.code,
             object_type=object_type,
-            object_id=object_id,
+            object_id=key.object_id,
+            object_key=key.text,
             account_id=owner,
             state=target.code,
             state_id=target.id,

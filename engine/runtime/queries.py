@@ -28,6 +28,7 @@ from flowkernel.actors import Actor
 from flowkernel.definition.rules import hidden_classes
 from flowkernel.errors import InvalidArgument, UnknownDefinition
 from flowkernel.hookspecs import EventLogStore
+from flowkernel.keys import HostKey
 from flowkernel.moments import utc_moment
 from flowkernel.runtime import calls as call_log
 from flowkernel.runtime import history as history_reader
@@ -36,6 +37,7 @@ from flowkernel.runtime.calls import CallPage
 from flowkernel.runtime.scope import (
     check_limit,
     item_scope,
+    object_filter,
     readable_pipeline,
     sees_every_account,
     stage_of,
@@ -53,7 +55,6 @@ from flowkernel.store.tables import method_calls as calls
 from flowkernel.store.writer import Writer
 from flowkernel.validation import (
     check_id,
-    check_object,
     check_optional_text,
 )
 
@@ -207,13 +208,15 @@ class Queries(BoardQueries):
 
     # --- objects and pipelines ---------------------------------------------------------------
 
-    def pipelines_of(self, object_type: str, object_id: int, actor: Actor) -> list[ObjectPipeline]:
-        """The seed's "pipelines of an object": each pipeline it sits in and its current stage.
+    def pipelines_of(
+        self, object_type: str, object_id: HostKey, actor: Actor
+    ) -> list[ObjectPipeline]:
+        """The seed's "pipelines of an object" (by its integer, UUID or text key): each
+        pipeline it sits in and its current stage.
 
         Only non-deleted items in live pipelines of accounts the actor reaches and not hidden
         from it by a class-wide access rule; by pipeline id.
         """
-        check_object(object_type, object_id)
         stmt = (
             select(
                 pipelines.c.id,
@@ -229,8 +232,7 @@ class Queries(BoardQueries):
                 )
             )
             .where(
-                items.c.object_type == object_type,
-                items.c.object_id == object_id,
+                object_filter(object_type, object_id, "object_id"),
                 items.c.deleted_at.is_(None),
                 pipelines.c.deleted_at.is_(None),
             )

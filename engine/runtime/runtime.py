@@ -12,6 +12,7 @@ from flowkernel.access import VISIBLE, check_class
 from flowkernel.actors import Actor
 from flowkernel.compile.compiled import CompiledClass
 from flowkernel.errors import InvalidArgument, ItemNotFound
+from flowkernel.keys import HostKey
 from flowkernel.kinds import MOVE_PREFIX, Permission
 from flowkernel.moments import utc_moment
 from flowkernel.previews import preview
@@ -39,7 +40,7 @@ class Runtime:
         self,
         class_id: int,
         object_type: str,
-        object_id: int,
+        object_id: HostKey,
         actor: Actor,
         **options: Any,
     ) -> ItemSnapshot:
@@ -117,6 +118,7 @@ class Runtime:
             position=item.position,
             deleted=item.deleted,
             last_state_changed_at=item.last_changed,
+            object_key=item.object_key,
         )
 
     def methods(self, item_id: int, actor: Actor) -> list[MethodInfo]:

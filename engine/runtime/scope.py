@@ -14,6 +14,7 @@ import pluggy
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    and_,
     or_,
     select,
 )
@@ -23,6 +24,7 @@ from flowkernel.access import VISIBLE, check_class
 from flowkernel.actors import Actor
 from flowkernel.definition.rules import class_rules
 from flowkernel.errors import InvalidArgument, UnknownDefinition
+from flowkernel.keys import object_key
 from flowkernel.previews import preview
 from flowkernel.store.tables import (
     items,
@@ -31,7 +33,9 @@ from flowkernel.store.tables import (
 )
 from flowkernel.store.writer import Writer
 from flowkernel.validation import (
+    MAX_OBJECT_TYPE,
     check_id,
+    check_text,
 )
 
 MAX_PAGE = 1000
@@ -106,4 +110,16 @@ def stage_of(conn: Connection, pipeline: Any, key: str | int) -> int:
         key,
         f"pipeline {preview(pipeline.name)}",
         [code or f"stage_{stage_id}" for stage_id, code in rows],
+    )
+
+
+def object_filter(object_type: object, key: object, name: str = "key") -> ColumnElement[bool]:
+    """The items of the object the host keys by (`object_type`, `key`): an integer, a UUID or a
+    text key (the argument `name`), found by the object index."""
+    check_text("object_type", object_type, max_length=MAX_OBJECT_TYPE, error=InvalidArgument)
+    found = object_key(key, name)
+    return and_(
+        items.c.object_type == object_type,
+        items.c.object_id == found.object_id,
+        items.c.object_key.is_(None) if found.text is None else items.c.object_key == found.text,
     )

@@ -220,11 +220,11 @@ _OUTBOX_COLUMNS: Final = (
 _PLACE: Final = """
 WITH placed AS (
     INSERT INTO flow_items
-           (flow_pipeline_id, flow_stage_id, object_type, object_id, iam_account_id, iam_user_id,
-            assigned_iam_user_id, position, last_stage_changed_at, deleted_at, created_at,
-            updated_at)
-    VALUES (%(class_id)s, %(stage_id)s, %(object_type)s, %(object_id)s, %(account_id)s,
-            %(user_id)s, %(assigned)s,
+           (flow_pipeline_id, flow_stage_id, object_type, object_id, object_key, iam_account_id,
+            iam_user_id, assigned_iam_user_id, position, last_stage_changed_at, deleted_at,
+            created_at, updated_at)
+    VALUES (%(class_id)s, %(stage_id)s, %(object_type)s, %(object_id)s, %(object_key)s,
+            %(account_id)s, %(user_id)s, %(assigned)s,
             (SELECT coalesce(max(position) + 1, 0) FROM flow_items
               WHERE flow_stage_id = %(stage_id)s),
             %(now)s, %(deleted_at)s, %(now)s, %(now)s)
@@ -442,6 +442,7 @@ class PostgresqlWriter(Writer):
                 "stage_id": p.stage_id,
                 "object_type": p.object_type,
                 "object_id": p.object_id,
+                "object_key": p.object_key,
                 "account_id": p.account_id,
                 "user_id": p.user_id,
                 "assigned": p.assigned_user_id,

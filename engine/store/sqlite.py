@@ -132,9 +132,9 @@ _OUTBOX: Final = (
 )
 _PLACE: Final = (
     "INSERT INTO flow_items (flow_pipeline_id, flow_stage_id, object_type, object_id, "
-    "iam_account_id, iam_user_id, assigned_iam_user_id, position, last_stage_changed_at, "
-    "deleted_at, created_at, updated_at) "
-    f"VALUES (?, ?, ?, ?, ?, ?, ?, {_END_OF_STAGE}, ?, ?, ?, ?) RETURNING id, position"
+    "object_key, iam_account_id, iam_user_id, assigned_iam_user_id, position, "
+    "last_stage_changed_at, deleted_at, created_at, updated_at) "
+    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, {_END_OF_STAGE}, ?, ?, ?, ?) RETURNING id, position"
 )
 
 
@@ -352,6 +352,7 @@ class SqliteWriter(Writer):
                 p.stage_id,
                 p.object_type,
                 p.object_id,
+                p.object_key,
                 p.account_id,
                 p.user_id,
                 p.assigned_user_id,

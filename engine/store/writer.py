@@ -35,7 +35,7 @@ ITEM_COLUMNS: Final = (
     "i.id, i.flow_pipeline_id, i.flow_stage_id, i.object_type, i.object_id, i.iam_account_id, "
     "i.assigned_iam_user_id, i.position, i.checklist_state, i.version, "
     "i.deleted_at IS NOT NULL, i.last_stage_changed_at, p.version, "
-    "EXISTS (SELECT 1 FROM flow_item_watchers w WHERE w.flow_item_id = i.id)"
+    "EXISTS (SELECT 1 FROM flow_item_watchers w WHERE w.flow_item_id = i.id), i.object_key"
 )
 """What loading an item reads: the item, its class version, whether anyone watches it."""
 
@@ -51,7 +51,8 @@ class ItemRecord:
 
     __slots__ = (
         "_checklist", "account_id", "assigned", "class_id", "class_version", "deleted", "id",
-        "last_changed", "object_id", "object_type", "position", "stage_id", "version", "watched",
+        "last_changed", "object_id", "object_key", "object_type", "position", "stage_id",
+        "version", "watched",
     )  # fmt: skip
 
     id: int
@@ -59,6 +60,7 @@ class ItemRecord:
     stage_id: int
     object_type: str
     object_id: int
+    object_key: str | None
     account_id: int | None
     assigned: int | None
     position: int
@@ -84,6 +86,7 @@ class ItemRecord:
             _moment,
             self.class_version,
             watched,
+            self.object_key,
         ) = row
         self.deleted = bool(deleted)
         self.watched = bool(watched)
@@ -146,6 +149,7 @@ class Placement:
     stage_id: int
     object_type: str
     object_id: int
+    object_key: str | None
     account_id: int | None
     user_id: int | None
     is_system: bool

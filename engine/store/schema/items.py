@@ -56,6 +56,8 @@ class ItemRow(Base):
     flow_stage_id: Mapped[int] = mapped_column(ForeignKey("flow_stages.id"), nullable=False)
     object_type: Mapped[str] = mapped_column(Text(), nullable=False)
     object_id: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+    # the host's UUID or text key (object_id then holds its digest); none for an integer key
+    object_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     iam_account_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
     iam_user_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
     assigned_iam_user_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
