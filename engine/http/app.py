@@ -12,7 +12,7 @@ from typing import Any, Final
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from flowkernel.http import batches, classes, errors, items, pipelines
+from flowkernel.http import batches, classes, docs, errors, items, pipelines
 from flowkernel.http.auth import CurrentActor, Kernel
 from flowkernel.http.bodies import ActorOut, ErrorBody, HealthOut
 from flowkernel.http.tokens import CACHE_TTL, ApiTokens
@@ -58,10 +58,13 @@ def create_app(fk: Flowkernel, *, token_cache_ttl: float = CACHE_TTL) -> FastAPI
         version=release,
         description=DESCRIPTION,
         responses=ERRORS,
+        docs_url=None,  # served by flowkernel.http.docs with local assets
+        redoc_url=None,
     )
     app.state.fk = fk
     app.state.tokens = ApiTokens(fk.engine, cache_ttl=token_cache_ttl)
     errors.install(app)
+    docs.install(app)
 
     @app.get("/v1/health", tags=["service"], summary="The server runs and reaches its database")
     def health(fk: Kernel) -> HealthOut:
