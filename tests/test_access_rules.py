@@ -131,6 +131,8 @@ def _rules(
 # --- the operations ----------------------------------------------------------------------
 
 READ, WRITE, LIST, SYSTEM_ONLY, OWN, NEW = "read", "write", "list", "system", "own", "new"
+NAME = "name"
+"""Finds a definition by its code: one hidden from the actor is unknown to it, as elsewhere."""
 """What an operation does with the class: reads or changes it (or its items), lists classes
 (leaving out what the actor may not see), is the system actor's, reads the actor's own
 notifications, or creates a new class (no rule of it can exist yet)."""
@@ -177,6 +179,7 @@ OPERATIONS = [
     op(READ, "explain", DEAL, "won", X),
     op(NEW, p + "create_pipeline", "New", X, account_id=ACCOUNT, _other=AccessDenied),
     op(READ, p + "get_pipeline", PIPELINE, X),
+    op(NAME, p + "pipeline_id", "deals", X, _other=UnknownDefinition),
     op(LIST, p + "list_pipelines", X),
     op(WRITE, p + "edit_pipeline", PIPELINE, X, name="Renamed"),
     op(WRITE, p + "delete_pipeline", PIPELINE, X),
@@ -297,6 +300,10 @@ def test_a_user_without_the_right_is_refused(world: World, denial: Callable[[Wor
         if operation.kind == LIST:
             run_listed(world, operation, BOB)
             continue
+        if operation.kind == NAME:
+            hidden = run_refused(world, operation, BOB, UnknownDefinition)
+            assert "Deals" not in hidden.message, operation.name
+            continue
         error = run_refused(world, operation, BOB, AccessDenied)
         if operation.kind != SYSTEM_ONLY:
             assert "access rule" in error.message, (operation.name, error.message)
@@ -309,7 +316,7 @@ def test_a_user_without_the_right_is_refused(world: World, denial: Callable[[Wor
 def test_execute_denied_still_reads_and_visible_denied_reads_nothing(world: World) -> None:
     _rules(world, [("user", "2", "deny")], permissions=("execute",))
     for operation in OPERATIONS:
-        if operation.kind == READ and operation.name != "pipelines.clone_template":
+        if operation.kind in (READ, NAME) and operation.name != "pipelines.clone_template":
             operation.call.run(world, BOB)  # allowed
         elif operation.kind == WRITE:
             run_refused(world, operation, BOB, AccessDenied)
@@ -317,6 +324,8 @@ def test_execute_denied_still_reads_and_visible_denied_reads_nothing(world: Worl
     for operation in OPERATIONS:
         if operation.kind == READ:
             run_refused(world, operation, BOB, AccessDenied)
+        elif operation.kind == NAME:
+            run_refused(world, operation, BOB, UnknownDefinition)
         elif operation.kind == LIST:
             run_listed(world, operation, BOB)
 

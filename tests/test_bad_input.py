@@ -771,6 +771,7 @@ def pipeline_cases() -> list[Case]:
         c(flag(optional=False), p + "create_pipeline", "Zz", ALICE, is_template=X),
         c(flag(optional=False), p + "create_pipeline", "Zz", SYSTEM, is_system=X),
         c(ID, p + "get_pipeline", X, ALICE, _words=pipeline),
+        c(REF, p + "pipeline_id", X, ALICE, _words=pipeline),
         c(ANY_ID, p + "list_pipelines", SYSTEM, account_id=X),
         c(flag(), p + "list_pipelines", ALICE, templates=X),
         c(ID, p + "edit_pipeline", X, ALICE, name="X", _words=pipeline),

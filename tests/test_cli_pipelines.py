@@ -362,6 +362,17 @@ def test_board_shows_stages_as_columns_fitted_to_the_width(cli: Cli, tmp_path: P
         ["Lost (lost)"],
     ]  # two stages of at least 16 characters fit side by side in 40
 
+    assert "shortened" not in out  # at 100 columns every character fits
+    # at 80 columns (and narrower) no value is dropped: the text before it is cut, then the
+    # value is written short, and the board says so
+    for width, shortened in ((80, False), (40, True)):  # 40: the title is cut
+        status, shown, _ = cli("board", "sales", "--account", "1", "--width", str(width))
+        assert status == 0
+        assert all(len(line) <= width for line in shown.splitlines())
+        for value in ("1,200", "800.5", "10,000", "2,000.5"):  # no value is left out
+            assert value in shown, (width, value, shown)
+        assert ("~ shortened to fit" in shown) == shortened, shown
+
     status, out, _ = cli("board", "sales", "--account", "1", "--value-column", "", "--json")
     board = json.loads(out)
     assert board["value_column"] is None and board["count"] == 4

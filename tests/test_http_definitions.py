@@ -105,6 +105,15 @@ def test_board_stage_items_funnel_and_time_in_stage(world: World) -> None:
     assert qualified["count"] == 2 and len(qualified["items"]) == 1
     assert qualified["value_sum"] == "200" and found["next_cursor"] is not None
 
+    # by code as by id, and the same default sums as the library and the command line
+    by_code = world.user.get("/v1/pipelines/sales/board", params={"per_stage": 1})
+    assert by_code.status_code == 200, by_code.text
+    assert by_code.json()["value_column"] == "contract_value"
+    assert by_code.json()["stages"] == found["stages"]
+    none = world.user.get("/v1/pipelines/sales/board", params={"value_column": ""}).json()
+    assert none["value_column"] is None and none["value_sum"] is None
+    assert world.user.get("/v1/pipelines/nope/board").status_code == 404
+
     rest = world.user.get(
         f"/v1/pipelines/{world.sales}/stages/qualified/items",
         params={"cursor": qualified["next_cursor"], "limit": 5},

@@ -139,9 +139,12 @@ def test_board_lists_stages_items_counts_and_sums(fk: Flowkernel) -> None:
     with pytest.raises(FrozenInstanceError):
         board.count = 0  # type: ignore[misc]
 
-    plain = fk.queries.board(pid, ALICE)
+    plain = fk.queries.board(pid, ALICE, value_column=None)
     assert plain.value_sum is None and plain.stages[0].value_sum is None
     assert plain.stages[0].weighted_value is None and plain.stages[0].items[0].value is None
+    # by default the sums are the pipeline's first active number column's, as everywhere
+    default = fk.queries.board(pid, ALICE)
+    assert default.value_column == "contract_value" and default.value_sum == Decimal("7800.5")
 
 
 def test_board_orders_by_position_then_id_and_matches_the_seed_query(fk: Flowkernel) -> None:

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 from flowkernel.actors import Actor
-from flowkernel.cli.output import cell
 from flowkernel.cli.parser import Parser
 from flowkernel.cli.refusals import UsageError
-from flowkernel.errors import UnknownDefinition
+from flowkernel.errors import InvalidArgument
 from flowkernel.previews import preview
 
 if TYPE_CHECKING:
@@ -171,23 +170,14 @@ def code_or_id(text: str) -> str | int:
 
 
 def pipeline_id(fk: Flowkernel, text: str, actor: Actor) -> int:
-    """The id of the pipeline named by id or code among those the actor reads."""
-    ref = code_or_id(text)
-    if isinstance(ref, int):
-        return ref
-    readable = fk.pipelines.list_pipelines(actor)
-    found = [p for p in readable if p.code == ref]
-    own = [p for p in found if p.account_id == actor.account_id]
-    if len(own) == 1 or len(found) == 1:  # the account's own wins over a platform pipeline
-        return (own or found)[0].id
-    if not found:
-        raise UnknownDefinition(
-            "pipeline", ref, "", sorted({p.code for p in readable if p.code is not None})
-        )
-    listed = ", ".join(f"{p.id} (account {cell(p.account_id)})" for p in found)
-    raise UsageError(
-        f"pipeline code {preview(ref)} names several pipelines: {listed}; pass the id or --account"
-    )
+    """The id of the pipeline named by id or code among those the actor reads; a code of
+    several is a usage error (pass the id or --account)."""
+    try:
+        return fk.pipelines.pipeline_id(code_or_id(text), actor)
+    except InvalidArgument as exc:
+        if getattr(exc, "pipeline", None) is None:
+            raise
+        raise UsageError(exc.message.replace("or the account", "or --account")) from None
 
 
 def assignments(texts: Sequence[str], option: str = "COLUMN=VALUE") -> dict[str, object]:

@@ -32,7 +32,7 @@ def add_commands(commands: Commands) -> None:
         help="the number column to sum (default: the pipeline's first one; '' for none)",
     )
     board.add_argument(
-        "--per-stage", type=positive_int, default=20, metavar="N", help="items per stage"
+        "--per-stage", type=positive_int, default=50, metavar="N", help="items per stage"
     )
     board.add_argument(
         "--width", type=positive_int, metavar="N", help="default: the terminal's width"
@@ -46,15 +46,10 @@ def _board(args: argparse.Namespace) -> int:
     actor = actor_of(args)
     with kernel(args) as fk:
         pipeline = pipeline_id(fk, args.pipeline, actor)
-        column = args.value_column
-        if column is None:
-            info = fk.pipelines.get_pipeline(pipeline, actor)
-            column = next(
-                (c.name for c in info.columns if c.field_type == "number" and c.is_active), None
-            )
-        board = fk.queries.board(
-            pipeline, actor, per_stage=args.per_stage, value_column=column or None
-        )
+        from flowkernel.runtime.board import FIRST_NUMBER_COLUMN
+
+        column = FIRST_NUMBER_COLUMN if args.value_column is None else args.value_column or None
+        board = fk.queries.board(pipeline, actor, per_stage=args.per_stage, value_column=column)
     if args.json:
         print_json(board)
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, status
+from fastapi import APIRouter, Body, Depends, Path, Query, status
 
 from flowkernel.documents.pipelines import dump_pipeline, load_pipeline
 from flowkernel.http.auth import CurrentActor, Kernel
@@ -18,11 +18,24 @@ from flowkernel.http.bodies import (
     ref,
 )
 from flowkernel.http.documents import PipelineDoc, request_body
+from flowkernel.runtime.board import FIRST_NUMBER_COLUMN, FirstNumberColumn
 from flowkernel.runtime.scope import MAX_PAGE
 
 router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
 
-PipelineId = Annotated[int, Path(ge=1, le=MAX_ID, description="the pipeline's id")]
+
+def _pipeline(
+    pipeline_id: Annotated[
+        str, Path(min_length=1, max_length=128, description="the pipeline's id or code")
+    ],
+    fk: Kernel,
+    actor: CurrentActor,
+) -> int:
+    """The pipeline the path names, by id or code, as the command line reads it."""
+    return fk.pipelines.pipeline_id(ref(pipeline_id), actor)
+
+
+Pipeline = Annotated[int, Depends(_pipeline)]
 AccountQuery = Annotated[
     int | None,
     Query(ge=1, le=MAX_ID, description="the account (default: the token's)"),
@@ -30,8 +43,21 @@ AccountQuery = Annotated[
 StageRef = Annotated[str, Query(min_length=1, max_length=128, description="stage code or id")]
 ValueColumn = Annotated[
     str | None,
-    Query(min_length=1, max_length=128, description="a number column whose values are summed"),
+    Query(
+        max_length=128,
+        description="the number column whose values are summed (default: the pipeline's first "
+        "active one; empty: none)",
+    ),
 ]
+
+
+def _column(value_column: str | None) -> str | FirstNumberColumn | None:
+    """The board's column as the library takes it: absent is the default, empty is none."""
+    if value_column is None:
+        return FIRST_NUMBER_COLUMN
+    return value_column or None
+
+
 Cursor = Annotated[
     str | None, Query(min_length=1, max_length=10_000, description="a previous next_cursor")
 ]
@@ -81,18 +107,18 @@ def create_pipeline(
 
 
 @router.get("/{pipeline_id}", summary="A pipeline with its stages, columns and automations")
-def show_pipeline(pipeline_id: PipelineId, fk: Kernel, actor: CurrentActor) -> PipelineOut:
-    return PipelineOut.of(fk.pipelines.get_pipeline(pipeline_id, actor))
+def show_pipeline(pipeline: Pipeline, fk: Kernel, actor: CurrentActor) -> PipelineOut:
+    return PipelineOut.of(fk.pipelines.get_pipeline(pipeline, actor))
 
 
 @router.get("/{pipeline_id}/document", summary="A pipeline as a document that creates it again")
-def dump(pipeline_id: PipelineId, fk: Kernel, actor: CurrentActor) -> dict[str, Any]:
-    return dump_pipeline(fk.pipelines.get_pipeline(pipeline_id, actor))
+def dump(pipeline: Pipeline, fk: Kernel, actor: CurrentActor) -> dict[str, Any]:
+    return dump_pipeline(fk.pipelines.get_pipeline(pipeline, actor))
 
 
 @router.get("/{pipeline_id}/board", summary="The board: stages with a page of items and totals")
 def board(
-    pipeline_id: PipelineId,
+    pipeline: Pipeline,
     fk: Kernel,
     actor: CurrentActor,
     per_stage: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
@@ -101,12 +127,12 @@ def board(
     value_column: ValueColumn = None,
 ) -> BoardOut:
     found = fk.queries.board(
-        pipeline_id,
+        pipeline,
         actor,
         per_stage=per_stage,
         page=page,
         cursor=cursor,
-        value_column=value_column,
+        value_column=_column(value_column),
     )
     return BoardOut.model_validate(found)
 
@@ -115,7 +141,7 @@ def board(
     "/{pipeline_id}/stages/{stage}/items", summary="One stage's items after a board's cursor"
 )
 def stage_items(
-    pipeline_id: PipelineId,
+    pipeline: Pipeline,
     stage: Annotated[str, Path(min_length=1, max_length=128, description="stage code or id")],
     fk: Kernel,
     actor: CurrentActor,
@@ -124,23 +150,23 @@ def stage_items(
     value_column: ValueColumn = None,
 ) -> StagePageOut:
     found = fk.queries.stage_items(
-        pipeline_id, ref(stage), actor, limit=limit, cursor=cursor, value_column=value_column
+        pipeline, ref(stage), actor, limit=limit, cursor=cursor, value_column=_column(value_column)
     )
     return StagePageOut.model_validate(found)
 
 
 @router.get("/{pipeline_id}/funnel", summary="Conversion between two stages")
 def funnel(
-    pipeline_id: PipelineId,
+    pipeline: Pipeline,
     from_stage: StageRef,
     to_stage: StageRef,
     fk: Kernel,
     actor: CurrentActor,
 ) -> ConversionOut:
-    found = fk.queries.conversion(pipeline_id, ref(from_stage), ref(to_stage), actor)
+    found = fk.queries.conversion(pipeline, ref(from_stage), ref(to_stage), actor)
     return ConversionOut.model_validate(found)
 
 
 @router.get("/{pipeline_id}/time-in-stage", summary="Time spent per stage over all items")
-def time_in_stage(pipeline_id: PipelineId, fk: Kernel, actor: CurrentActor) -> list[StageTimeOut]:
-    return [StageTimeOut.of(t) for t in fk.queries.stage_times(pipeline_id, actor)]
+def time_in_stage(pipeline: Pipeline, fk: Kernel, actor: CurrentActor) -> list[StageTimeOut]:
+    return [StageTimeOut.of(t) for t in fk.queries.stage_times(pipeline, actor)]

@@ -125,6 +125,18 @@ class StagePage:
     next_cursor: str | None
 
 
+class FirstNumberColumn:
+    """The default `value_column` of the board: the pipeline's first active number column
+    (by position), or none when it has none."""
+
+    def __repr__(self) -> str:
+        return "FIRST_NUMBER_COLUMN"
+
+
+FIRST_NUMBER_COLUMN: Final = FirstNumberColumn()
+"""Sum the pipeline's first active number column: the board's default everywhere."""
+
+
 class BoardQueries(QueryBase):
     """The board, and one stage's items a page at a time."""
 
@@ -136,15 +148,16 @@ class BoardQueries(QueryBase):
         per_stage: int = 50,
         page: int = 0,
         cursor: str | None = None,
-        value_column: str | None = None,
+        value_column: str | FirstNumberColumn | None = FIRST_NUMBER_COLUMN,
     ) -> Board:
         """The seed's board: non-deleted stages by position, each with a page of its items.
 
         Items are the stage's non-deleted items by position, then id: page `page` of
         `per_stage` items, or the page after `cursor` (a previous board's `next_cursor`;
         stages it does not name are complete and come back empty). Counts and the sums of the
-        number column `value_column` cover all items of each stage; they come from the
-        per-stage totals the database keeps with every write (migration 0003).
+        number column `value_column` (by default the pipeline's first active number column;
+        None: no sums) cover all items of each stage; they come from the per-stage totals the
+        database keeps with every write (migration 0003).
         """
         check_limit("per_stage", per_stage)
         check_int("page", page, minimum=0, maximum=MAX_INT, error=InvalidArgument)
@@ -154,7 +167,7 @@ class BoardQueries(QueryBase):
         with reading(self._sessions) as session:
             conn = session.connection()
             pipeline = readable_pipeline(conn, pipeline_id, actor)
-            column_id = _number_column(conn, pipeline_id, value_column)
+            column_id, value_column = _number_column(conn, pipeline_id, value_column)
             stage_rows = conn.execute(
                 select(stages)
                 .where(stages.c.flow_pipeline_id == pipeline_id, stages.c.deleted_at.is_(None))
@@ -222,7 +235,7 @@ class BoardQueries(QueryBase):
         *,
         limit: int = 50,
         cursor: str | None = None,
-        value_column: str | None = None,
+        value_column: str | FirstNumberColumn | None = FIRST_NUMBER_COLUMN,
     ) -> StagePage:
         """One stage's non-deleted items in board order, `limit` at a time after `cursor`.
 
@@ -234,7 +247,7 @@ class BoardQueries(QueryBase):
             conn = session.connection()
             pipeline = readable_pipeline(conn, pipeline_id, actor)
             stage_id = stage_of(conn, pipeline, stage)
-            column_id = _number_column(conn, pipeline_id, value_column)
+            column_id, _ = _number_column(conn, pipeline_id, value_column)
             cards, more = _stage_pages(
                 conn,
                 [(stage_id, 0, after)],
@@ -247,10 +260,25 @@ class BoardQueries(QueryBase):
     # --- one item ----------------------------------------------------------------------------
 
 
-def _number_column(conn: Connection, pipeline_id: int, name: str | None) -> int | None:
-    """The id of the pipeline's number column `name` (None for no column)."""
+def _number_column(
+    conn: Connection, pipeline_id: int, name: str | FirstNumberColumn | None
+) -> tuple[int | None, str | None]:
+    """The id and name of the pipeline's number column `name` (None for no column)."""
     if name is None:
-        return None
+        return None, None
+    if isinstance(name, FirstNumberColumn):
+        first = conn.execute(
+            select(columns.c.id, columns.c.name)
+            .where(
+                columns.c.flow_pipeline_id == pipeline_id,
+                columns.c.deleted_at.is_(None),
+                columns.c.is_active.is_(True),
+                columns.c.field_type == "number",
+            )
+            .order_by(columns.c.position, columns.c.id)
+            .limit(1)
+        ).first()
+        return (None, None) if first is None else (int(first[0]), str(first[1]))
     if not isinstance(name, str):
         raise InvalidArgument(
             f"value_column must be a column name or None, not {preview(name)}", value_column=name
@@ -267,7 +295,7 @@ def _number_column(conn: Connection, pipeline_id: int, name: str | None) -> int 
                     f"column {preview(name)} is a {field_type} column; sums need a number column",
                     value_column=name,
                 )
-            return int(column_id)
+            return int(column_id), name
     raise UnknownDefinition(
         "column", name, f"pipeline {pipeline_id}", sorted(str(r.name) for r in rows)
     )

@@ -70,7 +70,13 @@ from flowkernel.definition.pipelines.stages import (
 )
 from flowkernel.definition.pipelines.templates import TemplateAdmin
 from flowkernel.definition.rules import hidden_classes
-from flowkernel.errors import AccessDenied, DuplicateCode, InvalidArgument, InvalidDefinition
+from flowkernel.errors import (
+    AccessDenied,
+    DuplicateCode,
+    InvalidArgument,
+    InvalidDefinition,
+    UnknownDefinition,
+)
 from flowkernel.kinds import Movement
 from flowkernel.previews import preview
 from flowkernel.store.database import reading
@@ -82,6 +88,7 @@ from flowkernel.validation import (
     check_bool,
     check_code,
     check_id,
+    check_key,
     check_optional_text,
     check_text,
 )
@@ -193,6 +200,30 @@ class PipelineAdmin(StageAdmin, ColumnAdmin, AutomationAdmin, TemplateAdmin):
         with reading(self._sessions) as session:
             row = pipeline_row(session, pipeline_id, actor, write=False)
             return read_pipeline(session, row.id)
+
+    def pipeline_id(self, ref: int | str, actor: Actor) -> int:
+        """The id of the pipeline named by `ref`, its id or its code among the pipelines the
+        actor reads; the account's own wins over a platform pipeline of the same code. A code
+        of several such pipelines is `InvalidArgument` naming them, an unknown one
+        `UnknownDefinition`."""
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            with reading(self._sessions) as session:
+                return int(pipeline_row(session, ref, actor, write=False).id)
+        check_key("pipeline", ref, error=InvalidArgument)
+        readable = self.list_pipelines(actor)
+        found = [p for p in readable if p.code == ref]
+        own = [p for p in found if p.account_id == actor.account_id]
+        if len(own) == 1 or len(found) == 1:
+            return (own or found)[0].id
+        if not found:
+            known = sorted({p.code for p in readable if p.code is not None})
+            raise UnknownDefinition("pipeline", ref, "", known)
+        listed = ", ".join(f"{p.id} (account {p.account_id or '-'})" for p in found)
+        raise InvalidArgument(
+            f"pipeline code {preview(ref)} names several pipelines: {listed}; pass the id or "
+            "the account",
+            pipeline=ref,
+        )
 
     def list_pipelines(
         self, actor: Actor, *, account_id: int | None = None, templates: bool | None = None
