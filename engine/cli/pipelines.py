@@ -113,9 +113,17 @@ def add_commands(commands: Commands) -> None:
     )
     remove.set_defaults(command=_pipeline_remove_stage)
 
-    for parser in (create, listing, show, dump, clone, remove):
+    funnel = sub.add_parser(
+        "funnel", help="the items that entered one stage and, of those, another (conversion)"
+    )
+    funnel.add_argument("pipeline", metavar="PIPELINE", help="pipeline id or code")
+    funnel.add_argument("from_stage", metavar="FROM", help="stage code or id")
+    funnel.add_argument("to_stage", metavar="TO", help="stage code or id")
+    funnel.set_defaults(command=_pipeline_funnel)
+
+    for parser in (create, listing, show, dump, clone, remove, funnel):
         add_actor_options(parser)
-    for parser in (create, listing, show, clone, remove):
+    for parser in (create, listing, show, clone, remove, funnel):
         add_json_option(parser)
 
 
@@ -360,6 +368,24 @@ def _pipeline_remove_stage(args: argparse.Namespace) -> int:
             f"removed stage {preview(report.stage)}; moved {report.count} item(s){where}, "
             f"{acted_as(actor)}"
         )
+    return EXIT_OK
+
+
+def _pipeline_funnel(args: argparse.Namespace) -> int:
+    actor = actor_of(args)
+    with kernel(args) as fk:
+        pipeline = pipeline_id(fk, args.pipeline, actor)
+        found = fk.queries.conversion(
+            pipeline, code_or_id(args.from_stage), code_or_id(args.to_stage), actor
+        )
+    if args.json:
+        print_json(found)
+        return EXIT_OK
+    rate = "-" if found.rate is None else f"{found.rate:.0%}"
+    print(
+        f"{found.from_stage} -> {found.to_stage}: {found.converted} of {found.entered} item(s), "
+        f"{rate}"
+    )
     return EXIT_OK
 
 

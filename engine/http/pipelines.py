@@ -1,4 +1,5 @@
-"""Pipeline endpoints: list, create from a document, show, dump, board, funnel, time in stage."""
+"""Pipeline endpoints: list, create from a document, show, dump, board, funnel, time in stage,
+template clone and stage removal."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Query, status
 
 from flowkernel.documents.pipelines import dump_pipeline, load_pipeline
+from flowkernel.errors import InvalidArgument
 from flowkernel.http.auth import CurrentActor, Kernel
 from flowkernel.http.bodies import (
     MAX_ID,
@@ -18,6 +20,7 @@ from flowkernel.http.bodies import (
     ref,
 )
 from flowkernel.http.documents import PipelineDoc, request_body
+from flowkernel.http.pipeline_bodies import CloneIn, StageRemovalOut
 from flowkernel.runtime.board import FIRST_NUMBER_COLUMN, FirstNumberColumn
 from flowkernel.runtime.scope import MAX_PAGE
 
@@ -170,3 +173,56 @@ def funnel(
 @router.get("/{pipeline_id}/time-in-stage", summary="Time spent per stage over all items")
 def time_in_stage(pipeline: Pipeline, fk: Kernel, actor: CurrentActor) -> list[StageTimeOut]:
     return [StageTimeOut.of(t) for t in fk.queries.stage_times(pipeline, actor)]
+
+
+@router.post(
+    "/{pipeline_id}/clone",
+    status_code=status.HTTP_201_CREATED,
+    summary="Copy a template into a live pipeline of an account",
+)
+def clone_template(
+    pipeline: Pipeline, body: CloneIn, fk: Kernel, actor: CurrentActor
+) -> PipelineOut:
+    account = body.account_id if body.account_id is not None else actor.account_id
+    if account is None:
+        raise InvalidArgument(
+            "a platform token names the account of the copy: pass account_id",
+            account_id=None,
+        )
+    info = fk.pipelines.clone_template(pipeline, account, actor, body.name, code=body.code)
+    return PipelineOut.of(info)
+
+
+@router.delete(
+    "/{pipeline_id}/stages/{stage}",
+    summary="Remove a stage, moving its items to a target stage first",
+    description="With dry_run=true nothing changes: the answer lists the items that would "
+    "move. A stage holding items needs a target.",
+)
+def remove_stage(
+    pipeline: Pipeline,
+    stage: Annotated[str, Path(min_length=1, max_length=128, description="stage code or id")],
+    fk: Kernel,
+    actor: CurrentActor,
+    target: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="stage code or id")
+    ] = None,
+    dry_run: bool = False,
+) -> StageRemovalOut:
+    report = fk.pipelines.remove_stage(
+        pipeline,
+        ref(stage),
+        actor,
+        target=ref(target) if target is not None else None,
+        dry_run=dry_run,
+    )
+    return StageRemovalOut(
+        pipeline_id=report.pipeline_id,
+        stage=report.stage,
+        stage_id=report.stage_id,
+        target=report.target,
+        target_id=report.target_id,
+        item_ids=list(report.item_ids),
+        count=report.count,
+        dry_run=report.dry_run,
+    )
