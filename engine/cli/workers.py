@@ -23,6 +23,7 @@ from flowkernel.cli.arguments import (
     positive_int,
 )
 from flowkernel.cli.connection import kernel
+from flowkernel.cli.dead_letters import add_commands as add_dead_letter_commands
 from flowkernel.cli.output import jsonable, jsonable_dict
 from flowkernel.cli.refusals import EPILOG, EXIT_OK
 from flowkernel.settings import SLA_BATCH_SIZE
@@ -66,7 +67,9 @@ def add_commands(commands: Commands) -> None:
     add_json_option(scan, "print one JSON object per scan")
     scan.set_defaults(command=_sla_scan)
 
-    events = commands.add_parser("events", help="deliver outgoing events", epilog=EPILOG)
+    events = commands.add_parser(
+        "events", help="deliver outgoing events; list and requeue dead ones", epilog=EPILOG
+    )
     events_commands = events.add_subparsers(
         title="events commands", required=True, metavar="COMMAND"
     )
@@ -86,6 +89,7 @@ def add_commands(commands: Commands) -> None:
     deliver.add_argument("--max-runs", type=positive_int, metavar="N", help="stop after N passes")
     add_json_option(deliver, "print one JSON object per pass")
     deliver.set_defaults(command=_events_deliver)
+    add_dead_letter_commands(events_commands)
 
 
 def _sla_scan(args: argparse.Namespace) -> int:
