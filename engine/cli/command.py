@@ -8,7 +8,18 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
-from flowkernel.cli import board, classes, db, demo, diagram, items, pipelines, serve, workers
+from flowkernel.cli import (
+    board,
+    classes,
+    db,
+    demo,
+    diagram,
+    inbox,
+    items,
+    pipelines,
+    serve,
+    workers,
+)
 from flowkernel.cli.arguments import acting_options
 from flowkernel.cli.parser import Parser
 from flowkernel.cli.refusals import (
@@ -76,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipelines.add_commands(commands)
     items.add_commands(commands)
     board.add_commands(commands)
+    inbox.add_commands(commands)
     workers.add_commands(commands)
     serve.add_commands(commands)
     demo.add_commands(commands)
