@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from flowkernel import documents
+from flowkernel.cli import pipeline_editing
 from flowkernel.cli.arguments import (
     Commands,
     acted_as,
@@ -121,6 +122,7 @@ def add_commands(commands: Commands) -> None:
     funnel.add_argument("to_stage", metavar="TO", help="stage code or id")
     funnel.set_defaults(command=_pipeline_funnel)
 
+    pipeline_editing.add_commands(sub)
     for parser in (create, listing, show, dump, clone, remove, funnel):
         add_actor_options(parser)
     for parser in (create, listing, show, clone, remove, funnel):
@@ -289,14 +291,7 @@ def _pipeline_show(args: argparse.Namespace) -> int:
                 for c in info.columns
             ],
         ),
-        section(
-            "automations",
-            ("id", "trigger", "stage", "event", "name", "active"),
-            [
-                (a.id, a.trigger, a.stage or "(any)", a.event_name, a.name, a.is_active)
-                for a in info.automations
-            ],
-        ),
+        section("automations", *pipeline_editing.automation_table(info.automations)),
     ]
     if any(s.checklist for s in info.stages):
         sections.append("* a required checklist item")

@@ -12,7 +12,17 @@ from typing import Any, Final
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from flowkernel.http import batches, classes, docs, errors, events, inbox, items, pipelines
+from flowkernel.http import (
+    batches,
+    classes,
+    docs,
+    errors,
+    events,
+    inbox,
+    items,
+    pipeline_editing,
+    pipelines,
+)
 from flowkernel.http.auth import CurrentActor, Kernel
 from flowkernel.http.bodies import ActorOut, ErrorBody, HealthOut
 from flowkernel.http.tokens import CACHE_TTL, ApiTokens
@@ -76,6 +86,6 @@ def create_app(fk: Flowkernel, *, token_cache_ttl: float = CACHE_TTL) -> FastAPI
     def me(actor: CurrentActor) -> ActorOut:
         return ActorOut.of(actor)
 
-    for module in (items, batches, pipelines, classes, events, inbox):
+    for module in (items, batches, pipelines, pipeline_editing, classes, events, inbox):
         app.include_router(module.router)
     return app

@@ -93,8 +93,10 @@ class AutomationAdmin:
         name: str | Unset | None = UNSET,
         payload_template: Mapping[str, Any] | Unset | None = UNSET,
         is_active: bool | None = None,
+        pipeline_id: int | None = None,
     ) -> AutomationInfo:
-        """Change an automation; `stage=None` makes it fire for every stage."""
+        """Change an automation; `stage=None` makes it fire for every stage. With
+        `pipeline_id`, an automation of another pipeline is unknown."""
         values: dict[str, Any] = {}
         if trigger is not None:
             values["trigger"] = _check_trigger(trigger)
@@ -109,7 +111,7 @@ class AutomationAdmin:
         if is_active is not None:
             values["is_active"] = check_bool("is_active", is_active)
         with self._sessions.begin() as session:
-            row, automation = _automation_row(session, automation_id, actor)
+            row, automation = _automation_row(session, automation_id, actor, pipeline_id)
             if not isinstance(stage, Unset):
                 values["flow_stage_id"] = (
                     find_stage(session, row, stage).id if stage is not None else None
@@ -130,10 +132,13 @@ class AutomationAdmin:
         """Let a deactivated automation fire again."""
         return self.edit_automation(automation_id, actor, is_active=True)
 
-    def delete_automation(self, automation_id: int, actor: Actor) -> None:
-        """Soft-delete an automation (sets `deleted_at`); it never fires again."""
+    def delete_automation(
+        self, automation_id: int, actor: Actor, *, pipeline_id: int | None = None
+    ) -> None:
+        """Soft-delete an automation (sets `deleted_at`); it never fires again. With
+        `pipeline_id`, an automation of another pipeline is unknown."""
         with self._sessions.begin() as session:
-            _row, automation = _automation_row(session, automation_id, actor)
+            _row, automation = _automation_row(session, automation_id, actor, pipeline_id)
             now = utc_now()
             session.execute(
                 update(automation_table)
@@ -143,17 +148,21 @@ class AutomationAdmin:
 
 
 def _automation_row(
-    session: Session, automation_id: int, actor: Actor
+    session: Session, automation_id: int, actor: Actor, pipeline_id: int | None = None
 ) -> tuple[PipelineRow, AutomationRow]:
-    """The automation (not deleted) and its pipeline, if the actor may change it."""
+    """The automation (not deleted) and its pipeline, if the actor may change it (and it is
+    one of pipeline `pipeline_id`'s, when given)."""
     check_id("automation_id", automation_id)
+    if pipeline_id is not None:
+        check_id("pipeline_id", pipeline_id)
     automation = session.execute(
         select(AutomationRow).where(
             AutomationRow.id == automation_id, AutomationRow.deleted_at.is_(None)
         )
     ).scalar_one_or_none()
-    if automation is None:
-        raise UnknownDefinition("automation", automation_id)
+    if automation is None or pipeline_id not in (None, automation.flow_pipeline_id):
+        scope = "" if pipeline_id is None else f"pipeline {pipeline_id}"
+        raise UnknownDefinition("automation", automation_id, scope)
     try:
         row = pipeline_row(session, automation.flow_pipeline_id, actor, write=True)
     except UnknownDefinition:
