@@ -121,35 +121,70 @@ def test_station_dot_has_every_transition_and_a_cluster_per_state_type(fk: Flowk
     assert "heartbeat (hidden)" in text
 
 
-def test_pipeline_moves_from_any_stage_drawn_once_restricted_ones_dashed(fk: Flowkernel) -> None:
+def test_pipeline_stages_in_board_order_moves_unlabelled_with_a_legend(fk: Flowkernel) -> None:
     pipeline = build_sales_pipeline(fk)
     admin = Actor.user(42, pipeline.account_id)
-    compiled = compiled_for(fk, "sales", admin)
-    text = to_mermaid(compiled)
+    text = to_mermaid(compiled_for(fk, "sales", admin))
     for code in ("lead", "qualified", "proposal", "won", "lost"):
-        assert f'fk_any -->|"move_to_{code}"| s_{code}' in text
+        assert f"fk_any --> s_{code}" in text  # an arrow into a stage: its move_to_<stage>
+    assert "move_to_" not in text.replace("move_to_#lt;stage#gt;", "")
     assert 'fk_start -->|"create"| s_lead' in text
     assert "style s_won fill:#22c55e" in text
-    assert mermaid_groups(text) == {
-        "enabled": {"s_lead", "s_qualified", "s_proposal"},
-        "disabled": {"s_won", "s_lost"},
-    }
+    assert mermaid_groups(text) == {}  # no state-type boxes: no "disabled" around won and lost
+    assert 's_won(["Won<br/>outcome: won"])' in text
+    assert 's_lost(["Lost<br/>outcome: lost"])' in text
     assert "sla_breach (hidden)" in text  # no transition, on every stage: the any-stage node
+    legend = next(line for line in text.splitlines() if "fk_legend[" in line)
+    assert "solid arrow: users may take it" in legend and "dashed" not in legend
 
+    # board order, also after a reorder that puts an outcome stage between open ones
+    fk.pipelines.reorder_stages(
+        pipeline.id, ["lead", "won", "qualified", "proposal", "lost"], admin
+    )
+    text = to_mermaid(compiled_for(fk, "sales", admin))
+    chain = re.findall(r"^    (s_\w+) ~~~ (s_\w+)$", text, re.M)
+    assert chain == [
+        ("s_lead", "s_won"),
+        ("s_won", "s_qualified"),
+        ("s_qualified", "s_proposal"),
+        ("s_proposal", "s_lost"),
+    ]
+    declared = re.findall(r"^    (s_\w+)\(", text, re.M)
+    assert declared == ["s_lead", "s_won", "s_qualified", "s_proposal", "s_lost"]
+    dot = to_dot(compiled_for(fk, "sales", admin))
+    assert '"s_lead" -> "s_won" [style=invis];' in dot
+    assert "cluster_" not in dot and "peripheries=2" in dot
+
+
+def test_pipeline_moves_refused_to_users_dotted_grey_not_dashed(fk: Flowkernel) -> None:
+    pipeline = build_sales_pipeline(fk)
+    admin = Actor.user(42, pipeline.account_id)
     fk.pipelines.set_movement(pipeline.id, admin, allow_backward=False)
     diagram = layout(compiled_for(fk, "sales", admin))
     edges = {(e.source, e.method): e for e in diagram.edges}
     back = edges[("proposal", "move_to_qualified")]
-    assert back.dashed and back.note == "no_moving_back"
-    assert not edges[("lead", "move_to_qualified")].dashed
+    assert back.refused and not back.dashed and back.note == "no_moving_back"
+    assert not edges[("lead", "move_to_qualified")].refused
     assert (ANY, "move_to_qualified") not in edges
-    assert not edges[(ANY, "move_to_lost")].dashed  # open from every stage
+    assert not edges[(ANY, "move_to_lost")].refused  # open from every stage
     assert edges[(ANY, "move_to_lead")].note == "no_moving_back"  # closed from every stage
+
     dot = to_dot(compiled_for(fk, "sales", admin))
-    assert (
-        '"s_proposal" -> "s_qualified" [label="move_to_qualified (no_moving_back)", style=dashed];'
-        in dot
-    )
+    assert '"s_proposal" -> "s_qualified" [label="", style=dotted, color="#9ca3af"];' in dot
+    assert '"s_lead" -> "s_qualified" [label=""];' in dot
+    assert "style=dashed" not in dot  # dashed is kept for hidden methods
+    assert "(no_moving_back); the system actor may take it" in dot
+
+    text = to_mermaid(compiled_for(fk, "sales", admin))
+    links = [
+        line.strip() for line in text.splitlines() if re.match(r"^    \S+ (-->|-\.->|~~~)", line)
+    ]
+    styled = re.search(r"linkStyle ([\d,]+) stroke:#9ca3af,stroke-dasharray:2 4", text)
+    assert styled is not None
+    dotted = {links[int(n)] for n in styled.group(1).split(",")}
+    assert "s_proposal -.-> s_qualified" in dotted and "fk_any -.-> s_lead" in dotted
+    assert all("-.->" in link for link in dotted)
+    assert not any("-.->" in link for i, link in enumerate(links) if link not in dotted)
 
 
 def test_counts_per_state_as_the_actor_sees_them(fk: Flowkernel) -> None:
@@ -279,7 +314,7 @@ def test_diagram_command(
     target = tmp_path / "sales.mmd"
     assert main([*db, "diagram", "sales", "--account", "1", "--output", str(target)]) == 0
     assert capsys.readouterr().out == ""
-    assert 'fk_any -->|"move_to_won"| s_won' in target.read_text()
+    assert "fk_any --> s_won" in target.read_text()
 
     assert main([*db, "diagram", str(pipeline.id), "--account", "2"]) == 3  # another account
     err = capsys.readouterr().err

@@ -1,8 +1,11 @@
 """Drawing a class's state machine: Mermaid, Graphviz dot, and SVG through Graphviz's `dot`.
 
-States are grouped by state type. A transition is an arrow labelled with its method code,
-dashed when only the system actor may take it: a hidden method, or a pipeline move that the
-pipeline's movement rules refuse to users. Methods without a transition are listed inside
+A kernel class's states are grouped by state type. A pipeline's stages stand in board order,
+left to right, with no grouping; the won and lost stages say so. A transition is an arrow
+labelled with its method code (on a pipeline an arrow into a stage is its `move_to_<stage>`
+method and carries no label), dashed when the method is hidden (only the system actor runs
+it) and dotted grey when the pipeline's movement rules refuse the move to users. A legend
+says what the drawing's line styles mean. Methods without a transition are listed inside
 their state's box rather than drawn as loops, since the default lifecycle alone would put
 eight loops on every state.
 
@@ -18,6 +21,7 @@ shows nothing else.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import re
 import shutil
@@ -32,7 +36,7 @@ from flowkernel.actors import Actor
 from flowkernel.compile.compiled import CompiledClass, CompiledMethod, CompiledState
 from flowkernel.definition.classes import Definitions
 from flowkernel.errors import GraphvizUnavailable, InvalidArgument, UnknownDefinition
-from flowkernel.kinds import STATE_TYPES
+from flowkernel.kinds import MOVE_PREFIX, STATE_TYPES
 from flowkernel.previews import preview
 from flowkernel.store.database import reading
 from flowkernel.store.tables import items
@@ -47,6 +51,9 @@ END: Final = "fk_end"
 ANY: Final = "*"
 """The source of an edge drawn once for every state (not a valid state code)."""
 ANY_NODE: Final = "fk_any"
+LEGEND_NODE: Final = "fk_legend"
+REFUSED_COLOR: Final = "#9ca3af"
+"""The colour of a move the movement rules refuse to users."""
 DROP_HANDLER: Final = "drop_object"
 DELETED_OFFERS: Final = ("restore", "drop")
 """The actions the runtime offers an item in a state of type deleted."""
@@ -68,6 +75,8 @@ class DiagramState:
     color: str | None
     in_place: tuple[str, ...]
     """Methods without a transition, by sequence; hidden ones end in " (hidden)"."""
+    outcome: str | None = None
+    """"won" or "lost" for a pipeline's outcome stages."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +90,14 @@ class DiagramEdge:
     target: str | None
     method: str
     dashed: bool
+    """The method is hidden: only the system actor runs it."""
     note: str | None
     """Why users may not take it (a movement restriction), if that is the reason."""
+
+    @property
+    def refused(self) -> bool:
+        """The pipeline's movement rules refuse the move to users."""
+        return self.note is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +106,43 @@ class Diagram:
 
     title: str
     groups: tuple[tuple[str, tuple[DiagramState, ...]], ...]
-    """(state type, its states by position), in the order created, enabled, disabled, deleted."""
+    """(state type, its states by position), in the order created, enabled, disabled, deleted;
+    on a pipeline one group ("") of every stage in board order, drawn without a box."""
     edges: tuple[DiagramEdge, ...]
     everywhere: tuple[str, ...]
     """Methods without a transition in every state not of type deleted (listed once)."""
     any_label: str
     """What the `ANY` node is called: "any state", or "any stage" on a pipeline."""
 
+    pipeline: bool = False
+
     @property
     def has_any(self) -> bool:
         """Whether the drawing needs the "any state" node."""
         return bool(self.everywhere) or any(e.source == ANY for e in self.edges)
+
+    def label(self, edge: DiagramEdge) -> str:
+        """An arrow's text: its method, none for a pipeline's move into its target stage."""
+        if self.pipeline and edge.target is not None and edge.method == MOVE_PREFIX + edge.target:
+            return ""
+        return edge.method
+
+    def legend(self) -> list[str]:
+        """What the drawing's line styles mean, for the styles it uses."""
+        lines = ["solid arrow: users may take it"]
+        if any(e.dashed for e in self.edges):
+            lines.append("dashed arrow: a hidden method, run by the system actor only")
+        reasons = sorted({e.note for e in self.edges if e.note is not None})
+        if reasons:
+            lines.append("dotted grey arrow: the movement rules refuse it to users")
+            lines.append(f"({', '.join(reasons)}); the system actor may take it")
+        if self.pipeline:
+            lines.append("an arrow into a stage is its move_to_<stage> method")
+        listed = [*self.everywhere]
+        listed += [m for _, group in self.groups for state in group for m in state.in_place]
+        if any(m.endswith(" (hidden)") for m in listed):
+            lines.append("(hidden): a method without a transition, system actor only")
+        return lines
 
 
 def layout(compiled: CompiledClass, counts: Mapping[str, int] | None = None) -> Diagram:
@@ -113,9 +154,8 @@ def layout(compiled: CompiledClass, counts: Mapping[str, int] | None = None) -> 
         for method in _offered(compiled, state):
             removes = method.target is None and DROP_HANDLER in method.chain
             if method.target is not None or (removes and state.state_type == "deleted"):
-                dashed = not method.visible or method.restriction is not None
                 edge = DiagramEdge(
-                    state.code, method.target, method.code, dashed, method.restriction
+                    state.code, method.target, method.code, not method.visible, method.restriction
                 )
                 edges.append(edge)
             elif removes and not compiled.is_pipeline:
@@ -131,10 +171,13 @@ def layout(compiled: CompiledClass, counts: Mapping[str, int] | None = None) -> 
         else []
     )
     edges = _merge_any(edges, live)
-    drawn: dict[str, list[DiagramState]] = {kind: [] for kind in STATE_TYPES}
+    drawn: dict[str, list[DiagramState]] = (
+        {"": []} if compiled.is_pipeline else {kind: [] for kind in STATE_TYPES}
+    )
     for state in compiled.ordered_states:
         color = state.color if state.color and _COLOR.fullmatch(state.color) else None
-        drawn.setdefault(state.state_type, []).append(
+        outcome = "won" if state.is_won else "lost" if state.is_lost else None
+        drawn.setdefault("" if compiled.is_pipeline else state.state_type, []).append(
             DiagramState(
                 code=state.code,
                 label=state.label,
@@ -142,6 +185,7 @@ def layout(compiled: CompiledClass, counts: Mapping[str, int] | None = None) -> 
                 count=None if counts is None else counts.get(state.code, 0),
                 color=color,
                 in_place=tuple(m for m in in_place[state.code] if m not in everywhere),
+                outcome=outcome if compiled.is_pipeline else None,
             )
         )
     create = compiled.create
@@ -153,6 +197,7 @@ def layout(compiled: CompiledClass, counts: Mapping[str, int] | None = None) -> 
         edges=tuple(edges),
         everywhere=tuple(everywhere),
         any_label="any stage" if compiled.is_pipeline else "any state",
+        pipeline=compiled.is_pipeline,
     )
 
 
@@ -199,9 +244,10 @@ def _title_line(state: DiagramState) -> str:
 
 
 def _count_line(state: DiagramState) -> list[str]:
+    lines = [] if state.outcome is None else [f"outcome: {state.outcome}"]
     if state.count is None:
-        return []
-    return [f"{state.count} item" + ("" if state.count == 1 else "s")]
+        return lines
+    return [*lines, f"{state.count} item" + ("" if state.count == 1 else "s")]
 
 
 def _method_lines(methods: tuple[str, ...]) -> list[str]:
@@ -216,10 +262,6 @@ def _method_lines(methods: tuple[str, ...]) -> list[str]:
         else:
             line = f"{line} {word}"
     return [*lines, line] if methods else []
-
-
-def _edge_label(edge: DiagramEdge) -> str:
-    return edge.method if edge.note is None else f"{edge.method} ({edge.note})"
 
 
 def _edge_ends(edge: DiagramEdge) -> tuple[str, str]:
@@ -241,7 +283,7 @@ def _node(code: str) -> str:
 
 
 def to_mermaid(compiled: CompiledClass, counts: Mapping[str, int] | None = None) -> str:
-    """A Mermaid flowchart of the class: one subgraph per state type, dashed hidden methods."""
+    """A Mermaid flowchart of the class (see the module's description of the drawing)."""
     diagram = layout(compiled, counts)
     out = ["---", f"title: {json.dumps(diagram.title)}", "---", "flowchart LR"]
     if any(e.source is None for e in diagram.edges):
@@ -250,21 +292,43 @@ def to_mermaid(compiled: CompiledClass, counts: Mapping[str, int] | None = None)
         lines = [diagram.any_label, *_method_lines(diagram.everywhere)]
         out.append(f'    {ANY_NODE}[/"{_mermaid_lines(lines)}"/]')
     for kind, states in diagram.groups:
-        out.append(f'    subgraph type_{kind} ["{kind}"]')
+        indent = "        " if kind else "    "
+        if kind:
+            out.append(f'    subgraph type_{kind} ["{kind}"]')
         for state in states:
             lines = [_title_line(state), *_count_line(state), *_method_lines(state.in_place)]
-            out.append(f'        {_node(state.code)}("{_mermaid_lines(lines)}")')
-        out.append("    end")
+            text = _mermaid_lines(lines)
+            shape = f'(["{text}"])' if state.outcome else f'("{text}")'
+            out.append(f"{indent}{_node(state.code)}{shape}")
+        if kind:
+            out.append("    end")
     if any(e.target is None for e in diagram.edges):
         out.append(f'    {END}((("dropped")))')
+    out.append(f'    {LEGEND_NODE}["{_mermaid_lines(["legend", *diagram.legend()])}"]')
+    links = 0
+    refused: list[int] = []
+    if diagram.pipeline:  # board order, left to right
+        codes = [_node(state.code) for _, states in diagram.groups for state in states]
+        for left, right in itertools.pairwise(codes):
+            out.append(f"    {left} ~~~ {right}")
+            links += 1
     for edge in diagram.edges:
-        arrow = "-.->" if edge.dashed else "-->"
+        arrow = "-.->" if edge.dashed or edge.refused else "-->"
         source, target = _edge_ends(edge)
-        out.append(f'    {source} {arrow}|"{_mermaid_text(_edge_label(edge))}"| {target}')
+        label = diagram.label(edge)
+        text = f'|"{_mermaid_text(label)}"|' if label else ""
+        out.append(f"    {source} {arrow}{text} {target}")
+        if edge.refused:
+            refused.append(links)
+        links += 1
+    if refused:
+        numbers = ",".join(map(str, refused))
+        out.append(f"    linkStyle {numbers} stroke:{REFUSED_COLOR},stroke-dasharray:2 4")
     for _, states in diagram.groups:
         for state in states:
             if state.color is not None:
                 out.append(f"    style {_node(state.code)} fill:{state.color}")
+    out.append(f"    style {LEGEND_NODE} fill:#ffffff,stroke:{REFUSED_COLOR}")
     return "\n".join(out) + "\n"
 
 
@@ -284,12 +348,12 @@ def _mermaid_text(text: str) -> str:
 
 
 def to_dot(compiled: CompiledClass, counts: Mapping[str, int] | None = None) -> str:
-    """A Graphviz dot digraph of the class: one cluster per state type, dashed hidden methods."""
+    """A Graphviz dot digraph of the class (see the module's description of the drawing)."""
     diagram = layout(compiled, counts)
     out = [
         f"digraph {_dot_string(compiled.code)} {{",
         f"    graph [label={_dot_string(diagram.title)}, labelloc=t, rankdir=LR,"
-        ' fontname="Helvetica"];',
+        ' fontname="Helvetica", nodesep=0.4, ranksep=0.8];',
         '    node [shape=box, style=rounded, fontname="Helvetica", fontsize=11];',
         '    edge [fontname="Helvetica", fontsize=9];',
     ]
@@ -301,26 +365,41 @@ def to_dot(compiled: CompiledClass, counts: Mapping[str, int] | None = None) -> 
         label = _dot_html(diagram.any_label, [], _method_lines(diagram.everywhere))
         out.append(f'    "{ANY_NODE}" [label={label}, shape=note, style=""];')
     for kind, states in diagram.groups:
-        out.append(f'    subgraph "cluster_{kind}" {{')
-        out.append(f'        label="{kind}"; style=dashed; color=gray50; fontcolor=gray30;')
+        indent = "        " if kind else "    "
+        if kind:
+            out.append(f'    subgraph "cluster_{kind}" {{')
+            out.append(f'        label="{kind}"; style=dashed; color=gray50; fontcolor=gray30;')
         for state in states:
             label = _dot_html(_title_line(state), _count_line(state), _method_lines(state.in_place))
-            fill = (
-                f', style="rounded,filled", fillcolor={_dot_string(state.color)}'
-                if state.color is not None
-                else ""
-            )
-            out.append(f'        "{_node(state.code)}" [label={label}{fill}];')
-        out.append("    }")
+            rounded = "rounded,filled" if state.color is not None else "rounded"
+            shape = f', peripheries=2, style="{rounded}"' if state.outcome else ""
+            fill = f", fillcolor={_dot_string(state.color)}" if state.color is not None else ""
+            if state.color is not None and not state.outcome:
+                fill = f', style="rounded,filled"{fill}'
+            out.append(f'{indent}"{_node(state.code)}" [label={label}{shape}{fill}];')
+        if kind:
+            out.append("    }")
     if any(e.target is None for e in diagram.edges):
         out.append(
             f'    "{END}" [label="", shape=doublecircle, style=filled, fillcolor=black,'
             " width=0.15];"
         )
+    legend = _dot_html("legend", [], diagram.legend())
+    out.append(f'    "{LEGEND_NODE}" [label={legend}, shape=note, style="", color=gray50];')
+    if diagram.pipeline:  # board order, left to right
+        codes = [_node(state.code) for _, states in diagram.groups for state in states]
+        for left, right in itertools.pairwise(codes):
+            out.append(f'    "{left}" -> "{right}" [style=invis];')
     for edge in diagram.edges:
         source, target = _edge_ends(edge)
-        style = ", style=dashed" if edge.dashed else ""
-        out.append(f'    "{source}" -> "{target}" [label={_dot_string(_edge_label(edge))}{style}];')
+        style = ""
+        if edge.refused:
+            style = f', style=dotted, color="{REFUSED_COLOR}"'
+        elif edge.dashed:
+            style = ", style=dashed"
+        out.append(
+            f'    "{source}" -> "{target}" [label={_dot_string(diagram.label(edge))}{style}];'
+        )
     out.append("}")
     return "\n".join(out) + "\n"
 
