@@ -3,20 +3,16 @@ app itself, and a real browser (Debian's chromium, headless) draws both pages.""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from collections.abc import Iterator
 
 import httpx
-import pytest
+from browser_fixtures import browser
 from http_fixtures import Api, api
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-__all__ = ["api"]
+__all__ = ["api", "browser"]
 
 PAGES = ("/docs", "/redoc")
 
@@ -38,25 +34,6 @@ def test_the_pages_load_their_assets_from_the_app(api: Api) -> None:
         script = client.get("/docs-assets/swagger-ui-bundle.js")
         assert "javascript" in script.headers["content-type"] and len(script.content) > 100_000
         assert client.get("/docs-assets/nothing.js").status_code == 404
-
-
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        message = "Debian's chromium and chromium-driver are needed for the browser tests"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (.ci/run installs them)")
-        pytest.skip(message)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(argument)
-    session = webdriver.Chrome(service=Service(driver), options=options)
-    try:
-        yield session
-    finally:
-        session.quit()
 
 
 def test_swagger_ui_renders_every_operation(api: Api, browser: webdriver.Chrome) -> None:

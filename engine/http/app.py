@@ -22,6 +22,7 @@ from flowkernel.http import (
     items,
     pipeline_editing,
     pipelines,
+    web,
 )
 from flowkernel.http.auth import CurrentActor, Kernel
 from flowkernel.http.bodies import ActorOut, ErrorBody, HealthOut
@@ -75,6 +76,7 @@ def create_app(fk: Flowkernel, *, token_cache_ttl: float = CACHE_TTL) -> FastAPI
     app.state.tokens = ApiTokens(fk.engine, cache_ttl=token_cache_ttl)
     errors.install(app)
     docs.install(app)
+    web.install(app)
 
     @app.get("/v1/health", tags=["service"], summary="The server runs and reaches its database")
     def health(fk: Kernel) -> HealthOut:
