@@ -69,6 +69,7 @@ EXPECTED = {
     "abstract_class": 400,
     "database_unreachable": 503,
     "database_not_migrated": 503,
+    "graphviz_unavailable": 503,
 }
 
 

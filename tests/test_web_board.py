@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
-from flowkernel import Actor, Flowkernel
+from flowkernel import SYSTEM, Actor, Flowkernel
+from flowkernel.examples.charging_station import STATES, build_station_class
 from flowkernel.examples.sales_pipeline import build_sales_pipeline
 
 __all__ = ["api", "browser"]
@@ -143,9 +145,11 @@ def test_a_board_worked_in_the_browser(fk: Flowkernel, api: Api, browser: webdri
     watcher = panel.find_element(By.ID, "watcher")
     watcher.send_keys("9", Keys.ENTER)
     wait(browser).until(lambda b: fk.items.watchers(deal, REP) == [9])
+    wait(browser).until(  # the panel, drawn again, lists the watcher
+        seen.text_to_be_present_in_element((By.ID, "watchers"), "user 9")
+    )
     shoot(browser, "web-board-item")
-    panel = browser.find_element(By.ID, "panel")
-    panel.find_element(By.CSS_SELECTOR, 'button[data-method="move_to_won"]').click()
+    browser.find_element(By.CSS_SELECTOR, '#panel button[data-method="move_to_won"]').click()
     card_in(browser, "won", deal)
     assert fk.item(deal, REP).state == "won"
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
@@ -155,3 +159,72 @@ def test_a_board_worked_in_the_browser(fk: Flowkernel, api: Api, browser: webdri
     browser.find_element(By.ID, "sign-out").click()
     wait(browser).until(seen.visibility_of_element_located((By.ID, "token")))
     assert browser.execute_script("return sessionStorage.length") == 0
+
+
+def test_a_kernel_class_and_its_diagram_in_the_browser(
+    fk: Flowkernel, api: Api, browser: webdriver.Chrome
+) -> None:
+    build_station_class(fk)
+    station = fk.place("station", "charging_station", 300, SYSTEM, account_id=1).id
+    fk.execute(station, "enable", SYSTEM)
+    token = api.tokens.issue("board", account_id=1, user_id=7).token
+
+    browser.get(api.url + "/")
+    wait(browser).until(seen.visibility_of_element_located((By.ID, "token"))).send_keys(
+        token, Keys.ENTER
+    )
+    wait(browser).until(
+        seen.element_to_be_clickable((By.CSS_SELECTOR, 'a[data-class="station"]'))
+    ).click()
+    card = card_in(browser, "unavailable", station)
+    states = [
+        s.get_attribute("data-stage") for s in browser.find_elements(By.CSS_SELECTOR, ".stage")
+    ]
+    assert states == [code for _type, code, _label, _seq in STATES]
+
+    browser.find_element(By.ID, "show-diagram").click()
+    image = wait(browser).until(seen.visibility_of_element_located((By.ID, "diagram-image")))
+    wait(browser).until(lambda b: b.execute_script("return arguments[0].naturalWidth", image) > 100)
+    shoot(browser, "web-class")
+
+    card.send_keys(Keys.ENTER)
+    panel = wait(browser).until(seen.visibility_of_element_located((By.ID, "panel")))
+    disable = wait(browser).until(
+        lambda b: panel.find_element(By.CSS_SELECTOR, 'button[data-method="disable"]')
+    )
+    assert not panel.find_elements(By.CSS_SELECTOR, 'button[data-method="heartbeat"]')
+    disable.click()
+    card_in(browser, "disabled", station)
+    assert fk.item(station, SYSTEM).state == "disabled"
+
+
+def test_class_board_and_diagram_over_http(fk: Flowkernel, api: Api) -> None:
+    build_station_class(fk)
+    station = fk.place("station", "charging_station", 300, SYSTEM, account_id=1).id
+    sales = build_sales_pipeline(fk)
+    token = api.tokens.issue("board", account_id=1, user_id=7).token
+    with api.client(token) as client:
+        board = client.get("/v1/classes/station/board")
+        assert board.status_code == 200, board.text
+        by_state = {s["code"]: [i["id"] for i in s["items"]] for s in board.json()["stages"]}
+        assert by_state["created"] == [station] and board.json()["value_column"] is None
+
+        drawn = client.get(
+            "/v1/classes/station/diagram", params={"format": "mermaid", "counts": True}
+        )
+        assert drawn.status_code == 200 and drawn.headers["content-type"].startswith("text/plain")
+        assert 's_created("Created<br/>1 item")' in drawn.text
+        svg = client.get(f"/v1/classes/{sales.id}/diagram")
+        if shutil.which("dot") is not None:
+            assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml"
+            assert svg.text.lstrip().startswith("<?xml") and "Sales Pipeline" in svg.text
+        else:
+            assert svg.status_code == 503
+            assert svg.json()["error"]["code"] == "graphviz_unavailable"
+        for path, status in [
+            ("/v1/classes/nothing/board", 404),
+            ("/v1/classes/nothing/diagram", 404),
+            ("/v1/classes/station/diagram?format=png", 422),
+            ("/v1/classes/station/board?per_stage=0", 422),
+        ]:
+            assert client.get(path).status_code == status, path

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, status
+from fastapi import APIRouter, Body, Path, Query, Response, status
 
 from flowkernel.definition.classes import ClassInfo
 from flowkernel.documents.classes import dump_class, load_class
 from flowkernel.http.auth import CurrentActor, Kernel, account_for, require_system
-from flowkernel.http.bodies import MAX_ID, ref
+from flowkernel.http.bodies import MAX_ID, BoardOut, ref
 from flowkernel.http.class_bodies import (
     AccessRuleOut,
     ClassDetailOut,
@@ -27,6 +27,8 @@ from flowkernel.http.class_bodies import (
 )
 from flowkernel.http.documents import ClassDoc, request_body
 from flowkernel.kernel import Flowkernel
+from flowkernel.runtime.scope import MAX_PAGE
+from flowkernel.views.diagram import draw
 
 router = APIRouter(prefix="/v1/classes", tags=["classes"])
 
@@ -134,3 +136,54 @@ def dump(
     account = account_for(actor, account_id)
     info = fk.definitions.get_class(ref(code), account, visible_to=actor)
     return dump_class(fk, info.code, account)
+
+
+MEDIA_TYPES: dict[str, str] = {
+    "svg": "image/svg+xml",
+    "dot": "text/vnd.graphviz; charset=utf-8",
+    "mermaid": "text/plain; charset=utf-8",
+}
+
+
+@router.get(
+    "/{code}/board",
+    summary="A class's items by state, as the board shows a pipeline's",
+    description="States in position order, each with a page of its items (not deleted ones) "
+    "and its count; a pipeline answers as `/v1/pipelines/{id}/board` without sums.",
+)
+def class_board(
+    code: ClassRef,
+    fk: Kernel,
+    actor: CurrentActor,
+    per_stage: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[
+        str | None, Query(min_length=1, max_length=10_000, description="a previous next_cursor")
+    ] = None,
+    account_id: AccountQuery = None,
+) -> BoardOut:
+    account = account_for(actor, account_id)
+    info = fk.definitions.get_class(ref(code), account, visible_to=actor)
+    found = fk.queries.board(info.id, actor, per_stage=per_stage, cursor=cursor, value_column=None)
+    return BoardOut.model_validate(found)
+
+
+@router.get(
+    "/{code}/diagram",
+    summary="A class (or pipeline) drawn as SVG, Graphviz dot or Mermaid",
+    description="`counts=true` adds the items in each state the token sees. SVG needs "
+    "Graphviz's `dot` on the server (503 `graphviz_unavailable` without it).",
+    response_class=Response,
+    responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()}}},
+)
+def class_diagram(
+    code: ClassRef,
+    fk: Kernel,
+    actor: CurrentActor,
+    fmt: Annotated[str, Query(alias="format", pattern="^(svg|dot|mermaid)$")] = "svg",
+    counts: bool = False,
+    account_id: AccountQuery = None,
+) -> Response:
+    account = account_for(actor, account_id)
+    info = fk.definitions.get_class(ref(code), account, visible_to=actor)
+    drawn = draw(fk, info.id, actor, fmt, counts=counts)
+    return Response(drawn, media_type=MEDIA_TYPES[fmt])

@@ -35,6 +35,7 @@ from flowkernel.errors import (
     EventNotFound,
     ExecutionError,
     FlowkernelError,
+    GraphvizUnavailable,
     HandlerFailed,
     IdempotencyKeyReused,
     InvalidToken,
@@ -70,6 +71,7 @@ STATUS: Final[Mapping[type[FlowkernelError], int]] = {
     DefinitionError: 400,
     ExecutionError: 422,
     DatabaseError: 503,
+    GraphvizUnavailable: 503,
     FlowkernelError: 500,
 }
 """The HTTP status of each error class; the nearest class in an error's MRO decides.

@@ -3,7 +3,7 @@
 "use strict";
 
 const TOKEN = "flowkernel.token";
-const state = { pipeline: null, board: null, me: null, panelItem: null, returnFocus: null };
+const state = { view: null, pipeline: null, board: null, me: null, panelItem: null, returnFocus: null };
 
 // --- small helpers --------------------------------------------------------------------------
 
@@ -173,7 +173,11 @@ async function signedIn() {
 
 async function showHome() {
   document.getElementById("crumbs").replaceChildren();
-  const pipelines = await api("GET", "/v1/pipelines?templates=false");
+  const [pipelines, classes] = await Promise.all([
+    api("GET", "/v1/pipelines?templates=false"),
+    api("GET", "/v1/classes"),
+  ]);
+  const kernel = classes.filter((c) => c.movement === "explicit" && !c.is_abstract);
   const view = document.getElementById("view");
   view.replaceChildren(
     el("h1", {}, "Pipelines"),
@@ -182,37 +186,91 @@ async function showHome() {
           el("li", {}, el("a", { href: `#/pipelines/${p.id}`, "data-pipeline": p.id },
             el("strong", {}, p.name), ` · ${p.stages.length} stages`))))
       : el("p", {}, "No pipeline to show: create one with flowkernel pipeline create."),
+    kernel.length ? el("h1", {}, "Classes") : "",
+    kernel.length
+      ? el("ul", { class: "list", id: "classes" }, kernel.map((c) =>
+          el("li", {}, el("a", { href: `#/classes/${encodeURIComponent(c.code)}`, "data-class": c.code },
+            el("strong", {}, c.label), ` · ${c.code}`))))
+      : "",
   );
   view.focus();
 }
 
 // --- the board ------------------------------------------------------------------------------
 
-async function showBoard(id, focusItem) {
-  const [pipeline, board] = await Promise.all([
-    api("GET", `/v1/pipelines/${id}`),
-    api("GET", `/v1/pipelines/${id}/board`),
-  ]);
-  state.pipeline = pipeline;
+// A pipeline's board (`kind` "pipeline", `ref` its id) or a kernel class's items by state
+// (`kind` "class", `ref` its code): the same columns; only a pipeline's cards move by dragging.
+async function showBoard(kind, ref, focusItem) {
+  let title;
+  let board;
+  if (kind === "pipeline") {
+    const [pipeline, found] = await Promise.all([
+      api("GET", `/v1/pipelines/${ref}`),
+      api("GET", `/v1/pipelines/${ref}/board`),
+    ]);
+    state.pipeline = pipeline;
+    title = pipeline.name;
+    board = found;
+  } else {
+    const [info, found] = await Promise.all([
+      api("GET", `/v1/classes/${encodeURIComponent(ref)}`),
+      api("GET", `/v1/classes/${encodeURIComponent(ref)}/board`),
+    ]);
+    state.pipeline = null;
+    title = info.label;
+    board = found;
+  }
+  state.view = { kind, ref };
   state.board = board;
-  document.getElementById("crumbs").replaceChildren(el("a", { href: "#/" }, "Pipelines"), " / ", pipeline.name);
+  document.getElementById("crumbs").replaceChildren(el("a", { href: "#/" }, "Home"), " / ", title);
   const totals = [items(board.count)];
   if (board.value_column) {
     totals.push(`${board.value_column}: ${number(board.value_sum)}`);
     totals.push(`weighted: ${number(board.weighted_value)}`);
   }
+  const hint = kind === "pipeline"
+    ? "Drag a card to another stage, or focus it and press ← or →; Enter opens it."
+    : "Enter on a card opens it, with the methods you may run.";
+  const diagram = el("section", { id: "diagram", hidden: true, "aria-label": "diagram" });
   const view = document.getElementById("view");
   view.replaceChildren(
     el("div", { class: "toolbar" },
-      el("h1", {}, pipeline.name),
+      el("h1", {}, title),
       el("span", { id: "board-totals" }, totals.join(" · ")),
-      el("span", { class: "hint" }, "Drag a card to another stage, or focus it and press ← or →; Enter opens it.")),
+      el("button", { type: "button", id: "show-diagram", "aria-expanded": "false",
+        onclick: (event) => toggleDiagram(event.currentTarget, diagram, board.pipeline_id) }, "Diagram"),
+      el("span", { class: "hint" }, hint)),
+    diagram,
     el("div", { class: "board", id: "board" }, board.stages.map(stageColumn)),
   );
   if (focusItem) {
     const card = view.querySelector(`.card[data-item="${focusItem}"]`);
     if (card) card.focus();
   }
+}
+
+// The class drawn by the server with live counts: SVG through Graphviz, else Mermaid text.
+async function toggleDiagram(button, section, classId) {
+  const opening = section.hidden;
+  section.hidden = !opening;
+  button.setAttribute("aria-expanded", String(opening));
+  if (!opening) return;
+  const headers = { Authorization: "Bearer " + (sessionStorage.getItem(TOKEN) || "") };
+  const base = `/v1/classes/${classId}/diagram?counts=true`;
+  const svg = await fetch(`${base}&format=svg`, { headers });
+  if (svg.ok) {
+    const url = URL.createObjectURL(await svg.blob());
+    section.replaceChildren(el("img", { src: url, alt: "the class's states and transitions, with item counts", id: "diagram-image" }));
+    return;
+  }
+  const text = await fetch(`${base}&format=mermaid`, { headers });
+  section.replaceChildren(
+    el("p", { class: "hint" }, "Graphviz is not installed on the server; the drawing as Mermaid:"),
+    el("pre", {}, text.ok ? await text.text() : `the server answered ${text.status}`));
+}
+
+async function reloadBoard(focusItem) {
+  if (state.view) await showBoard(state.view.kind, state.view.ref, focusItem);
 }
 
 function stageColumn(stage) {
@@ -236,7 +294,10 @@ function stageColumn(stage) {
 
 function moreButton(stage, cards, cursor) {
   const button = el("button", { type: "button", class: "more", onclick: async () => {
-    const page = await api("GET", `/v1/pipelines/${state.pipeline.id}/stages/${stage.code}/items?cursor=${encodeURIComponent(cursor)}`);
+    const page = state.view.kind === "pipeline"
+      ? await api("GET", `/v1/pipelines/${state.view.ref}/stages/${stage.code}/items?cursor=${encodeURIComponent(cursor)}`)
+      : await api("GET", `/v1/classes/${encodeURIComponent(state.view.ref)}/board?cursor=${encodeURIComponent(`${stage.id}:${cursor}`)}`)
+        .then((b) => b.stages.find((s) => s.id === stage.id) || { items: [], next_cursor: null });
     cards.append(...page.items.map((item) => card(item, stage)));
     button.replaceWith(page.next_cursor ? moreButton(stage, cards, page.next_cursor) : "");
   } }, "More");
@@ -256,7 +317,8 @@ function card(item, stage) {
     breached ? el("span", { class: "badge", title: `breached ${when(item.sla_breached_at)}` }, "SLA breached") : null,
     el("div", { class: "hint" }, `#${item.id}`, item.assigned_user_id ? ` · user ${item.assigned_user_id}` : ""));
   node.addEventListener("keydown", (event) => onCardKey(event, item.id, stage.code));
-  node.addEventListener("pointerdown", (event) => startDrag(event, node));
+  if (state.view.kind === "pipeline") node.addEventListener("pointerdown", (event) => startDrag(event, node));
+  else node.addEventListener("click", () => openItem(item.id, node));
   return node;
 }
 
@@ -266,6 +328,8 @@ function onCardKey(event, itemId, stageCode) {
   if (event.key === "Enter" || event.key === " ") {
     event.preventDefault();
     openItem(itemId, event.currentTarget);
+  } else if (state.view.kind !== "pipeline") {
+    return;
   } else if (event.key === "ArrowRight" && at < codes.length - 1) {
     event.preventDefault();
     moveItem(itemId, codes[at + 1]);
@@ -324,7 +388,7 @@ async function moveItem(itemId, stageCode) {
   }
   closeDialog();
   say(`Moved #${itemId} to ${stage ? stage.name : stageCode}`);
-  await showBoard(state.pipeline.id, itemId);
+  await reloadBoard(itemId);
   if (state.panelItem === itemId) await openItem(itemId);
 }
 
@@ -471,7 +535,7 @@ async function openItem(itemId, from) {
 }
 
 async function refreshAfterChange(itemId) {
-  if (state.pipeline) await showBoard(state.pipeline.id, itemId);
+  await reloadBoard(itemId);
   await openItem(itemId);
 }
 
@@ -493,8 +557,10 @@ async function route() {
   }
   const path = location.hash.replace(/^#/, "") || "/";
   const board = path.match(/^\/pipelines\/(\d+)$/);
+  const kernel = path.match(/^\/classes\/([^/]+)$/);
   try {
-    if (board) await showBoard(Number(board[1]));
+    if (board) await showBoard("pipeline", Number(board[1]));
+    else if (kernel) await showBoard("class", decodeURIComponent(kernel[1]));
     else await showHome();
   } catch (err) {
     showError(err, "Could not load the page");
