@@ -283,7 +283,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
     dialect = fresh.dialect.name
     empty = database_objects(fresh)
     assert current_revision(fresh) is None
-    assert head_revision() == "0009"
+    assert head_revision() == "0010"
 
     upgrade(fresh)
     assert current_revision(fresh) == head_revision()
@@ -733,6 +733,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "flowkernel/migrations/versions/0007_token_expiry.py",
         "flowkernel/migrations/versions/0008_history_validity.py",
         "flowkernel/migrations/versions/0009_host_keys.py",
+        "flowkernel/migrations/versions/0010_last_calls_fillfactor.py",
         "flowkernel/store/schema/__init__.py",
         "flowkernel/store/schema/items.py",
     } <= names
@@ -767,7 +768,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.split() == ["0009", "0009"]
+    assert run.stdout.split() == ["0010", "0010"]
     check = create_engine(f"sqlite:///{tmp_path / 'fk.db'}")
     with check.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4
@@ -1029,16 +1030,70 @@ def test_step_0009_keeps_integer_keys_and_refuses_to_lose_text_keys_going_down(
             {"p": pid, "s": stage},
         )
     upgrade(fresh, "0009")
+    with fresh.connect() as conn:
+        keys = conn.execute(text("SELECT object_id, object_key FROM flow_items")).all()
+        assert [tuple(k) for k in keys] == [(42, None)]
+    upgrade(fresh)  # the library runs on the newest schema
     with Flowkernel(engine=fresh, deliver_events=False) as fk:
         [kept] = fk.items.find("deal", 42, SYSTEM)
         assert (kept.object_id, kept.object_key, kept.key) == (42, None, 42)
         placed = fk.place(pid, "deal", "9f1c2d3e-0000-4000-8000-000000000001", SYSTEM)
         with pytest.raises(RuntimeError, match="1 item"):
             downgrade(fresh, "0008")
-        assert current_revision(fresh) == "0009"
+        # refused at 0009's step: PostgreSQL rolls the whole downgrade back, SQLite keeps the
+        # steps done before it (0010's, which changes nothing there)
+        stopped = head_revision() if fresh.dialect.name == "postgresql" else "0009"
+        assert current_revision(fresh) == stopped
         fk.items.delete(placed.id, SYSTEM)
         fk.items.drop(placed.id, SYSTEM)
     downgrade(fresh, "0008")
     assert "object_key" not in {c["name"] for c in inspect(fresh).get_columns("flow_items")}
     with fresh.connect() as conn:
         assert conn.execute(text("SELECT object_id FROM flow_items")).scalars().all() == [42]
+
+
+def test_step_0010_leaves_room_for_the_next_last_call_and_keeps_the_calls(fresh: Engine) -> None:
+    upgrade(fresh, "0009")
+    with fresh.begin() as conn:
+        pid = new_pipeline(conn, "Lamps")
+        stage = conn.execute(
+            insert(stages).values(flow_pipeline_id=pid, name="Off").returning(stages.c.id)
+        ).scalar_one()
+        lamp = conn.execute(
+            text(
+                "INSERT INTO flow_items (flow_pipeline_id, flow_stage_id, object_type, object_id) "
+                "VALUES (:p, :s, 'lamp', 1) RETURNING id"
+            ),
+            {"p": pid, "s": stage},
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO fk_method_last_calls (flow_item_id, method_code, flow_pipeline_id, "
+                "action_code, from_stage_id, is_system, called_at, call_count) "
+                "VALUES (:i, 'ping', :p, 'heartbeat', :s, true, :at, 3)"
+            ),
+            {"i": lamp, "p": pid, "s": stage, "at": datetime(2026, 12, 1, tzinfo=UTC)},
+        )
+
+    def options() -> Any:
+        with fresh.connect() as conn:
+            return conn.execute(
+                text("SELECT reloptions FROM pg_class WHERE relname = 'fk_method_last_calls'")
+            ).scalar_one()
+
+    def kept() -> list[tuple[Any, ...]]:
+        with fresh.connect() as conn:
+            rows = conn.execute(
+                text("SELECT flow_item_id, method_code, call_count FROM fk_method_last_calls")
+            )
+            return [tuple(r) for r in rows]
+
+    postgresql = fresh.dialect.name == "postgresql"
+    assert kept() == [(lamp, "ping", 3)]
+    assert not postgresql or options() is None
+    upgrade(fresh, "0010")
+    assert kept() == [(lamp, "ping", 3)]
+    assert not postgresql or options() == ["fillfactor=50"]
+    downgrade(fresh, "0009")
+    assert not postgresql or options() is None
+    assert kept() == [(lamp, "ping", 3)]

@@ -68,7 +68,10 @@ _CLOSE: Final = (
 # moves, into the end of each target stage in request order (after the stage's last position
 # when the statement starts); a history row per state change; a call-log row, or the item's
 # last call replaced, per call that changed none, as its method logs them. Methods and actions
-# are indexes into the `names` array. The count of moved rows checks the versions.
+# are indexes into the `names` array. The count of moved rows checks the versions. A last call
+# already kept is replaced by a plain UPDATE (one row version, no index entry: the key does not
+# change), a first one inserted; ON CONFLICT stays for a first call another transaction inserted
+# meanwhile. A batch runs each item once, so no key comes twice.
 _WRITE: Final = """
 WITH m AS (
     SELECT *
@@ -114,13 +117,29 @@ WITH m AS (
            (%(names)b::text[])[u.action], u.source, NULL, %(user_id)s, %(is_system)s,
            CAST(u.params AS jsonb), %(now)s
       FROM u WHERE u.target IS NULL AND u.log = 0 ORDER BY u.n
+), kept AS (
+    SELECT u.item, (%(names)b::text[])[u.method] AS method, u.class,
+           (%(names)b::text[])[u.action] AS action, u.source, u.account,
+           CAST(u.params AS jsonb) AS params
+      FROM u WHERE u.target IS NULL AND u.log = 1
+), replaced AS (
+    UPDATE fk_method_last_calls AS l
+       SET flow_pipeline_id = k.class, action_code = k.action, from_stage_id = k.source,
+           iam_account_id = k.account, actor_iam_user_id = %(user_id)s,
+           is_system = %(is_system)s, params = k.params, called_at = %(now)s,
+           call_count = l.call_count + 1
+      FROM kept AS k
+     WHERE l.flow_item_id = k.item AND l.method_code = k.method
+    RETURNING l.flow_item_id
 ), last AS (
     INSERT INTO fk_method_last_calls AS l
            (flow_item_id, method_code, flow_pipeline_id, action_code, from_stage_id,
             iam_account_id, actor_iam_user_id, is_system, params, called_at)
-    SELECT u.item, (%(names)b::text[])[u.method], u.class, (%(names)b::text[])[u.action],
-           u.source, u.account, %(user_id)s, %(is_system)s, CAST(u.params AS jsonb), %(now)s
-      FROM u WHERE u.target IS NULL AND u.log = 1 ORDER BY u.item
+    SELECT k.item, k.method, k.class, k.action, k.source, k.account, %(user_id)s,
+           %(is_system)s, k.params, %(now)s
+      FROM kept AS k
+     WHERE k.item NOT IN (SELECT flow_item_id FROM replaced)
+     ORDER BY k.item
         ON CONFLICT (flow_item_id, method_code) DO UPDATE
        SET flow_pipeline_id = excluded.flow_pipeline_id, action_code = excluded.action_code,
            from_stage_id = excluded.from_stage_id, iam_account_id = excluded.iam_account_id,
