@@ -91,7 +91,9 @@ def test_a_pipeline_edited_over_http(fk: Flowkernel, api: Api) -> None:
         refused = client.post(f"/v1/items/{deal}/move", json={"stage": "proposal"})
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["code"] == "stage_requirement_missing"
-        in_use = client.patch(f"/v1/pipelines/{pid}/columns/amount", json={"is_active": False})
+        in_use = client.patch(  # refused whole: the label stays too
+            f"/v1/pipelines/{pid}/columns/amount", json={"label": "Sum", "is_active": False}
+        )
         assert in_use.status_code == 409, in_use.text
         assert in_use.json()["error"]["code"] == "definition_in_use"
         assert every_row(fk) == before
@@ -242,7 +244,7 @@ def test_a_pipeline_edited_from_the_command_line(
         (["edit-stage", str(pid), "lead"], 2),  # nothing to change
         (["edit-stage", str(pid), "lead", "--probability", "140"], 3),
         (["require", str(pid), "lead", "nothing"], 3),
-        (["edit-column", str(pid), "amount", "--active", "no"], 3),  # required by won
+        (["edit-column", str(pid), "amount", "--label", "Sum", "--active", "no"], 3),  # required
         (["add-automation", str(pid), "stage_entered", "x", "--payload", "{oops"], 2),
         (["delete-automation", str(pid), "999999"], 3),
         (["movement", str(pid), "--allow", "lead"], 2),

@@ -334,17 +334,14 @@ def _edit_column(args: argparse.Namespace) -> int:
         "options": _options(args.options),
         "position": args.position,
         "is_required": _yes(args.required),
+        "is_active": _yes(args.active),
     }
-    active = _yes(args.active)
-    if active is None and all(v is None for v in values.values()):
+    if all(v is None for v in values.values()):
         raise UsageError("name something to change; see `flowkernel pipeline edit-column --help`")
     actor = actor_of(args)
     with kernel(args) as fk:
-        pipeline, ref = pipeline_id(fk, args.pipeline, actor), code_or_id(args.column)
-        column = fk.pipelines.edit_column(pipeline, ref, actor, **values)
-        if active is not None:
-            change = fk.pipelines.activate_column if active else fk.pipelines.deactivate_column
-            column = change(pipeline, ref, actor)
+        pipeline = pipeline_id(fk, args.pipeline, actor)
+        column = fk.pipelines.edit_column(pipeline, code_or_id(args.column), actor, **values)
     state = "active" if column.is_active else "inactive"
     return _report(args, actor, column, f"changed column {column.name} ({state})")
 

@@ -26,6 +26,7 @@ from flowkernel.http.class_bodies import (
     TransitionOut,
 )
 from flowkernel.http.documents import ClassDoc, request_body
+from flowkernel.http.pipelines import Cursor
 from flowkernel.kernel import Flowkernel
 from flowkernel.runtime.scope import MAX_PAGE
 from flowkernel.views.diagram import draw
@@ -156,9 +157,7 @@ def class_board(
     fk: Kernel,
     actor: CurrentActor,
     per_stage: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[
-        str | None, Query(min_length=1, max_length=10_000, description="a previous next_cursor")
-    ] = None,
+    cursor: Cursor = None,
     account_id: AccountQuery = None,
 ) -> BoardOut:
     account = account_for(actor, account_id)

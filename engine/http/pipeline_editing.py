@@ -146,13 +146,7 @@ def add_column(pipeline: Pipeline, body: ColumnIn, fk: Kernel, actor: CurrentAct
 def edit_column(
     pipeline: Pipeline, column: ColumnPath, body: ColumnEditIn, fk: Kernel, actor: CurrentActor
 ) -> ColumnOut:
-    given = body.given()
-    active = given.pop("is_active", None)
-    admin, target = fk.pipelines, ref(column)
-    found = admin.edit_column(pipeline, target, actor, **given)
-    if active is not None:
-        change = admin.activate_column if active else admin.deactivate_column
-        found = change(pipeline, target, actor)
+    found = fk.pipelines.edit_column(pipeline, ref(column), actor, **body.given())
     return ColumnOut.model_validate(found)
 
 

@@ -69,9 +69,10 @@ _CLOSE: Final = (
 # when the statement starts); a history row per state change; a call-log row, or the item's
 # last call replaced, per call that changed none, as its method logs them. Methods and actions
 # are indexes into the `names` array. The count of moved rows checks the versions. A last call
-# already kept is replaced by a plain UPDATE (one row version, no index entry: the key does not
-# change), a first one inserted; ON CONFLICT stays for a first call another transaction inserted
-# meanwhile. A batch runs each item once, so no key comes twice.
+# already kept is replaced by a plain UPDATE (the new row version stays on its page, with room
+# kept there by migration 0010, and the key's index is not touched), a first one inserted; ON
+# CONFLICT stays for a first call another transaction inserted meanwhile. A batch runs each item
+# once, so no key comes twice.
 _WRITE: Final = """
 WITH m AS (
     SELECT *
@@ -199,11 +200,21 @@ VALUES (%(item)s, %(class)s, %(account)s, %(method)s, %(action)s, %(source)s, NU
         %(user_id)s, %(is_system)s, CAST(%(params)s AS jsonb), %(now)s)
 """
 _LAST_CALL_ONE: Final = """
+WITH replaced AS (
+    UPDATE fk_method_last_calls AS l
+       SET flow_pipeline_id = %(class)s, action_code = %(action)s, from_stage_id = %(source)s,
+           iam_account_id = %(account)s, actor_iam_user_id = %(user_id)s,
+           is_system = %(is_system)s, params = CAST(%(params)s AS jsonb), called_at = %(now)s,
+           call_count = l.call_count + 1
+     WHERE l.flow_item_id = %(item)s AND l.method_code = %(method)s
+    RETURNING l.flow_item_id
+)
 INSERT INTO fk_method_last_calls AS l
        (flow_item_id, method_code, flow_pipeline_id, action_code, from_stage_id, iam_account_id,
         actor_iam_user_id, is_system, params, called_at)
-VALUES (%(item)s, %(method)s, %(class)s, %(action)s, %(source)s, %(account)s, %(user_id)s,
-        %(is_system)s, CAST(%(params)s AS jsonb), %(now)s)
+SELECT %(item)s, %(method)s, %(class)s, %(action)s, %(source)s, %(account)s, %(user_id)s,
+       %(is_system)s, CAST(%(params)s AS jsonb), %(now)s
+ WHERE NOT EXISTS (SELECT 1 FROM replaced)
     ON CONFLICT (flow_item_id, method_code) DO UPDATE
    SET flow_pipeline_id = excluded.flow_pipeline_id, action_code = excluded.action_code,
        from_stage_id = excluded.from_stage_id, iam_account_id = excluded.iam_account_id,
@@ -211,6 +222,7 @@ VALUES (%(item)s, %(method)s, %(class)s, %(action)s, %(source)s, %(account)s, %(
        params = excluded.params, called_at = excluded.called_at,
        call_count = l.call_count + 1
 """
+"""An execution's last call: replaced as in `_WRITE`, else inserted."""
 
 _OUTBOX: Final = """
 INSERT INTO fk_outbox

@@ -99,10 +99,13 @@ class ColumnAdmin:
         options: Sequence[str] | None = None,
         position: int | None = None,
         is_required: bool | None = None,
+        is_active: bool | None = None,
     ) -> ColumnInfo:
-        """Change a column's label, options (select types only), position or `is_required`.
+        """Change a column's label, options (select types only), position or `is_required`,
+        and (`is_active`) deactivate or activate it, all in one transaction.
 
-        Stored values are not revalidated against new options.
+        Stored values are not revalidated against new options. Deactivating is refused while a
+        stage requires the column (`DefinitionInUse`), and then nothing changes.
         """
         values: dict[str, Any] = {}
         if label is not None:
@@ -112,11 +115,17 @@ class ColumnAdmin:
             check_int("position", position, maximum=MAX_POSITION)
         if is_required is not None:
             values["is_required"] = check_bool("is_required", is_required)
+        active = None if is_active is None else check_bool("is_active", is_active)
         with self._sessions.begin() as session:
             row = pipeline_row(session, pipeline_id, actor, write=True)
             target = find_column(session, row, column)
             if options is not None:
                 values["options"] = check_options(target.name, target.field_type, options)
+            if active is not None:
+                if not active:
+                    _check_unrequired(session, target)
+                if target.is_active != active:
+                    values["is_active"] = active
             if position is not None and position != target.position:
                 make_room(session, column_table, row.id, position, target.id)
                 values["position"] = position
@@ -133,45 +142,11 @@ class ColumnAdmin:
 
         Refused while a stage requires the column (`DefinitionInUse`); unrequire it first.
         """
-        return self._set_column_active(pipeline_id, column, actor, active=False)
+        return self.edit_column(pipeline_id, column, actor, is_active=False)
 
     def activate_column(self, pipeline_id: int, column: ColumnRef, actor: Actor) -> ColumnInfo:
         """Activate a deactivated column again."""
-        return self._set_column_active(pipeline_id, column, actor, active=True)
-
-    def _set_column_active(
-        self, pipeline_id: int, column: ColumnRef, actor: Actor, *, active: bool
-    ) -> ColumnInfo:
-        with self._sessions.begin() as session:
-            row = pipeline_row(session, pipeline_id, actor, write=True)
-            target = find_column(session, row, column)
-            if not active:
-                requiring = list(
-                    session.execute(
-                        select(StageRow)
-                        .join(
-                            StageRequiredColumnRow,
-                            StageRequiredColumnRow.flow_stage_id == StageRow.id,
-                        )
-                        .where(
-                            StageRequiredColumnRow.flow_column_id == target.id,
-                            StageRow.deleted_at.is_(None),
-                        )
-                        .order_by(StageRow.position, StageRow.id)
-                    ).scalars()
-                )
-                if requiring:
-                    stages = ", ".join(state_code(s) for s in requiring)
-                    raise DefinitionInUse(
-                        "column", target.name, f"the entry requirements of stage(s) {stages}"
-                    )
-            if target.is_active != active:
-                session.execute(
-                    update(column_table)
-                    .where(column_table.c.id == target.id)
-                    .values(is_active=active, updated_at=utc_now())
-                )
-            return read_pipeline(session, row.id).column(target.id)
+        return self.edit_column(pipeline_id, column, actor, is_active=True)
 
     # --- stage entry requirements --------------------------------------------------------
 
@@ -220,3 +195,20 @@ class ColumnAdmin:
                 )
             )
             return read_pipeline(session, row.id).stage(stage_row.id)
+
+
+def _check_unrequired(session: Session, column: Any) -> None:
+    """`DefinitionInUse` while a live stage requires `column` to enter it."""
+    requiring = list(
+        session.execute(
+            select(StageRow)
+            .join(StageRequiredColumnRow, StageRequiredColumnRow.flow_stage_id == StageRow.id)
+            .where(
+                StageRequiredColumnRow.flow_column_id == column.id, StageRow.deleted_at.is_(None)
+            )
+            .order_by(StageRow.position, StageRow.id)
+        ).scalars()
+    )
+    if requiring:
+        stages = ", ".join(state_code(s) for s in requiring)
+        raise DefinitionInUse("column", column.name, f"the entry requirements of stage(s) {stages}")
