@@ -43,10 +43,21 @@ class Scale:
     # what to tell about the scale: (the scenario group a note is about, or None, its text)
     notes: tuple[tuple[str | None, str], ...] = ()
     memory_postgresql: int | None = None  # fewer on PostgreSQL, where each costs a commit
+    past_history: int | None = None  # history rows of the past-board scenario; None skips it
 
 
 SMOKE = Scale(
-    "smoke", 1, 40, 10, 2, 50, None, 2, 300, ((None, "smoke: tiny figures, schema check only"),)
+    "smoke",
+    1,
+    40,
+    10,
+    2,
+    50,
+    None,
+    2,
+    300,
+    ((None, "smoke: tiny figures, schema check only"),),
+    past_history=2_000,
 )
 QUICK = Scale(
     "quick",
@@ -60,6 +71,7 @@ QUICK = Scale(
     10_000,
     (
         ("million", "quick: no million-item scenarios"),
+        ("past", "quick: no past board unless asked for (--scenario past)"),
         ("memory", "quick: memory growth over 10,000 executions, not 1,000,000"),
     ),
 )
@@ -80,6 +92,7 @@ FULL = Scale(
         ),
     ),
     memory_postgresql=100_000,
+    past_history=1_000_000,
 )
 
 

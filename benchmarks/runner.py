@@ -19,7 +19,7 @@ from sqlalchemy import text
 from flowkernel import Flowkernel
 from flowkernel.cli.progress import Progress
 
-from . import big_scenarios, http_scenarios, scenarios
+from . import big_scenarios, http_scenarios, past_scenarios, scenarios
 from .measuring import FLOOR, FULL, PEER, QUICK, SMOKE, UPDATE_ANY, Context, Measure, Scale
 from .scratch import scratch
 
@@ -98,8 +98,9 @@ OWN_SCHEMA: Final = (
 )
 """What the baselines are, printed under the table."""
 
-STEPS: Final = ("move", "heartbeat", "batch", "http", "compile", "million", "memory")
-"""The scenario groups a run can be narrowed to (`million`: the board and SLA scenarios)."""
+STEPS: Final = ("move", "heartbeat", "batch", "http", "compile", "million", "past", "memory")
+"""The scenario groups a run can be narrowed to (`million`: the board and SLA scenarios;
+`past`: the board at a past instant on 1,000,000 history rows)."""
 
 
 def run(
@@ -120,6 +121,9 @@ def run(
     chosen = set(STEPS if only is None else only)
     if not scale.million:
         chosen.discard("million")
+    past_rows = scale.past_history or (1_000_000 if only is not None and "past" in only else None)
+    if past_rows is None:
+        chosen.discard("past")
     began = time.perf_counter()
     with scratch(url) as place, ExitStack() as stack:
         fk = Flowkernel(place.url)
@@ -168,6 +172,9 @@ def run(
             if scale.million:
                 count = scale.million
                 step("million items", lambda: big_scenarios.million(ctx, count))
+            if past_rows is not None:
+                rows = past_rows
+                step("past board", lambda: past_scenarios.past_board(ctx, rows))
             step("memory", lambda: big_scenarios.memory(ctx, station))
         finally:
             fk.close()
@@ -247,6 +254,14 @@ def _targets(database: str, measures: list[Measure]) -> list[Target]:
             m = by.get((scenario, _baseline(scenario)))
             ms = m.extra["ms"] if m is not None else None
             targets.append(Target(name, database, ms, "ms", None if ms is None else ms < limit))
+    past = by.get(("past_board_first_page_1m_history", "present board (same pipeline)"))
+    if pg and past is not None and past.extra["history_rows"] >= 1_000_000:
+        ratio(
+            "past_board_first_page_1m_history",
+            "present board (same pipeline)",
+            1 / 3,
+            "past board's first page on 1,000,000 history rows within 3 x the present board's",
+        )
     c = by.get(("compile_100_states_1000_transitions", "transitions Machine alone"))
     if c is not None:
         targets.append(

@@ -90,7 +90,7 @@ def test_progress_is_a_bar_on_a_terminal_and_silent_when_piped(
     monkeypatch.setattr(runner, "Progress", terminal)
     assert main(["bench", "--smoke", "--database-url", url]) == 0
     assert "- move ..." in drawn.getvalue() and "bench [" in drawn.getvalue()
-    assert "6/6 100%" in drawn.getvalue()
+    assert "7/7 100%" in drawn.getvalue()
 
 
 def test_the_batch_baseline_writes_what_the_engine_writes(

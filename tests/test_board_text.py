@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from flowkernel.runtime.board import Board, BoardItem, BoardStage
+from flowkernel.runtime.board_results import Board, BoardItem, BoardStage
 from flowkernel.views.board import render_board, short_number
 
 

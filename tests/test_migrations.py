@@ -283,7 +283,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
     dialect = fresh.dialect.name
     empty = database_objects(fresh)
     assert current_revision(fresh) is None
-    assert head_revision() == "0010"
+    assert head_revision() == "0011"
 
     upgrade(fresh)
     assert current_revision(fresh) == head_revision()
@@ -734,6 +734,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "flowkernel/migrations/versions/0008_history_validity.py",
         "flowkernel/migrations/versions/0009_host_keys.py",
         "flowkernel/migrations/versions/0010_last_calls_fillfactor.py",
+        "flowkernel/migrations/versions/0011_past_boards.py",
         "flowkernel/store/schema/__init__.py",
         "flowkernel/store/schema/items.py",
     } <= names
@@ -768,7 +769,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.split() == ["0010", "0010"]
+    assert run.stdout.split() == ["0011", "0011"]
     check = create_engine(f"sqlite:///{tmp_path / 'fk.db'}")
     with check.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4
@@ -1041,7 +1042,7 @@ def test_step_0009_keeps_integer_keys_and_refuses_to_lose_text_keys_going_down(
         with pytest.raises(RuntimeError, match="1 item"):
             downgrade(fresh, "0008")
         # refused at 0009's step: PostgreSQL rolls the whole downgrade back, SQLite keeps the
-        # steps done before it (0010's, which changes nothing there)
+        # steps done before it (0011's and 0010's)
         stopped = head_revision() if fresh.dialect.name == "postgresql" else "0009"
         assert current_revision(fresh) == stopped
         fk.items.delete(placed.id, SYSTEM)
@@ -1097,3 +1098,55 @@ def test_step_0010_leaves_room_for_the_next_last_call_and_keeps_the_calls(fresh:
     downgrade(fresh, "0009")
     assert not postgresql or options() is None
     assert kept() == [(lamp, "ping", 3)]
+
+
+def test_step_0011_reads_past_boards_from_the_history_already_there(fresh: Engine) -> None:
+    upgrade(fresh, "0010")
+    long_ago = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+    with fresh.begin() as conn:
+        pid = new_pipeline(conn, "Deals")
+        lead, won = (
+            conn.execute(
+                insert(stages).values(flow_pipeline_id=pid, name=name).returning(stages.c.id)
+            ).scalar_one()
+            for name in ("Lead", "Won")
+        )
+        deal = conn.execute(
+            text(
+                "INSERT INTO flow_items (flow_pipeline_id, flow_stage_id, object_type, object_id) "
+                "VALUES (:p, :s, 'deal', 1) RETURNING id"
+            ),
+            {"p": pid, "s": won},
+        ).scalar_one()
+        for moved_at, stage in ((long_ago, lead), (long_ago + timedelta(days=3), won)):
+            conn.execute(
+                text(
+                    "INSERT INTO flow_stage_history (flow_item_id, flow_pipeline_id, "
+                    "to_stage_id, moved_at, is_system) VALUES (:i, :p, :s, :at, false)"
+                ),
+                {"i": deal, "p": pid, "s": stage, "at": moved_at},
+            )
+    upgrade(fresh, "0011")
+    names = set(inspect(fresh).get_table_names())
+    assert {"flow_stage_hour_counts", "flow_stage_count_marks"} <= names
+    upgrade(fresh)
+    with Flowkernel(engine=fresh, deliver_events=False) as fk:
+        then = fk.queries.board(pid, SYSTEM, as_of=long_ago + timedelta(days=1))
+        assert [(s.name, s.count, [i.id for i in s.items]) for s in then.stages] == [
+            ("Lead", 1, [deal]),
+            ("Won", 0, []),
+        ]
+        assert (
+            fk.queries.board(pid, SYSTEM, as_of=long_ago + timedelta(days=4)).stages[1].count == 1
+        )
+    with fresh.connect() as conn:  # the hours it needed were counted from the history: the
+        # lead's entry and exit, the won's entry, each for no account and for all accounts
+        assert conn.execute(text("SELECT count(*) FROM flow_stage_hour_counts")).scalar_one() == 6
+    downgrade(fresh, "0010")
+    names = set(inspect(fresh).get_table_names())
+    assert not {"flow_stage_hour_counts", "flow_stage_count_marks"} & names
+    history_indexes = {i["name"] for i in inspect(fresh).get_indexes("flow_stage_history")}
+    assert "ix_flow_stage_history_ended" not in history_indexes
+    with fresh.connect() as conn:
+        rows = conn.execute(text("SELECT to_stage_id FROM flow_stage_history ORDER BY id"))
+        assert rows.scalars().all() == [lead, won]

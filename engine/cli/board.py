@@ -10,6 +10,7 @@ from flowkernel.cli.arguments import (
     actor_of,
     add_actor_options,
     add_json_option,
+    moment,
     pipeline_id,
     positive_int,
 )
@@ -37,6 +38,13 @@ def add_commands(commands: Commands) -> None:
     board.add_argument(
         "--width", type=positive_int, metavar="N", help="default: the terminal's width"
     )
+    board.add_argument(
+        "--as-of",
+        type=moment,
+        metavar="WHEN",
+        help="the board at a past instant (ISO 8601, UTC unless it names an offset): each "
+        "stage's items then, latest entry first, and their counts; no sums",
+    )
     add_actor_options(board)
     add_json_option(board)
     board.set_defaults(command=_board)
@@ -46,10 +54,12 @@ def _board(args: argparse.Namespace) -> int:
     actor = actor_of(args)
     with kernel(args) as fk:
         pipeline = pipeline_id(fk, args.pipeline, actor)
-        from flowkernel.runtime.board import FIRST_NUMBER_COLUMN
+        from flowkernel.runtime.board_results import FIRST_NUMBER_COLUMN
 
         column = FIRST_NUMBER_COLUMN if args.value_column is None else args.value_column or None
-        board = fk.queries.board(pipeline, actor, per_stage=args.per_stage, value_column=column)
+        board = fk.queries.board(
+            pipeline, actor, per_stage=args.per_stage, value_column=column, as_of=args.as_of
+        )
     if args.json:
         print_json(board)
     else:

@@ -25,10 +25,11 @@ def add_commands(commands: Commands) -> None:
     bench.add_argument(
         "--scenario",
         action="append",
-        choices=("move", "heartbeat", "batch", "http", "compile", "million", "memory"),
+        choices=("move", "heartbeat", "batch", "http", "compile", "million", "past", "memory"),
         metavar="NAME",
         help="run only this scenario group (repeatable): move, heartbeat, batch, http, compile, "
-        "million (the board and SLA scenarios of the full run), memory",
+        "million (the board and SLA scenarios of the full run), past (the board at a past "
+        "instant on 1,000,000 history rows), memory",
     )
     bench.set_defaults(command=_bench)
 

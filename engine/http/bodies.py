@@ -528,6 +528,7 @@ class BoardOut(Out):
     value_sum: Decimal | None
     weighted_value: Decimal | None
     next_cursor: str | None
+    as_of: datetime | None = None
 
 
 class StagePageOut(Out):

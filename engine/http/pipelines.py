@@ -3,6 +3,7 @@ template clone and stage removal."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, status
@@ -21,7 +22,7 @@ from flowkernel.http.bodies import (
 )
 from flowkernel.http.documents import PipelineDoc, request_body
 from flowkernel.http.pipeline_bodies import CloneIn, StageRemovalOut
-from flowkernel.runtime.board import FIRST_NUMBER_COLUMN, FirstNumberColumn
+from flowkernel.runtime.board_results import FIRST_NUMBER_COLUMN, FirstNumberColumn
 from flowkernel.runtime.scope import MAX_PAGE
 
 router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
@@ -63,6 +64,13 @@ def _column(value_column: str | None) -> str | FirstNumberColumn | None:
 
 Cursor = Annotated[
     str | None, Query(min_length=1, max_length=10_000, description="a previous next_cursor")
+]
+AsOf = Annotated[
+    datetime | None,
+    Query(
+        description="a past instant (ISO 8601; UTC unless it names an offset): the board then, "
+        "each stage's items latest entry first, with counts and no sums"
+    ),
 ]
 
 PIPELINE_DOCUMENT: dict[str, Any] = {
@@ -128,6 +136,7 @@ def board(
     page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     cursor: Cursor = None,
     value_column: ValueColumn = None,
+    as_of: AsOf = None,
 ) -> BoardOut:
     found = fk.queries.board(
         pipeline,
@@ -136,6 +145,7 @@ def board(
         page=page,
         cursor=cursor,
         value_column=_column(value_column),
+        as_of=as_of,
     )
     return BoardOut.model_validate(found)
 
@@ -151,9 +161,16 @@ def stage_items(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Cursor = None,
     value_column: ValueColumn = None,
+    as_of: AsOf = None,
 ) -> StagePageOut:
     found = fk.queries.stage_items(
-        pipeline, ref(stage), actor, limit=limit, cursor=cursor, value_column=_column(value_column)
+        pipeline,
+        ref(stage),
+        actor,
+        limit=limit,
+        cursor=cursor,
+        value_column=_column(value_column),
+        as_of=as_of,
     )
     return StagePageOut.model_validate(found)
 

@@ -6,10 +6,9 @@ It follows the LEO seed's board query, scoped to the actor (`flowkernel.runtime.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -24,8 +23,23 @@ from sqlalchemy import (
 from sqlalchemy.types import NullType
 
 from flowkernel.actors import Actor
-from flowkernel.errors import InvalidArgument, UnknownDefinition
+from flowkernel.errors import InvalidArgument
 from flowkernel.previews import preview
+from flowkernel.runtime.board_results import (
+    ALL,
+    FIRST_NUMBER_COLUMN,
+    NO_ACCOUNT,
+    Board,
+    BoardItem,
+    BoardStage,
+    FirstNumberColumn,
+    StagePage,
+    number_column,
+    parse_value,
+    scope_account,
+)
+from flowkernel.runtime.past import past_moment
+from flowkernel.runtime.past_board import past_board, past_stage_page
 from flowkernel.runtime.scope import (
     QueryBase,
     check_limit,
@@ -35,14 +49,13 @@ from flowkernel.runtime.scope import (
 )
 from flowkernel.store.database import reading
 from flowkernel.store.prepared import Db, Prepared
+from flowkernel.store.tables import item_values as values_table
 from flowkernel.store.tables import (
-    columns,
     items,
     sla_breaches,
     stage_totals,
     stages,
 )
-from flowkernel.store.tables import item_values as values_table
 from flowkernel.store.tables import stage_value_totals as value_totals
 from flowkernel.validation import (
     MAX_ID,
@@ -50,91 +63,6 @@ from flowkernel.validation import (
     MIN_ID,
     check_int,
 )
-
-NO_ACCOUNT = -1
-"""The `account_key` of the stage totals of items without an account (migration 0003)."""
-
-
-# --- results ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BoardItem:
-    """A card on the board: the seed's board columns plus SLA times and the value column."""
-
-    id: int
-    object_type: str
-    object_id: int
-    assigned_user_id: int | None
-    position: int
-    last_stage_changed_at: datetime | None
-    sla_due_at: datetime | None
-    sla_breached_at: datetime | None
-    value: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class BoardStage:
-    """One column of the board: the stage, its page of items and its totals.
-
-    `count` and the sums cover every non-deleted item of the stage, not just this page.
-    `weighted_value` is `value_sum * probability / 100` (None without a probability).
-    `next_cursor` continues this stage with `stage_items`; None when the page is the last.
-    """
-
-    id: int
-    code: str
-    name: str
-    position: int
-    color: str | None
-    probability: int | None
-    sla_days: int | None
-    is_won: bool
-    is_lost: bool
-    count: int
-    value_sum: Decimal | None
-    weighted_value: Decimal | None
-    items: tuple[BoardItem, ...]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Board:
-    """A pipeline's board: stages in position order with their items and totals.
-
-    `next_cursor` continues every stage that has more items (pass it as `cursor=`); None
-    when every stage is complete.
-    """
-
-    pipeline_id: int
-    pipeline_name: str
-    value_column: str | None
-    stages: tuple[BoardStage, ...]
-    count: int
-    value_sum: Decimal | None
-    weighted_value: Decimal | None
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class StagePage:
-    """One page of a single stage's items, in board order."""
-
-    stage_id: int
-    items: tuple[BoardItem, ...]
-    next_cursor: str | None
-
-
-class FirstNumberColumn:
-    """The default `value_column` of the board: the pipeline's first active number column
-    (by position), or none when it has none."""
-
-    def __repr__(self) -> str:
-        return "FIRST_NUMBER_COLUMN"
-
-
-FIRST_NUMBER_COLUMN: Final = FirstNumberColumn()
-"""Sum the pipeline's first active number column: the board's default everywhere."""
 
 
 class BoardQueries(QueryBase):
@@ -149,6 +77,7 @@ class BoardQueries(QueryBase):
         page: int = 0,
         cursor: str | None = None,
         value_column: str | FirstNumberColumn | None = FIRST_NUMBER_COLUMN,
+        as_of: datetime | None = None,
     ) -> Board:
         """The seed's board: non-deleted stages by position, each with a page of its items.
 
@@ -158,16 +87,32 @@ class BoardQueries(QueryBase):
         number column `value_column` (by default the pipeline's first active number column;
         None: no sums) cover all items of each stage; they come from the per-stage totals the
         database keeps with every write (migration 0003).
+
+        With `as_of`, the board at that past instant (`flowkernel.runtime.past`): the stages
+        not deleted then, each stage's items then, latest entry first, and their counts; no
+        sums, as values are not versioned.
         """
         check_limit("per_stage", per_stage)
         check_int("page", page, minimum=0, maximum=MAX_INT, error=InvalidArgument)
         if cursor is not None and page:
             raise InvalidArgument("pass either page or cursor, not both", page=page)
         after = _parse_board_cursor(cursor) if cursor is not None else None
+        if as_of is not None:
+            return past_board(
+                self._sessions,
+                self._writer,
+                pipeline_id,
+                actor,
+                past_moment(as_of),
+                per_stage,
+                page,
+                after,
+                value_column,
+            )
         with reading(self._sessions) as session:
             conn = session.connection()
             pipeline = readable_pipeline(conn, pipeline_id, actor)
-            column_id, value_column = _number_column(conn, pipeline_id, value_column)
+            column_id, value_column = number_column(conn, pipeline_id, value_column)
             stage_rows = conn.execute(
                 select(stages)
                 .where(stages.c.flow_pipeline_id == pipeline_id, stages.c.deleted_at.is_(None))
@@ -184,7 +129,7 @@ class BoardQueries(QueryBase):
                     if after is None or s.id in after  # stages the cursor leaves out are done
                 ],
                 column_id,
-                _scope_account(actor, pipeline.iam_account_id),
+                scope_account(actor, pipeline.iam_account_id),
                 per_stage,
             )
             board_stages: list[BoardStage] = []
@@ -236,69 +181,43 @@ class BoardQueries(QueryBase):
         limit: int = 50,
         cursor: str | None = None,
         value_column: str | FirstNumberColumn | None = FIRST_NUMBER_COLUMN,
+        as_of: datetime | None = None,
     ) -> StagePage:
         """One stage's non-deleted items in board order, `limit` at a time after `cursor`.
 
-        `cursor` is a `BoardStage.next_cursor` or a previous page's `next_cursor`.
+        `cursor` is a `BoardStage.next_cursor` or a previous page's `next_cursor` (of a board
+        at the same `as_of`). With `as_of`, the stage's items at that past instant, latest
+        entry first, as `board(as_of=...)`.
         """
         check_limit("limit", limit)
         after = _parse_stage_cursor(cursor) if cursor is not None else None
+        if as_of is not None:
+            return past_stage_page(
+                self._sessions,
+                self._writer,
+                pipeline_id,
+                stage,
+                actor,
+                past_moment(as_of),
+                limit,
+                after,
+                value_column,
+            )
         with reading(self._sessions) as session:
             conn = session.connection()
             pipeline = readable_pipeline(conn, pipeline_id, actor)
             stage_id = stage_of(conn, pipeline, stage)
-            column_id, _ = _number_column(conn, pipeline_id, value_column)
+            column_id, _ = number_column(conn, pipeline_id, value_column)
             cards, more = _stage_pages(
                 conn,
                 [(stage_id, 0, after)],
                 column_id,
-                _scope_account(actor, pipeline.iam_account_id),
+                scope_account(actor, pipeline.iam_account_id),
                 limit,
             )[stage_id]
         return StagePage(stage_id=stage_id, items=tuple(cards), next_cursor=more)
 
     # --- one item ----------------------------------------------------------------------------
-
-
-def _number_column(
-    conn: Connection, pipeline_id: int, name: str | FirstNumberColumn | None
-) -> tuple[int | None, str | None]:
-    """The id and name of the pipeline's number column `name` (None for no column)."""
-    if name is None:
-        return None, None
-    if isinstance(name, FirstNumberColumn):
-        first = conn.execute(
-            select(columns.c.id, columns.c.name)
-            .where(
-                columns.c.flow_pipeline_id == pipeline_id,
-                columns.c.deleted_at.is_(None),
-                columns.c.is_active.is_(True),
-                columns.c.field_type == "number",
-            )
-            .order_by(columns.c.position, columns.c.id)
-            .limit(1)
-        ).first()
-        return (None, None) if first is None else (int(first[0]), str(first[1]))
-    if not isinstance(name, str):
-        raise InvalidArgument(
-            f"value_column must be a column name or None, not {preview(name)}", value_column=name
-        )
-    rows = conn.execute(
-        select(columns.c.id, columns.c.name, columns.c.field_type).where(
-            columns.c.flow_pipeline_id == pipeline_id, columns.c.deleted_at.is_(None)
-        )
-    ).all()
-    for column_id, column_name, field_type in rows:
-        if column_name == name:
-            if field_type != "number":
-                raise InvalidArgument(
-                    f"column {preview(name)} is a {field_type} column; sums need a number column",
-                    value_column=name,
-                )
-            return int(column_id), name
-    raise UnknownDefinition(
-        "column", name, f"pipeline {pipeline_id}", sorted(str(r.name) for r in rows)
-    )
 
 
 def _number(raw: object) -> Decimal | None:
@@ -362,16 +281,6 @@ def _stage_totals(
     return found
 
 
-_ALL: Final = ("all",)
-"""`_stage_pages`' scope for an actor who sees every item of the pipeline."""
-
-
-def _scope_account(actor: Actor, pipeline_account: int | None) -> tuple[str] | int | None:
-    """`_ALL`, or the account whose items (and those of no account) the actor sees, as
-    `item_scope` says."""
-    return _ALL if item_scope(actor, pipeline_account) is None else actor.account_id
-
-
 def _stage_pages(
     conn: Connection,
     pages: Sequence[tuple[int, int, tuple[int, int] | None]],
@@ -384,7 +293,7 @@ def _stage_pages(
     is `_scope_account`'s."""
     if not pages:
         return {}
-    scoped = account is not _ALL
+    scoped = account is not ALL
     by_cursor = pages[0][2] is not None
     if any((after is not None) != by_cursor for _stage, _offset, after in pages):
         return {  # all pages by cursor or all by offset in one statement: here, one by one
@@ -416,7 +325,7 @@ def _stage_pages(
                 last_stage_changed_at=r[6],
                 sla_due_at=r[7],
                 sla_breached_at=r[8],
-                value=_parse_value(r[9]) if column_id is not None else None,
+                value=parse_value(r[9]) if column_id is not None else None,
             )
             for r in rows[:limit]
         ]
@@ -494,12 +403,6 @@ def _pages_statement(
         _PAGES.clear()
     prepared = _PAGES[key] = Prepared(query, dialect)
     return prepared
-
-
-def _parse_value(raw: str | None) -> Decimal | None:
-    if raw is None or raw == "":
-        return None
-    return Decimal(raw)
 
 
 def _parse_stage_cursor(cursor: object) -> tuple[int, int]:

@@ -8,6 +8,7 @@ items of that account (and the platform's own). A class-wide access rule that de
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pluggy
@@ -93,11 +94,16 @@ def item_scope(actor: Actor, pipeline_account: int | None) -> ColumnElement[bool
     return or_(items.c.iam_account_id.is_(None), items.c.iam_account_id == actor.account_id)
 
 
-def stage_of(conn: Connection, pipeline: Any, key: str | int) -> int:
-    """A non-deleted stage of the pipeline by code or id."""
+def stage_of(conn: Connection, pipeline: Any, key: str | int, at: datetime | None = None) -> int:
+    """A stage of the pipeline by code or id: one not deleted, or not deleted at `at`."""
+    live = (
+        stages.c.deleted_at.is_(None)
+        if at is None
+        else or_(stages.c.deleted_at.is_(None), stages.c.deleted_at > at)
+    )
     rows = conn.execute(
         select(stages.c.id, stages.c.code)
-        .where(stages.c.flow_pipeline_id == pipeline.id, stages.c.deleted_at.is_(None))
+        .where(stages.c.flow_pipeline_id == pipeline.id, live)
         .order_by(stages.c.position, stages.c.id)
     ).all()
     for stage_id, code in rows:

@@ -15,7 +15,7 @@ import textwrap
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
-from flowkernel.runtime.board import Board, BoardItem, BoardStage
+from flowkernel.runtime.board_results import Board, BoardItem, BoardStage
 
 SEPARATOR: Final = " | "
 TENTH: Final = Decimal("0.1")
@@ -26,6 +26,8 @@ MIN_COLUMN: Final = 16
 def render_board(board: Board, width: int, *, min_column: int = MIN_COLUMN) -> str:
     """The board as lines of at most `width` characters (at least one stage per band)."""
     title = f"{board.pipeline_name}: {_count(board.count)}"
+    if board.as_of is not None:
+        title += f" as of {board.as_of.strftime('%Y-%m-%d %H:%M:%S')} UTC"
     if board.value_column is not None and board.value_sum is not None:
         title += f", {board.value_column} {format_number(board.value_sum)}"
         if board.weighted_value is not None and any(

@@ -47,6 +47,14 @@ class ItemRow(Base):
         Index("ix_flow_items_stage_position", "flow_stage_id", "position"),
         # The pipelines an object is in (the seed's "pipelines of an object" query).
         Index("ix_flow_items_object", "object_type", "object_id"),
+        # A pipeline's deleted items, for its past boards (live items are not in it).
+        Index(
+            "ix_flow_items_deleted",
+            "flow_pipeline_id",
+            "deleted_at",
+            postgresql_where=text("deleted_at IS NOT NULL"),
+            sqlite_where=text("deleted_at IS NOT NULL"),
+        ),
         # Item ids are never reused on SQLite: history and the call log outlive dropped items.
         {"sqlite_autoincrement": True},
     )
@@ -110,6 +118,14 @@ class StageHistoryRow(Base):
         Index("ix_flow_stage_history_item", "flow_item_id", "moved_at"),
         # The funnel and the stage times of one pipeline; the items in a state at an instant.
         Index("ix_flow_stage_history_pipeline_to", "flow_pipeline_id", "to_stage_id", "moved_at"),
+        # The periods that ended in a time range: the hourly counts of past boards.
+        Index(
+            "ix_flow_stage_history_ended",
+            "flow_pipeline_id",
+            "valid_to",
+            postgresql_where=text("valid_to IS NOT NULL"),
+            sqlite_where=text("valid_to IS NOT NULL"),
+        ),
         # At most one open period per item: the row of its current state.
         Index(
             "ux_flow_stage_history_open",
@@ -230,6 +246,36 @@ class StageValueTotalRow(Base):
     slot: Mapped[int] = mapped_column(SmallInteger(), primary_key=True)
     value_count: Mapped[int] = mapped_column(BigInteger(), nullable=False)
     value_sum: Mapped[Decimal] = mapped_column(Numeric(), nullable=False)
+
+
+class StageHourCountRow(Base):
+    """The number of items a stage held at the end of an hour, per account, from the history.
+
+    Written for closed hours by the first past board that needs them (`flowkernel.runtime.past`),
+    only for hours in which the count changed: a stage's count at an instant is its latest row
+    at or before it plus the history's moves since. `account_key` is the items' account, -1 for
+    items of none, -2 for all of them together.
+    """
+
+    __tablename__ = "flow_stage_hour_counts"
+
+    flow_stage_id: Mapped[int] = mapped_column(
+        BigInteger(), ForeignKey("flow_stages.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_key: Mapped[int] = mapped_column(BigInteger(), primary_key=True)
+    hour_end: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    item_count: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+
+
+class StageCountMarkRow(Base):
+    """How far a pipeline's `flow_stage_hour_counts` are written: every hour up to `counted_to`."""
+
+    __tablename__ = "flow_stage_count_marks"
+
+    flow_pipeline_id: Mapped[int] = mapped_column(
+        BigInteger(), ForeignKey("flow_pipelines.id", ondelete="CASCADE"), primary_key=True
+    )
+    counted_to: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
 class WatcherRow(Base):
