@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from flowkernel import documents
-from flowkernel.cli import pipeline_editing
+from flowkernel.cli import forecast, pipeline_editing
 from flowkernel.cli.arguments import (
     Commands,
     acted_as,
@@ -123,6 +123,7 @@ def add_commands(commands: Commands) -> None:
     funnel.set_defaults(command=_pipeline_funnel)
 
     pipeline_editing.add_commands(sub)
+    forecast.add_commands(sub)
     for parser in (create, listing, show, dump, clone, remove, funnel):
         add_actor_options(parser)
     for parser in (create, listing, show, clone, remove, funnel):

@@ -4,6 +4,8 @@ automations."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -166,3 +168,53 @@ class AutomationEditIn(Patch):
     name: Name | None = None
     payload_template: dict[str, Any] | None = None
     is_active: bool | None = None
+
+
+# --- forecasts ----------------------------------------------------------------------------
+
+
+class PeriodValueOut(Out):
+    """Open items expected to close in one period (`period` null: no close date)."""
+
+    period: str | None
+    start: date | None
+    count: int
+    value: Decimal
+    weighted_value: Decimal
+
+
+class StageFiguresOut(Out):
+    """One stage's figures over the forecast's window."""
+
+    stage_id: int
+    code: str
+    name: str
+    probability: int | None
+    is_won: bool
+    is_lost: bool
+    in_stage: int
+    entered: int
+    advanced: int
+    conversion: float | None
+    p50_days: float | None
+    p90_days: float | None
+    idle: int | None
+    idle_days: int | None
+
+
+class ForecastOut(Out):
+    """A pipeline's forecast at `as_of`; `previous` is the same one period before."""
+
+    pipeline_id: int
+    as_of: datetime
+    period: str
+    window_start: datetime
+    window_end: datetime
+    value_column: str | None
+    close_column: str | None
+    open_count: int
+    open_value: Decimal | None
+    weighted_value: Decimal | None
+    by_period: list[PeriodValueOut]
+    stages: list[StageFiguresOut]
+    previous: ForecastOut | None

@@ -4,7 +4,7 @@ template clone and stage removal."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, status
 
@@ -21,7 +21,8 @@ from flowkernel.http.bodies import (
     ref,
 )
 from flowkernel.http.documents import PipelineDoc, request_body
-from flowkernel.http.pipeline_bodies import CloneIn, StageRemovalOut
+from flowkernel.http.pipeline_bodies import CloneIn, ForecastOut, StageRemovalOut
+from flowkernel.previews import preview
 from flowkernel.runtime.board_results import FIRST_NUMBER_COLUMN, FirstNumberColumn
 from flowkernel.runtime.scope import MAX_PAGE
 
@@ -185,6 +186,59 @@ def funnel(
 ) -> ConversionOut:
     found = fk.queries.conversion(pipeline, ref(from_stage), ref(to_stage), actor)
     return ConversionOut.model_validate(found)
+
+
+@router.get(
+    "/{pipeline_id}/forecast",
+    summary="Weighted value by close period, conversion, time in stage and idle items, with "
+    "the previous period's",
+)
+def forecast(
+    pipeline: Pipeline,
+    fk: Kernel,
+    actor: CurrentActor,
+    close_column: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="a date column")
+    ] = None,
+    period: Annotated[Literal["week", "month", "quarter"], Query()] = "month",
+    value_column: ValueColumn = None,
+    idle_days: Annotated[
+        str | None,
+        Query(
+            max_length=10_000,
+            description="days without a move or a call after which an item is idle: one number "
+            "for every open stage, or code:days,code:days",
+        ),
+    ] = None,
+    as_of: AsOf = None,
+) -> ForecastOut:
+    found = fk.queries.forecast(
+        pipeline,
+        actor,
+        close_column=close_column,
+        period=period,
+        value_column=_column(value_column),
+        idle_days=idle_days_of(idle_days),
+        as_of=as_of,
+    )
+    return ForecastOut.model_validate(found)
+
+
+def idle_days_of(text: str | None) -> int | dict[str, int] | None:
+    """`idle_days` as the library takes it: `7`, or `lead:7,proposal:14`."""
+    if text is None or not text.strip():
+        return None
+    try:
+        if ":" not in text:
+            return int(text)
+        return {
+            code.strip(): int(days) for code, days in (part.split(":") for part in text.split(","))
+        }
+    except ValueError:
+        raise InvalidArgument(
+            f"idle_days must be a number of days or code:days,code:days, not {preview(text)}",
+            idle_days=text,
+        ) from None
 
 
 @router.get("/{pipeline_id}/time-in-stage", summary="Time spent per stage over all items")

@@ -299,7 +299,7 @@ def _counts_statement(dialect: Dialect, size: int, keys: int, scoped: bool) -> P
     return _prepared(("counts", dialect.name, dialect.driver, size, keys, scoped), dialect, build)
 
 
-def _in_scope(account: Any) -> Any:
+def in_scope(account: Any) -> Any:
     """The history rows of `account` and of no account."""
     return or_(history.c.iam_account_id.is_(None), history.c.iam_account_id == account)
 
@@ -410,7 +410,7 @@ def _cards_statement(
                 .limit(bindparam("limit"))
             )
             if scoped:
-                query = query.where(_in_scope(bindparam("account")))
+                query = query.where(in_scope(bindparam("account")))
             if by_cursor:
                 entered = bindparam(f"entered_{k}", type_=UTCDateTime())
                 query = query.where(

@@ -34,6 +34,7 @@ from flowkernel.runtime import calls as call_log
 from flowkernel.runtime import history as history_reader
 from flowkernel.runtime.board import BoardQueries
 from flowkernel.runtime.calls import CallPage
+from flowkernel.runtime.forecast import ForecastQueries
 from flowkernel.runtime.scope import (
     check_limit,
     item_scope,
@@ -117,7 +118,7 @@ class StageTime:
     average: timedelta
 
 
-class Queries(BoardQueries):
+class Queries(BoardQueries, ForecastQueries):
     """Read-side queries: board, item history, pipelines of an object, funnel, time in stage."""
 
     # --- one item ----------------------------------------------------------------------------
