@@ -228,6 +228,7 @@ OPERATIONS = [
     op(LIST, i + "find", "deal", 1, X),
     op(READ, q + "conversion", PIPELINE, "lead", "won", X),
     op(READ, q + "stage_times", PIPELINE, X),
+    op(READ, q + "forecast", PIPELINE, X),
     op(READ, q + "items_at", PIPELINE, "lead", NOW, X),
     op(LIST, q + "events", X),
     op(READ, q + "events", X, item_id=DEAL),

@@ -313,6 +313,13 @@ def moment() -> Bad:
     )
 
 
+def past() -> Bad:
+    """Wrong for an instant of the past: not a datetime, or a future one."""
+    return moment() | Bad(
+        st.datetimes(min_value=datetime(2100, 1, 1)), (datetime(2999, 1, 1, tzinfo=UTC),)
+    )
+
+
 def sequence_of(bad_entry: Bad) -> Bad:
     """Wrong for a list: no list at all, or a list holding a bad entry."""
     return Bad(
@@ -495,7 +502,7 @@ def pipeline_documents() -> Bad:
             _no_document(PIPELINE_KEYS),
             text().but(lambda v: v is not None).strategy.map(lambda v: {"name": v}),
             code(MAX_STATE_CODE).strategy.map(lambda v: doc(code=v)),
-            OTHER.strategy.map(lambda v: doc(stages=v)),
+            OTHER.but(lambda v: v != []).strategy.map(lambda v: doc(stages=v)),  # [] is no stage
             integer(1, MAX_INT).strategy.map(lambda v: doc(stages=[{"name": "S", "sla_days": v}])),
             flag().strategy.map(lambda v: doc(is_template=v)),
             NOT_STR.strategy.map(lambda v: doc(columns=[{"name": "c", "field_type": v}])),
@@ -987,6 +994,23 @@ def query_cases() -> list[Case]:
         ("", "x", "soon|2|1", "2026-01-01T00:00:00|9|1", "2026-01-01T00:00:00|2|abc"),
     )
     number = NOT_STR | UNKNOWN_CODE | Bad(st.sampled_from(["title", "tier"]), ("title",))
+    period = (
+        OTHER
+        | BOOLS
+        | Bad(
+            st.text(max_size=8).filter(lambda s: s not in ("week", "month", "quarter")),
+            ("year", "", "Month"),
+        )
+    )
+    idle = (
+        OTHER
+        | Bad(
+            st.one_of(
+                st.integers(max_value=-1), st.dictionaries(st.text(max_size=4), st.integers())
+            ),
+            (-1, True, "7", {"zz": 1}, {"lead": -1}, {"won": 3}, {"lead": True}, 10**6),
+        )
+    ).but(lambda v: v != {})  # {}: no stage has a threshold
     return [
         c(ID, q + "board", X, ALICE, _words=pipeline),
         c(size, q + "board", PIPELINE, ALICE, per_stage=X),
@@ -1016,6 +1040,14 @@ def query_cases() -> list[Case]:
         c(ANY_ID, q + "items_at", PIPELINE, "lead", NOW, ALICE, after=X),
         c(ID, q + "stage_times", X, ALICE, _words=pipeline),
         c(moment(), q + "stage_times", PIPELINE, ALICE, X),
+        c(past(), q + "board", PIPELINE, ALICE, as_of=X),
+        c(past(), q + "stage_items", PIPELINE, "lead", ALICE, as_of=X),
+        c(ID, q + "forecast", X, ALICE, _words=pipeline),
+        c(number, q + "forecast", PIPELINE, ALICE, close_column=X, _words=("column",)),
+        c(number, q + "forecast", PIPELINE, ALICE, value_column=X, _words=("column",)),
+        c(period, q + "forecast", PIPELINE, ALICE, period=X),
+        c(idle, q + "forecast", PIPELINE, ALICE, idle_days=X),
+        c(past(), q + "forecast", PIPELINE, ALICE, as_of=X),
         c(text(), q + "events", ALICE, event_name=X),
         c(NOT_INT | WIDE | UNKNOWN_ID, q + "events", ALICE, item_id=X, _words=item),
         c(size, q + "events", ALICE, limit=X),

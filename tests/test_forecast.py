@@ -187,8 +187,8 @@ def test_quarters_weeks_and_thresholds_by_stage(
         ({"period": "year"}, InvalidArgument, "week, month, quarter"),
         ({"close_column": "amount"}, InvalidArgument, "date column"),
         ({"close_column": "nowhere"}, UnknownDefinition, "nowhere"),
-        ({"idle_days": {"won": 3}}, UnknownDefinition, "won"),
-        ({"idle_days": -1}, InvalidArgument, "whole number"),
+        ({"idle_days": {"won": 3}}, InvalidArgument, "not an open stage"),
+        ({"idle_days": -1}, InvalidArgument, "whole days"),
         ({"as_of": datetime(2999, 1, 1, tzinfo=UTC)}, InvalidArgument, "in the future"),
     ],
 )

@@ -26,6 +26,7 @@ ANN = Actor.user(1, 10)
 BEN = Actor.user(2, 20)
 STAGES = ("lead", "qualified", "proposal", "won")
 STEP = timedelta(minutes=41)
+SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,15 @@ def test_the_past_board_over_http_and_on_the_command_line(
         assert "in the future" in refused.json()["error"]["message"]
         bad = client.get("/v1/pipelines/deals/board", params={"as_of": "last tuesday"})
         assert bad.status_code == 422
+        for at, state in (
+            (between, "lead"),
+            (won.moved_at, "won"),
+            (placed.moved_at - SECOND, None),
+        ):
+            found = client.get(f"/v1/items/{deal}/state", params={"at": at.isoformat()})
+            assert found.status_code == 200, found.text
+            assert found.json() == {"item_id": deal, "at": found.json()["at"], "state": state}
+        assert client.get(f"/v1/items/{deal}/state").status_code == 422  # at is required
     db = ["--database-url", database_url]
     acting = ["--account", "1", "--as", "7"]
     assert main([*db, "board", "deals", "--as-of", between.isoformat(), *acting, "--json"]) == 0
@@ -276,3 +286,8 @@ def test_the_past_board_over_http_and_on_the_command_line(
     assert "Deals: 1 item as of " in capsys.readouterr().out
     assert main([*db, "board", "deals", "--as-of", "2999-01-01", *acting]) == 4
     assert "in the future" in capsys.readouterr().err
+    assert main([*db, "item", "state", str(deal), "--at", between.isoformat(), *acting]) == 0
+    assert capsys.readouterr().out == "lead\n"
+    early = (placed.moved_at - SECOND).isoformat()
+    assert main([*db, "item", "state", str(deal), "--at", early, *acting, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] is None

@@ -14,6 +14,7 @@ from flowkernel.cli.arguments import (
     add_json_option,
     assignments,
     code_or_id,
+    moment,
     positive_int,
 )
 from flowkernel.cli.connection import kernel
@@ -113,6 +114,19 @@ def add_commands(commands: Commands) -> None:
     history.add_argument("item", type=positive_int, metavar="ITEM")
     history.set_defaults(command=_item_history)
 
+    state = sub.add_parser(
+        "state", help="the state an item was in at an instant (from its history's periods)"
+    )
+    state.add_argument("item", type=positive_int, metavar="ITEM")
+    state.add_argument(
+        "--at",
+        type=moment,
+        required=True,
+        metavar="WHEN",
+        help="the instant (ISO 8601, UTC unless it names an offset)",
+    )
+    state.set_defaults(command=_item_state)
+
     calls = sub.add_parser(
         "calls",
         help="an item's method calls, newest first: moves, calls that changed nothing, the "
@@ -154,8 +168,8 @@ def add_commands(commands: Commands) -> None:
     checklist.set_defaults(command=_item_checklist)
 
     for parser in (
-        place, move, execute, methods, explain, history, calls, find, values, set_values,
-        checklist,
+        place, move, execute, methods, explain, history, state, calls, find, values,
+        set_values, checklist,
     ):  # fmt: skip
         add_actor_options(parser)
         add_json_option(parser)
@@ -278,6 +292,16 @@ def _item_calls(args: argparse.Namespace) -> int:
     )
     if page.next_cursor is not None:
         print(f"more: --cursor '{page.next_cursor}'")
+    return EXIT_OK
+
+
+def _item_state(args: argparse.Namespace) -> int:
+    with kernel(args) as fk:
+        found = fk.state_at(args.item, args.at, actor_of(args))
+    if args.json:
+        print_json({"item_id": args.item, "at": args.at.isoformat(), "state": found})
+    else:
+        print(found if found is not None else "(none: not placed yet, or dropped by then)")
     return EXIT_OK
 
 

@@ -232,6 +232,14 @@ class HistoryOut(Out):
     valid_to: datetime | None
 
 
+class StateAtOut(Out):
+    """The state an item was in at `at` (null: not placed yet, or dropped by then)."""
+
+    item_id: int
+    at: datetime
+    state: str | None
+
+
 class CallOut(Out):
     """One executed method: the state it ran in, where it led (null: nowhere), who ran it;
     `count` > 1 for the last call of a method that keeps only that one."""

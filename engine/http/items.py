@@ -4,6 +4,7 @@ history, custom values, checklist, watchers and time in stage."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, Query, status
@@ -26,6 +27,7 @@ from flowkernel.http.bodies import (
     MoveIn,
     PlaceIn,
     StageTimeOut,
+    StateAtOut,
     ValueOut,
     ValuesIn,
     WatchOut,
@@ -175,6 +177,16 @@ def explain(item_id: ItemId, what: CodePath, fk: Kernel, actor: CurrentActor) ->
 @router.get("/{item_id}/history", summary="The item's state history, oldest first")
 def history(item_id: ItemId, fk: Kernel, actor: CurrentActor) -> list[HistoryOut]:
     return [HistoryOut.model_validate(e) for e in fk.history(item_id, actor)]
+
+
+@router.get("/{item_id}/state", summary="The state the item was in at an instant")
+def state_at(
+    item_id: ItemId,
+    at: Annotated[datetime, Query(description="ISO 8601; UTC unless it names an offset")],
+    fk: Kernel,
+    actor: CurrentActor,
+) -> StateAtOut:
+    return StateAtOut(item_id=item_id, at=at, state=fk.state_at(item_id, at, actor))
 
 
 @router.get(

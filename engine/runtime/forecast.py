@@ -157,12 +157,14 @@ class ForecastQueries(QueryBase):
 
 
 def _period(value: Period | str) -> Period:
-    try:
-        return value if isinstance(value, Period) else Period(value)
-    except ValueError:
-        raise InvalidArgument(
-            f"period must be one of week, month, quarter, not {preview(value)}", period=value
-        ) from None
+    if isinstance(value, Period):
+        return value
+    for period in Period:
+        if isinstance(value, str) and value == period.value:
+            return period
+    raise InvalidArgument(
+        f"period must be one of week, month, quarter, not {preview(value)}", period=value
+    )
 
 
 def _back(moment: datetime, length: Period) -> datetime:
@@ -226,7 +228,11 @@ def _idle_days(given: int | Mapping[str, int] | None, stage_rows: Any) -> dict[i
     found: dict[int, int] = {}
     for code, days in given.items():
         if code not in by_code:
-            raise UnknownDefinition("open stage", code, "the pipeline", sorted(by_code))
+            raise InvalidArgument(
+                f"idle_days names {preview(code)}, which is not an open stage of the pipeline; "
+                f"open stages: {', '.join(sorted(by_code))}",
+                idle_days=code,
+            )
         _check_days(days)
         found[by_code[code]] = days
     return found
@@ -235,7 +241,7 @@ def _idle_days(given: int | Mapping[str, int] | None, stage_rows: Any) -> dict[i
 def _check_days(days: object) -> None:
     if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 36_500:
         raise InvalidArgument(
-            f"idle days must be a whole number from 0 to 36500, not {preview(days)}",
+            f"idle_days must be whole days from 0 to 36500, not {preview(days)}",
             idle_days=days,
         )
 

@@ -145,22 +145,17 @@ def _count(conn: Connection, pipeline_id: int, start: datetime, end: datetime) -
         .group_by(stage_hour_counts.c.flow_stage_id, stage_hour_counts.c.account_key)
         .subquery()
     )
+    last_rows = select(
+        stage_hour_counts.c.flow_stage_id,
+        stage_hour_counts.c.account_key,
+        stage_hour_counts.c.item_count,
+    ).where(
+        latest.c.flow_stage_id == stage_hour_counts.c.flow_stage_id,
+        latest.c.account_key == stage_hour_counts.c.account_key,
+        latest.c.hour_end == stage_hour_counts.c.hour_end,
+    )
     counts: dict[tuple[int, int], int] = {
-        (stage, key): count
-        for stage, key, count in conn.execute(
-            select(
-                stage_hour_counts.c.flow_stage_id,
-                stage_hour_counts.c.account_key,
-                stage_hour_counts.c.item_count,
-            ).join(
-                latest,
-                and_(
-                    latest.c.flow_stage_id == stage_hour_counts.c.flow_stage_id,
-                    latest.c.account_key == stage_hour_counts.c.account_key,
-                    latest.c.hour_end == stage_hour_counts.c.hour_end,
-                ),
-            )
-        )
+        (stage, key): count for stage, key, count in conn.execute(last_rows)
     }
     rows: list[dict[str, Any]] = []
     for (stage, key), by_hour in changes.items():

@@ -3,7 +3,7 @@
 "use strict";
 
 const TOKEN = "flowkernel.token";
-const state = { view: null, pipeline: null, board: null, me: null, panelItem: null, returnFocus: null };
+const state = { view: null, pipeline: null, board: null, asOf: null, me: null, panelItem: null, returnFocus: null };
 
 // --- small helpers --------------------------------------------------------------------------
 
@@ -200,13 +200,15 @@ async function showHome() {
 
 // A pipeline's board (`kind` "pipeline", `ref` its id) or a kernel class's items by state
 // (`kind` "class", `ref` its code): the same columns; only a pipeline's cards move by dragging.
-async function showBoard(kind, ref, focusItem) {
+// `asOf` (a UTC ISO instant, pipelines only) shows the board as it was then, read-only.
+async function showBoard(kind, ref, focusItem, asOf = null) {
   let title;
   let board;
   if (kind === "pipeline") {
+    const past = asOf ? `?as_of=${encodeURIComponent(asOf)}` : "";
     const [pipeline, found] = await Promise.all([
       api("GET", `/v1/pipelines/${ref}`),
-      api("GET", `/v1/pipelines/${ref}/board`),
+      api("GET", `/v1/pipelines/${ref}/board${past}`),
     ]);
     state.pipeline = pipeline;
     title = pipeline.name;
@@ -219,34 +221,116 @@ async function showBoard(kind, ref, focusItem) {
     state.pipeline = null;
     title = info.label;
     board = found;
+    asOf = null;
   }
   state.view = { kind, ref };
+  state.asOf = asOf;
   state.board = board;
   document.getElementById("crumbs").replaceChildren(el("a", { href: "#/" }, "Home"), " / ", title);
   const totals = [items(board.count)];
   if (board.value_column) {
-    totals.push(`${board.value_column}: ${number(board.value_sum)}`);
-    totals.push(`weighted: ${number(board.weighted_value)}`);
+    // a past board has no sums: values are not versioned
+    totals.push(`${board.value_column}: ${asOf ? "—" : number(board.value_sum)}`);
+    totals.push(`weighted: ${asOf ? "—" : number(board.weighted_value)}`);
   }
-  const hint = kind === "pipeline"
-    ? "Drag a card to another stage, or focus it and press ← or →; Enter opens it."
-    : "Enter on a card opens it, with the methods you may run.";
+  const hint = asOf
+    ? "The board then: read-only. Now returns to the live board."
+    : kind === "pipeline"
+      ? "Drag a card to another stage, or focus it and press ← or →; Enter opens it."
+      : "Enter on a card opens it, with the methods you may run.";
   const diagram = el("section", { id: "diagram", hidden: true, "aria-label": "diagram" });
   const view = document.getElementById("view");
   view.replaceChildren(
     el("div", { class: "toolbar" },
       el("h1", {}, title),
+      kind === "pipeline" ? pipelineTabs(ref, "board") : null,
       el("span", { id: "board-totals" }, totals.join(" · ")),
       el("button", { type: "button", id: "show-diagram", "aria-expanded": "false",
-        onclick: (event) => toggleDiagram(event.currentTarget, diagram, board.pipeline_id) }, "Diagram"),
+        onclick: (event) => toggleDiagram(event.currentTarget, diagram, board.pipeline_id) }, asOf ? "Diagram (now)" : "Diagram"),
+      kind === "pipeline" ? asOfPicker(ref, asOf) : null,
       el("span", { class: "hint" }, hint)),
+    asOf
+      ? el("p", { id: "as-of-banner", class: "banner", role: "status" },
+          el("strong", {}, `As of ${when(asOf)}`),
+          " — the board as it was then: each stage's items at that instant, latest entry first. "
+          + "Cards are read-only; sums are not shown, as values are not versioned (a card shows today's value).")
+      : "",
     diagram,
-    el("div", { class: "board", id: "board" }, board.stages.map(stageColumn)),
+    el("div", { class: "board" + (asOf ? " past" : ""), id: "board", dataset: { asOf: asOf || "" } },
+      board.stages.map(stageColumn)),
   );
   if (focusItem) {
     const card = view.querySelector(`.card[data-item="${focusItem}"]`);
     if (card) card.focus();
   }
+}
+
+// Board | Forecast: the two views of a pipeline.
+function pipelineTabs(ref, current) {
+  const tab = (name, label, href) => el("a", {
+    href, class: "tab", id: `tab-${name}`, "aria-current": current === name ? "page" : null,
+  }, label);
+  return el("nav", { class: "tabs", "aria-label": "views of the pipeline" },
+    tab("board", "Board", `#/pipelines/${ref}`),
+    tab("forecast", "Forecast", `#/pipelines/${ref}/forecast`));
+}
+
+// A datetime-local input's value (local time, no offset) as a UTC ISO instant; null if empty.
+function localToIso(value) {
+  if (!value) return null;
+  const date = new Date(value); // a date-time without an offset is read as local time
+  return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
+}
+
+// A UTC ISO instant as a datetime-local input's value (local time, to the second).
+function isoToLocal(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`
+    + `T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}
+
+// The past-instant picker: Show loads the board at the instant; Now returns to the live board.
+function asOfPicker(ref, asOf) {
+  const input = el("input", { id: "as-of", name: "as_of", type: "datetime-local", step: 1, value: isoToLocal(asOf) });
+  const problem = el("span", { id: "as-of-error", class: "error", role: "alert" });
+  const form = el("form", { id: "as-of-form", class: "as-of", novalidate: true, "aria-label": "the board at a past instant",
+    onsubmit: async (event) => {
+      event.preventDefault();
+      const iso = localToIso(input.value);
+      if (!iso) {
+        problem.textContent = "Pick a date and time first.";
+        input.focus();
+        return;
+      }
+      problem.textContent = "";
+      try {
+        await showBoard("pipeline", ref, null, iso);
+      } catch (err) {
+        problem.textContent = err.message; // the API's reason, e.g. an instant in the future
+        return;
+      }
+      history.pushState(null, "", `#/pipelines/${ref}?as_of=${encodeURIComponent(iso)}`);
+      document.getElementById("as-of-show").focus();
+      say(`The board as of ${when(iso)}`);
+    } },
+    el("label", { for: "as-of" }, "Board at"),
+    input,
+    el("button", { type: "submit", id: "as-of-show" }, "Show"),
+    el("button", { type: "button", id: "as-of-now", onclick: async () => {
+      try {
+        await showBoard("pipeline", ref, null, null);
+      } catch (err) {
+        problem.textContent = err.message;
+        return;
+      }
+      if (location.hash !== `#/pipelines/${ref}`) history.pushState(null, "", `#/pipelines/${ref}`);
+      document.getElementById("as-of-now").focus();
+      say("The live board");
+    } }, "Now"),
+    problem);
+  return form;
 }
 
 // The class drawn by the server with live counts: SVG through Graphviz, else Mermaid text.
@@ -270,12 +354,12 @@ async function toggleDiagram(button, section, classId) {
 }
 
 async function reloadBoard(focusItem) {
-  if (state.view) await showBoard(state.view.kind, state.view.ref, focusItem);
+  if (state.view && state.view.kind !== "forecast") await showBoard(state.view.kind, state.view.ref, focusItem, state.asOf);
 }
 
 function stageColumn(stage) {
   const parts = [items(stage.count)];
-  if (state.board.value_column) parts.push(number(stage.value_sum));
+  if (state.board.value_column) parts.push(state.asOf ? "—" : number(stage.value_sum));
   if (stage.weighted_value !== null && stage.weighted_value !== undefined) parts.push(`weighted ${number(stage.weighted_value)}`);
   const cards = el("ul", { class: "cards", "aria-label": stage.name }, stage.items.map((item) => card(item, stage)));
   const column = el("section", {
@@ -295,7 +379,8 @@ function stageColumn(stage) {
 function moreButton(stage, cards, cursor) {
   const button = el("button", { type: "button", class: "more", onclick: async () => {
     const page = state.view.kind === "pipeline"
-      ? await api("GET", `/v1/pipelines/${state.view.ref}/stages/${stage.code}/items?cursor=${encodeURIComponent(cursor)}`)
+      ? await api("GET", `/v1/pipelines/${state.view.ref}/stages/${stage.code}/items?cursor=${encodeURIComponent(cursor)}`
+        + (state.asOf ? `&as_of=${encodeURIComponent(state.asOf)}` : ""))
       : await api("GET", `/v1/classes/${encodeURIComponent(state.view.ref)}/board?cursor=${encodeURIComponent(`${stage.id}:${cursor}`)}`)
         .then((b) => b.stages.find((s) => s.id === stage.id) || { items: [], next_cursor: null });
     cards.append(...page.items.map((item) => card(item, stage)));
@@ -304,18 +389,21 @@ function moreButton(stage, cards, cursor) {
   return button;
 }
 
+// A card; on a past board (state.asOf) it is read-only: no drag, no keyboard move, no panel.
 function card(item, stage) {
   const breached = Boolean(item.sla_breached_at);
+  const past = Boolean(state.asOf);
   const node = el("li", {
-    class: "card" + (breached ? " breached" : ""),
+    class: "card" + (breached ? " breached" : "") + (past ? " readonly" : ""),
     tabindex: 0,
     dataset: { item: item.id, stage: stage.code },
-    "aria-label": `${objectName(item)} in ${stage.name}${breached ? ", SLA breached" : ""}`,
+    "aria-label": `${objectName(item)} in ${stage.name}${breached ? ", SLA breached" : ""}${past ? ", read-only" : ""}`,
   },
-    item.value !== null ? el("span", { class: "value" }, number(item.value)) : null,
+    item.value !== null ? el("span", { class: "value", title: past ? "today's value" : null }, number(item.value)) : null,
     el("span", {}, objectName(item)),
     breached ? el("span", { class: "badge", title: `breached ${when(item.sla_breached_at)}` }, "SLA breached") : null,
     el("div", { class: "hint" }, `#${item.id}`, item.assigned_user_id ? ` · user ${item.assigned_user_id}` : ""));
+  if (past) return node;
   node.addEventListener("keydown", (event) => onCardKey(event, item.id, stage.code));
   if (state.view.kind === "pipeline") node.addEventListener("pointerdown", (event) => startDrag(event, node));
   else node.addEventListener("click", () => openItem(item.id, node));
@@ -546,6 +634,164 @@ function closePanel() {
   if (back) back.focus();
 }
 
+// --- the forecast ---------------------------------------------------------------------------
+
+// A figure and, when there is a previous period, the previous period's figure beside it.
+function figure(value, before, format, hasPrevious) {
+  return el("span", { class: "figure" }, format(value),
+    hasPrevious ? el("span", { class: "prev" }, ` (prev ${format(before)})`) : null);
+}
+
+function amount(value) {
+  return value === null || value === undefined ? "—" : number(value);
+}
+
+function percent(value) {
+  return value === null || value === undefined ? "—" : `${Math.round(value * 1000) / 10}%`;
+}
+
+function days(value) {
+  return value === null || value === undefined ? "—" : `${Number(value).toFixed(1)} d`;
+}
+
+function count(value) {
+  return value === null || value === undefined ? "—" : String(value);
+}
+
+function day(text) {
+  return text ? new Date(text).toLocaleDateString() : "";
+}
+
+// `params` (URLSearchParams from the address): close_column, period, idle_days, as_of.
+async function showForecast(ref, params) {
+  const pipeline = await api("GET", `/v1/pipelines/${ref}`);
+  state.pipeline = pipeline;
+  state.view = { kind: "forecast", ref };
+  state.board = null;
+  state.asOf = null;
+  const dates = pipeline.columns.filter((c) => c.field_type === "date" && c.is_active);
+  // no close column in the address: the pipeline's first date column; an empty one: none
+  const close = params.has("close_column") ? params.get("close_column") : (dates[0] ? dates[0].name : "");
+  const period = params.get("period") || "month";
+  const query = new URLSearchParams({ period });
+  if (close) query.set("close_column", close);
+  for (const key of ["idle_days", "as_of"]) if (params.get(key)) query.set(key, params.get(key));
+
+  document.getElementById("crumbs").replaceChildren(el("a", { href: "#/" }, "Home"), " / ",
+    el("a", { href: `#/pipelines/${ref}` }, pipeline.name), " / Forecast");
+  const closeSelect = el("select", { id: "close-column", name: "close_column" },
+    el("option", { value: "" }, "(none)"),
+    dates.map((c) => el("option", { value: c.name, selected: c.name === close }, c.label || c.name)));
+  const periodSelect = el("select", { id: "period", name: "period" },
+    ["month", "quarter", "week"].map((p) => el("option", { value: p, selected: p === period }, p)));
+  const idleInput = el("input", { id: "idle-days", name: "idle_days", type: "text", value: params.get("idle_days") || "",
+    placeholder: "7, or lead:7,qualified:14", "aria-describedby": "idle-days-hint", size: 22 });
+  const asOfInput = el("input", { id: "forecast-as-of", name: "as_of", type: "datetime-local", step: 1,
+    value: isoToLocal(params.get("as_of")) });
+  const problem = el("p", { id: "forecast-error", class: "error", role: "alert" });
+  const form = el("form", { id: "forecast-form", class: "forecast-form", novalidate: true, onsubmit: (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams({ close_column: closeSelect.value, period: periodSelect.value });
+    if (idleInput.value.trim()) next.set("idle_days", idleInput.value.trim());
+    const iso = localToIso(asOfInput.value);
+    if (iso === undefined) {
+      problem.textContent = "That date and time is not complete.";
+      return;
+    }
+    if (iso) next.set("as_of", iso);
+    const hash = `#/pipelines/${ref}/forecast?${next}`;
+    if (location.hash === hash) route();
+    else location.hash = hash;
+  } },
+    el("div", { class: "field" }, el("label", { for: "close-column" }, "Close date column"), closeSelect),
+    el("div", { class: "field" }, el("label", { for: "period" }, "Period"), periodSelect),
+    el("div", { class: "field" }, el("label", { for: "idle-days" }, "Idle after (days)"), idleInput,
+      el("span", { id: "idle-days-hint", class: "hint" }, "one number for every open stage, or stage:days,…")),
+    el("div", { class: "field" }, el("label", { for: "forecast-as-of" }, "At (empty: now)"), asOfInput),
+    el("button", { type: "submit", class: "primary", id: "forecast-show" }, "Show"));
+
+  const view = document.getElementById("view");
+  const figures = el("div", { id: "forecast", "aria-live": "polite" }, el("p", { class: "hint" }, "Loading…"));
+  view.replaceChildren(
+    el("div", { class: "toolbar" }, el("h1", {}, pipeline.name), pipelineTabs(ref, "forecast"),
+      el("span", { class: "hint" }, "Weighted value by expected close, and each stage's flow, beside the previous period's.")),
+    form, problem, figures);
+  let found;
+  try {
+    found = await api("GET", `/v1/pipelines/${ref}/forecast?${query}`);
+  } catch (err) {
+    figures.replaceChildren();
+    problem.textContent = err.message;
+    problem.dataset.code = err.code;
+    return;
+  }
+  figures.replaceChildren(...forecastFigures(found));
+}
+
+function forecastFigures(found) {
+  const before = found.previous;
+  const has = Boolean(before);
+  const valued = found.value_column !== null;
+  const unit = { month: "month", quarter: "quarter", week: "week" }[found.period] || found.period;
+  const summary = el("p", { id: "forecast-summary" },
+    el("strong", {}, `As of ${when(found.as_of)}`), " · open items: ",
+    figure(found.open_count, before && before.open_count, count, has),
+    valued ? [" · ", `${found.value_column}: `, figure(found.open_value, before && before.open_value, amount, has),
+      " · weighted: ", figure(found.weighted_value, before && before.weighted_value, amount, has)] : null);
+  const windowNote = el("p", { class: "hint", id: "forecast-window" },
+    `Flow over the ${unit} ${day(found.window_start)} – ${day(found.window_end)}`,
+    has ? `; prev: the ${unit} ${day(before.window_start)} – ${day(before.window_end)}` : "",
+    ". Values and close dates are the items' current ones.");
+
+  const previousBy = new Map(has ? before.by_period.map((p) => [p.period, p]) : []);
+  const periodRow = (p) => {
+    const then = previousBy.get(p.period) || { count: 0, value: valued ? "0" : null, weighted_value: valued ? "0" : null };
+    return el("tr", { dataset: { period: p.period === null ? "" : p.period } },
+      el("th", { scope: "row" }, p.period === null ? "No close date" : p.period,
+        p.start ? el("span", { class: "hint" }, ` from ${new Date(p.start + "T00:00:00").toLocaleDateString()}`) : null),
+      el("td", { "data-figure": "count" }, figure(p.count, then.count, count, has)),
+      el("td", { "data-figure": "value" }, valued ? figure(p.value, then.value, amount, has) : "—"),
+      el("td", { "data-figure": "weighted" }, valued ? figure(p.weighted_value, then.weighted_value, amount, has) : "—"));
+  };
+  const byPeriod = el("table", { id: "by-period", class: "figures" },
+    el("caption", {}, found.close_column
+      ? `Open items by expected close ${unit} (${found.close_column})`
+      : "Open items (no close date column chosen)"),
+    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, unit[0].toUpperCase() + unit.slice(1)),
+      el("th", { scope: "col" }, "Items"), el("th", { scope: "col" }, "Value"), el("th", { scope: "col" }, "Weighted"))),
+    el("tbody", {}, found.by_period.length
+      ? found.by_period.map(periodRow)
+      : el("tr", {}, el("td", { colspan: 4, class: "hint" }, "No open items."))),
+    el("tfoot", {}, el("tr", { dataset: { period: "total" } }, el("th", { scope: "row" }, "All open"),
+      el("td", { "data-figure": "count" }, figure(found.open_count, before && before.open_count, count, has)),
+      el("td", { "data-figure": "value" }, figure(found.open_value, before && before.open_value, amount, has && valued)),
+      el("td", { "data-figure": "weighted" }, figure(found.weighted_value, before && before.weighted_value, amount, has && valued)))));
+
+  const previousStages = new Map(has ? before.stages.map((s) => [s.stage_id, s]) : []);
+  const stageRow = (s) => {
+    const then = previousStages.get(s.stage_id) || {};
+    const cell = (name, format, shown = true) => el("td", { "data-figure": name },
+      figure(s[name], then[name], format, has && shown));
+    const idle = s.idle_days === null
+      ? el("td", { "data-figure": "idle" }, "—")
+      : el("td", { "data-figure": "idle" }, figure(s.idle, then.idle, count, has),
+        el("span", { class: "hint" }, ` over ${s.idle_days} d`));
+    return el("tr", { dataset: { stage: s.code } },
+      el("th", { scope: "row" }, s.name, s.is_won ? " ✓" : "", s.is_lost ? " ✗" : ""),
+      el("td", { "data-figure": "probability" }, s.probability === null ? "—" : `${s.probability}%`),
+      cell("in_stage", count), cell("entered", count), cell("advanced", count),
+      cell("conversion", percent), cell("p50_days", days), cell("p90_days", days), idle);
+  };
+  const heads = ["Stage", "Probability", "In stage", "Entered", "Advanced", "Conversion", "p50 in stage", "p90 in stage", "Idle"];
+  const stagesTable = el("table", { id: "stage-figures", class: "figures" },
+    el("caption", {}, `Stages over the ${unit} to ${when(found.window_end)}`),
+    el("thead", {}, el("tr", {}, heads.map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, found.stages.map(stageRow)));
+  return [summary, windowNote, byPeriod, stagesTable,
+    el("p", { class: "hint" }, "Conversion: of the items that entered a stage in the period, the share that went further in it. "
+      + "p50 and p90: days in the stage of the stays that ended in the period. Idle: items with no move and no call for longer than the threshold.")];
+}
+
 // --- routing --------------------------------------------------------------------------------
 
 async function route() {
@@ -555,11 +801,14 @@ async function route() {
     showSignIn();
     return;
   }
-  const path = location.hash.replace(/^#/, "") || "/";
+  const [path, search] = (location.hash.replace(/^#/, "") || "/").split("?");
+  const params = new URLSearchParams(search || "");
   const board = path.match(/^\/pipelines\/(\d+)$/);
+  const forecast = path.match(/^\/pipelines\/(\d+)\/forecast$/);
   const kernel = path.match(/^\/classes\/([^/]+)$/);
   try {
-    if (board) await showBoard("pipeline", Number(board[1]));
+    if (board) await showBoard("pipeline", Number(board[1]), null, params.get("as_of"));
+    else if (forecast) await showForecast(Number(forecast[1]), params);
     else if (kernel) await showBoard("class", decodeURIComponent(kernel[1]));
     else await showHome();
   } catch (err) {
