@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from flowkernel.cli import (
+    apply,
     board,
     classes,
     db,
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     # the order in which the families add their commands is the order `--help` lists them in
     db.add_commands(commands)
     classes.add_commands(commands)
+    apply.add_commands(commands)
     diagram.add_commands(commands)
     pipelines.add_commands(commands)
     items.add_commands(commands)

@@ -183,20 +183,41 @@ class Definitions(StateAuthoring, MethodAuthoring, EventAuthoring, RuleAuthoring
         label: str | None = None,
         parent: str | bool | None = False,
         abstract: bool | None = None,
+        movement: str | None = None,
+        object_type: str | None = None,
         account_id: int | None = None,
     ) -> ClassInfo:
-        """Change a class's label, parent (None detaches) or abstract flag."""
+        """Change a class's label, parent (None detaches), abstract flag, movement or object
+        type (refused while the class holds items of another type)."""
         check_optional_text("label", label)
+        check_optional_text("object_type", object_type, max_length=MAX_CODE)
         if abstract is not None:
             check_bool("abstract", abstract)
         if parent is not False and parent is not None:
             check_key("class", parent)
+        if movement is not None and movement not in MOVEMENTS:
+            raise InvalidDefinition(
+                f"movement {preview(movement)} is not one of {MOVEMENTS}", movement=movement
+            )
         with self._tx() as session:
             row = self.class_row(session, code, account_id)
-            if parent is not False or abstract is not None:
+            if parent is not False or abstract is not None or movement is not None:
                 self._watch(session, row)
             if label is not None:
                 row.name = label
+            if movement is not None:
+                row.movement = movement
+            if object_type is not None and object_type != row.object_type:
+                others = session.execute(
+                    select(func.count())
+                    .select_from(ItemRow)
+                    .where(ItemRow.flow_pipeline_id == row.id, ItemRow.object_type != object_type)
+                ).scalar_one()
+                if others:
+                    raise DefinitionInUse(
+                        "class", row.code or str(row.id), f"{others} item(s) of another type"
+                    )
+                row.object_type = object_type
             if parent is not False:
                 if parent is None:
                     row.parent_id = None

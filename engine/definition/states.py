@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from flowkernel.definition.authoring import Authoring
 from flowkernel.definition.codes import state_code
@@ -112,18 +113,25 @@ class StateAuthoring(Authoring):
         label: str | None = None,
         position: int | None = None,
         new_code: str | None = None,
+        state_type: str | None = None,
         account_id: int | None = None,
     ) -> StateInfo:
-        """Rename, relabel or reposition a state."""
+        """Rename, relabel or reposition a state, or change the type of one no item is in and
+        the history does not name."""
         if new_code is not None:
             check_code("state", new_code, max_length=MAX_STATE_CODE)
         check_optional_text("label", label)
         check_optional_int("position", position, minimum=MIN_INT)
+        if state_type is not None and state_type not in STATE_TYPES:
+            raise UnknownDefinition("state type", state_type, "the four fixed types", STATE_TYPES)
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
             row = self._state(session, cls, code)
-            if position is not None:
+            if position is not None or state_type is not None:
                 self._watch(session, cls)
+            if state_type is not None and state_type != row.state_type:
+                _refuse_used(session, row, code)
+                row.state_type = state_type
             if new_code is not None and new_code != code:
                 try:
                     self._state(session, cls, new_code)
@@ -144,25 +152,35 @@ class StateAuthoring(Authoring):
         with self._tx() as session:
             cls = self.class_row(session, class_code, account_id)
             row = self._state(session, cls, code)
-            count = session.execute(
-                select(func.count()).select_from(ItemRow).where(ItemRow.flow_stage_id == row.id)
-            ).scalar_one()
-            if count:
-                raise DefinitionInUse("state", code, f"{count} item(s)")
-            moves = session.execute(
-                select(func.count())
-                .select_from(StageHistoryRow)
-                .where(
-                    (StageHistoryRow.from_stage_id == row.id)
-                    | (StageHistoryRow.to_stage_id == row.id)
-                )
-            ).scalar_one()
-            if moves:
-                raise DefinitionInUse("state", code, f"{moves} history row(s)")
+            _refuse_used(session, row, code)
             self._watch(session, cls)
             session.delete(row)
             session.flush()
             self._touch(session, cls)
+
+
+def _refuse_used(session: Session, row: StageRow, code: str) -> None:
+    """`DefinitionInUse` while items are in the state or its history names it."""
+    users = state_users(session, row.id)
+    if users is not None:
+        raise DefinitionInUse("state", code, users)
+
+
+def state_users(session: Session, state_id: int) -> str | None:
+    """What still uses a state (its items, else the history rows naming it), or None."""
+    count = session.execute(
+        select(func.count()).select_from(ItemRow).where(ItemRow.flow_stage_id == state_id)
+    ).scalar_one()
+    if count:
+        return f"{count} item(s)"
+    moves = session.execute(
+        select(func.count())
+        .select_from(StageHistoryRow)
+        .where(
+            (StageHistoryRow.from_stage_id == state_id) | (StageHistoryRow.to_stage_id == state_id)
+        )
+    ).scalar_one()
+    return f"{moves} history row(s)" if moves else None
 
 
 def _state_info(cls: PipelineRow, row: StageRow) -> StateInfo:

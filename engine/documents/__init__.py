@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any, Final
 from flowkernel.previews import preview
 
 if TYPE_CHECKING:
+    from flowkernel.documents.apply import (
+        apply_classes as apply_classes,
+    )
     from flowkernel.documents.classes import (
         dump_class as dump_class,
     )
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS: Final = {
+    "apply_classes": "flowkernel.documents.apply",
     "dump_class": "flowkernel.documents.classes",
     "dumps": "flowkernel.documents.classes",
     "load_class": "flowkernel.documents.classes",
@@ -44,6 +48,7 @@ _EXPORTS: Final = {
 }
 
 __all__ = [
+    "apply_classes",
     "dump_class",
     "dump_pipeline",
     "dumps",

@@ -371,16 +371,23 @@ def _check_internal(spec: ClassDocument, r: _Reader) -> None:
 
 
 def check_references(
-    spec: ClassDocument, session: Session, handlers: set[str], account_id: int | None
+    spec: ClassDocument,
+    session: Session,
+    handlers: set[str],
+    account_id: int | None,
+    *,
+    new: bool = True,
 ) -> set[str]:
-    """Check what the document takes from the database and the plugins; the action catalogue."""
+    """Check what the document takes from the database and the plugins (with `new`, that its
+    class does not exist yet); the action catalogue."""
     r = _Reader()
     try:
         existing = Definitions.class_row(session, spec.code, account_id)
     except UnknownDefinition:
         pass
     else:
-        if existing.iam_account_id == account_id:  # a platform class may be shadowed per account
+        # a platform class may be shadowed per account
+        if new and existing.iam_account_id == account_id:
             scope = "the platform" if account_id is None else f"account {account_id}"
             raise DuplicateCode("class", spec.code, scope)
     if spec.parent is not None:

@@ -29,9 +29,24 @@ from flowkernel.validation import check_document_text, check_optional_id
 if TYPE_CHECKING:
     from flowkernel.kernel import Flowkernel
 
-from flowkernel.documents.class_spec import CLASS_KEYS, check_references, kind_of, parse_class
+from flowkernel.documents.class_spec import (
+    CLASS_KEYS,
+    ClassDocument,
+    check_references,
+    kind_of,
+    parse_class,
+)
 
-__all__ = ["CLASS_KEYS", "dump_class", "dumps", "load_class", "loads"]
+__all__ = [
+    "CLASS_KEYS",
+    "definition_transaction",
+    "dump_class",
+    "dumps",
+    "load_class",
+    "loads",
+    "reported_at",
+    "write_class",
+]
 
 
 # --- dumping -----------------------------------------------------------------------------
@@ -44,7 +59,7 @@ def dump_class(fk: Flowkernel, code: str, account_id: int | None = None) -> dict
     the kernel tables (columns, automations, movement rules, won/lost stages, SLA, checklists)
     are not part of a class document.
     """
-    with _transaction(fk) as sessions:
+    with definition_transaction(fk) as sessions:
         # The whole document is checked at the end, so the writes need no guard of their own.
         d = Definitions(sessions, lambda: fk.handlers.keys(), class_problems, guarded=False)
         info = d.get_class(code, account_id)
@@ -187,74 +202,21 @@ def load_class(
     """
     check_optional_id("account_id", account_id)
     spec = parse_class(document)
-    with _transaction(fk) as sessions:
+    with definition_transaction(fk) as sessions:
         # The whole document is checked at the end, so the writes need no guard of their own.
         d = Definitions(sessions, lambda: fk.handlers.keys(), class_problems, guarded=False)
         with sessions.begin() as session:
             catalogue = check_references(spec, session, set(fk.handlers), account_id)
         for action in spec.actions:
             if action.code not in catalogue:
-                with _reported_at(action.path):
+                with reported_at(action.path):
                     d.add_action(action.code, action.label)
-        with _reported_at("class"):
-            d.add_class(
-                spec.code,
-                spec.label,
-                parent=spec.parent,
-                abstract=spec.abstract,
-                account_id=account_id,
-                object_type=spec.object_type,
-                movement=spec.movement,
-            )
-        for s in spec.states:
-            with _reported_at(s.path):
-                d.add_state(
-                    spec.code, s.type, s.code, s.label, position=s.position, account_id=account_id
-                )
-        for m in spec.methods:
-            with _reported_at(m.path):
-                d.add_method(
-                    spec.code,
-                    m.state,
-                    m.action,
-                    code=m.code,
-                    label=m.label,
-                    sequence=m.sequence,
-                    visible=m.visible,
-                    call_log=m.call_log,
-                    account_id=account_id,
-                )
-        for t in spec.transitions:
-            with _reported_at(t.path):
-                d.add_transition(spec.code, t.state, t.method, t.to, account_id=account_id)
-        for e in spec.events:
-            with _reported_at(e.path):
-                d.add_event(
-                    spec.code,
-                    e.action,
-                    e.handler,
-                    parent=e.parent,
-                    label=e.label,
-                    sequence=e.sequence,
-                    enabled=e.enabled,
-                    account_id=account_id,
-                )
-        for a in spec.access:
-            with _reported_at(a.path):
-                d.add_access_rule(
-                    spec.code,
-                    subject=a.subject,
-                    subject_kind=a.subject_kind,
-                    permission=a.permission,
-                    effect=a.effect,
-                    method=a.method,
-                    account_id=account_id,
-                )
+        write_class(d, spec, account_id)
         info = d.get_class(spec.code, account_id)
         # The rows may each be valid and still not compile together (a parent's transition
         # into a state the subclass lacks), or break a whole-class rule; such a class is
         # refused like any other problem.
-        with sessions.begin() as session, _reported_at(""):
+        with sessions.begin() as session, reported_at(""):
             found = sort_out(
                 problems(compile_class(session, info.id)),
                 strict_states=fk.definitions.strict_states,
@@ -269,24 +231,87 @@ def load_class(
         return info
 
 
+def write_class(d: Definitions, spec: ClassDocument, account_id: int | None) -> None:
+    """Write a parsed class document through the authoring API (its actions exist already)."""
+    with reported_at("class"):
+        d.add_class(
+            spec.code,
+            spec.label,
+            parent=spec.parent,
+            abstract=spec.abstract,
+            account_id=account_id,
+            object_type=spec.object_type,
+            movement=spec.movement,
+        )
+    for s in spec.states:
+        with reported_at(s.path):
+            d.add_state(
+                spec.code, s.type, s.code, s.label, position=s.position, account_id=account_id
+            )
+    for m in spec.methods:
+        with reported_at(m.path):
+            d.add_method(
+                spec.code,
+                m.state,
+                m.action,
+                code=m.code,
+                label=m.label,
+                sequence=m.sequence,
+                visible=m.visible,
+                call_log=m.call_log,
+                account_id=account_id,
+            )
+    for t in spec.transitions:
+        with reported_at(t.path):
+            d.add_transition(spec.code, t.state, t.method, t.to, account_id=account_id)
+    for e in spec.events:
+        with reported_at(e.path):
+            d.add_event(
+                spec.code,
+                e.action,
+                e.handler,
+                parent=e.parent,
+                label=e.label,
+                sequence=e.sequence,
+                enabled=e.enabled,
+                account_id=account_id,
+            )
+    for a in spec.access:
+        with reported_at(a.path):
+            d.add_access_rule(
+                spec.code,
+                subject=a.subject,
+                subject_kind=a.subject_kind,
+                permission=a.permission,
+                effect=a.effect,
+                method=a.method,
+                account_id=account_id,
+            )
+
+
 @contextmanager
-def _transaction(fk: Flowkernel) -> Iterator[sessionmaker[Session]]:
-    """Sessions that join one database transaction, committed when the block ends cleanly.
+def definition_transaction(
+    fk: Flowkernel, *, commit: bool = True
+) -> Iterator[sessionmaker[Session]]:
+    """Sessions that join one database transaction, committed when the block ends cleanly
+    (rolled back without `commit`: a dry run).
 
     Each `Definitions` call then runs in a savepoint of that transaction, so the authoring
     API's checks are reused as they are and a later failure undoes the earlier calls too.
     """
-    with fk.engine.connect() as conn, conn.begin():
+    with fk.engine.connect() as conn, conn.begin() as transaction:
         yield sessionmaker(
             bind=conn,
             expire_on_commit=False,
             autoflush=False,
             join_transaction_mode="create_savepoint",
         )
+        if not commit:
+            transaction.rollback()
 
 
 @contextmanager
-def _reported_at(path: str) -> Iterator[None]:
+def reported_at(path: str) -> Iterator[None]:
     """Report a rule broken by one write at the document path that asked for it."""
     try:
         yield

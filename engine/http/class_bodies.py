@@ -1,10 +1,11 @@
 """Response bodies of the class endpoints: a class with its states, methods, transitions,
-events and access rules, and the whole-class rules it breaks."""
+events and access rules, the whole-class rules it breaks, and the plans of applied documents."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
+from flowkernel.documents.apply import Plan
 from flowkernel.http.bodies import Out
 
 
@@ -91,3 +92,29 @@ class ClassDetailOut(ClassOut):
     transitions: list[TransitionOut]
     events: list[EventOut]
     access_rules: list[AccessRuleOut]
+
+
+class ChangeOut(Out):
+    """One step of a plan: `op` add, change or remove; `items` the items it affects (null for
+    an addition); `refused` what still uses a state the plan would remove or retype."""
+
+    kind: str
+    key: str
+    op: str
+    detail: str
+    items: int | None
+    refused: str | None
+
+
+class PlanOut(Out):
+    """What applying one class document does (or, as a dry run, would do)."""
+
+    kind: str
+    code: str
+    created: bool
+    unchanged: bool
+    changes: list[ChangeOut]
+
+    @classmethod
+    def of(cls, plan: Plan) -> PlanOut:
+        return cls.model_validate(plan)

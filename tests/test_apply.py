@@ -1,0 +1,241 @@
+"""Applying class documents: a class is created or brought in line with its document entry by
+entry, the plan says every change and the items it affects, a dry run changes nothing, the
+same documents twice change nothing, and a change that would strand items is refused."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from http_fixtures import Api, api
+from rows import every_row
+
+from flowkernel import SYSTEM, Actor, Flowkernel
+from flowkernel.cli import main
+from flowkernel.documents import apply_classes, dump_class
+from flowkernel.errors import DefinitionInUse, InvalidDocument
+from flowkernel.examples.charging_station import register_handlers
+
+__all__ = ["api"]
+
+STATION_YAML = Path(__file__).resolve().parents[1] / "examples" / "station.yaml"
+TECH = Actor.user(3, None, groups=("technicians",))
+
+
+@pytest.fixture
+def fk(fk: Flowkernel) -> Flowkernel:
+    """The station document names the station example's handlers: register them."""
+    register_handlers(fk)
+    return fk
+
+
+def station() -> dict[str, Any]:
+    return yaml.safe_load(STATION_YAML.read_text(encoding="utf-8"))
+
+
+def changed_station() -> dict[str, Any]:
+    """The station with a pause: a new state, methods and transitions into it and out, a
+    heartbeat that keeps its last call only, a retargeted `faulted` from unavailable, no
+    `disable` from faulted, an event turned off, and an access rule."""
+    doc = station()
+    doc["states"].insert(4, {"code": "paused", "type": "enabled", "label": "Paused"})
+    doc["actions"].append({"code": "pause", "label": "Pause"})
+    doc["methods"].append({"code": "pause", "action": "pause", "state": "available"})
+    doc["methods"].append({"code": "available", "action": "available", "state": "paused"})
+    doc["transitions"].append({"state": "available", "method": "pause", "to": "paused"})
+    doc["transitions"].append({"state": "paused", "method": "available", "to": "available"})
+    doc["events"].append({"action": "pause", "handler": "change_object_state"})
+    for m in doc["methods"]:
+        if m["code"] == "heartbeat":
+            m["call_log"] = "last"
+    doc["methods"] = [
+        m for m in doc["methods"] if not (m["state"] == "faulted" and m["code"] == "disable")
+    ]
+    doc["transitions"] = [
+        t for t in doc["transitions"] if not (t["state"] == "faulted" and t["method"] == "disable")
+    ]
+    for t in doc["transitions"]:
+        if t["state"] == "unavailable" and t["method"] == "faulted":
+            t["to"] = "disabled"
+    for e in doc["events"]:
+        if e.get("handler") == "station_heartbeat":
+            e["enabled"] = False
+    doc["access"] = [{"subject": "technicians", "subject_kind": "group", "method": "faulted"}]
+    return doc
+
+
+def place_stations(fk: Flowkernel) -> dict[str, int]:
+    """Stations in created, available, unavailable and faulted."""
+    placed = {}
+    for n, path in enumerate(((), ("enable",), ("enable", "available"), ("enable", "faulted"))):
+        item = fk.place("station", "charging_station", n + 1, SYSTEM).id
+        for method in path:
+            fk.execute(item, method, SYSTEM)
+        placed[fk.item(item, SYSTEM).state] = item
+    return placed
+
+
+def test_a_document_creates_its_class_then_changes_nothing(fk: Flowkernel) -> None:
+    [plan] = apply_classes(fk, [station()], dry_run=True)
+    assert plan.created and plan.changes[0].op == "add"
+    assert ("state", "faulted", "add") in {(c.kind, c.key, c.op) for c in plan.changes}
+    assert fk.definitions.list_classes() == []  # a dry run wrote nothing
+    [plan] = apply_classes(fk, [station()])
+    assert plan.created
+    assert dump_class(fk, "station") == station()
+    before = every_row(fk)
+    [again] = apply_classes(fk, [station()])
+    assert (again.created, again.unchanged, again.changes) == (False, True, ())
+    assert every_row(fk) == before  # not even the class's version moved
+
+
+def test_a_changed_document_is_planned_then_applied(fk: Flowkernel) -> None:
+    apply_classes(fk, [station()])
+    placed = place_stations(fk)
+    version = fk.definitions.get_class("station").version
+    before = every_row(fk)
+    [plan] = apply_classes(fk, [changed_station()], dry_run=True)
+    assert every_row(fk) == before
+    found = {(c.kind, c.key, c.op): (c.detail, c.items) for c in plan.changes}
+    assert found == {
+        ("state", "paused", "add"): ("enabled", None),
+        ("method", "available.pause", "add"): ("pause", None),
+        ("method", "paused.available", "add"): ("available", None),
+        ("method", "available.heartbeat", "change"): ("call_log 'all' -> 'last'", 1),
+        ("method", "unavailable.heartbeat", "change"): ("call_log 'all' -> 'last'", 1),
+        ("method", "faulted.heartbeat", "change"): ("call_log 'all' -> 'last'", 1),
+        ("method", "faulted.disable", "remove"): ("disable", 1),
+        ("transition", "available.pause", "add"): ("to paused", None),
+        ("transition", "paused.available", "add"): ("to available", None),
+        ("transition", "unavailable.faulted", "change"): ("to 'faulted' -> 'disabled'", 1),
+        ("transition", "faulted.disable", "remove"): ("to disabled", 1),
+        ("event", "pause", "add"): ("change_object_state", None),
+        ("event", "heartbeat", "change"): ("station_heartbeat: enabled True -> False", 4),
+        ("access rule", "group technicians execute faulted", "add"): ("allow", None),
+    }
+    assert plan.refusals == []
+    [done] = apply_classes(fk, [changed_station()])
+    assert done.changes == plan.changes
+    dumped = dump_class(fk, "station")
+    assert [(st["code"], st["position"]) for st in dumped["states"]] == [
+        ("created", 0),
+        ("available", 1),
+        ("unavailable", 2),
+        ("faulted", 3),
+        ("disabled", 4),
+        ("deleted", 5),
+        ("paused", 6),
+    ]
+    assert apply_classes(fk, [dumped])[0].unchanged  # the dump is the document applied
+    assert fk.definitions.get_class("station").version > version
+    # the items run under the new definition: the pause exists where they are
+    assert "pause" in {m.code for m in fk.methods(placed["available"], SYSTEM)}
+    assert fk.execute(placed["available"], "pause", SYSTEM).to_state == "paused"
+    assert ("faulted", "disable") not in {
+        (m.state, m.code) for m in fk.definitions.list_methods("station")
+    }
+    [same] = apply_classes(fk, [changed_station()])
+    assert same.unchanged
+
+
+def test_removing_a_state_in_use_is_refused_and_changes_nothing(fk: Flowkernel) -> None:
+    apply_classes(fk, [station()])
+    place_stations(fk)
+    doc = station()
+    doc["states"] = [s for s in doc["states"] if s["code"] != "faulted"]
+    doc["methods"] = [
+        m for m in doc["methods"] if m["state"] != "faulted" and m["code"] != "faulted"
+    ]
+    doc["transitions"] = [
+        t for t in doc["transitions"] if "faulted" not in (t["state"], t["to"], t["method"])
+    ]
+    before = every_row(fk)
+    [plan] = apply_classes(fk, [doc], dry_run=True)
+    [refusal] = plan.refusals
+    assert (refusal.kind, refusal.key, refusal.op, refusal.refused) == (
+        "state",
+        "faulted",
+        "remove",
+        "1 item(s)",
+    )
+    with pytest.raises(DefinitionInUse, match="faulted"):
+        apply_classes(fk, [doc])
+    assert every_row(fk) == before
+
+
+def test_a_plan_the_class_rules_refuse_is_refused_by_the_dry_run_too(fk: Flowkernel) -> None:
+    apply_classes(fk, [station()])
+    doc = station()
+    doc["states"].append({"code": "nowhere", "type": "enabled"})  # nothing leads there
+    before = every_row(fk)
+    for dry_run in (True, False):
+        with pytest.raises(InvalidDocument, match="cannot be reached"):
+            apply_classes(fk, [doc], dry_run=dry_run)
+        assert every_row(fk) == before
+
+
+def test_documents_of_an_account_shadow_the_platform_class(fk: Flowkernel) -> None:
+    apply_classes(fk, [station()])
+    platform = dump_class(fk, "station")
+    doc = copy.deepcopy(station())
+    doc["label"] = "Our stations"
+    [plan] = apply_classes(fk, [doc], account_id=5)
+    assert plan.created
+    assert dump_class(fk, "station") == platform
+    assert dump_class(fk, "station", 5)["label"] == "Our stations"
+    [plan] = apply_classes(fk, [doc], account_id=5)
+    assert plan.unchanged
+
+
+def test_apply_on_the_command_line(
+    fk: Flowkernel, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "classes"
+    folder.mkdir()
+    (folder / "station.yaml").write_text(STATION_YAML.read_text(encoding="utf-8"))
+    db = ["--database-url", database_url, "--plugin", "flowkernel.examples.charging_station"]
+    assert main([*db, "apply", str(folder), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("class station: to create\n") and out.endswith(
+        "dry run: nothing changed\n"
+    )
+    assert main([*db, "apply", str(folder)]) == 0
+    assert capsys.readouterr().out.endswith("applied 1 class document(s) in one transaction\n")
+    assert main([*db, "apply", str(folder)]) == 0
+    assert capsys.readouterr().out == (
+        "class station: unchanged\nnothing to apply: the database matches the documents\n"
+    )
+    (folder / "station.yaml").write_text(yaml.safe_dump(changed_station()))
+    assert main([*db, "apply", str(folder / "station.yaml"), "--dry-run", "--json"]) == 0
+    [plan] = json.loads(capsys.readouterr().out)
+    assert plan["code"] == "station" and len(plan["changes"]) == 14
+    pipeline = tmp_path / "sales.yaml"
+    pipeline.write_text("name: Sales\nstages: [{name: Lead}]\n")
+    assert main([*db, "apply", str(pipeline)]) == 2
+    assert "pipeline document" in capsys.readouterr().err
+    assert main([*db, "apply", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_apply_over_http_is_for_system_tokens(fk: Flowkernel, api: Api) -> None:
+    system = api.tokens.issue("ops", system=True).token
+    user = api.tokens.issue("rep", account_id=1, user_id=7).token
+    with api.client(user) as client:
+        refused = client.post("/v1/classes/apply", json=[station()])
+        assert refused.status_code == 403, refused.text
+    with api.client(system) as client:
+        planned = client.post("/v1/classes/apply", params={"dry_run": "true"}, json=[station()])
+        assert planned.status_code == 200, planned.text
+        assert planned.json()[0]["created"] is True
+        assert fk.definitions.list_classes() == []
+        done = client.post("/v1/classes/apply", json=[station()])
+        assert done.status_code == 200 and done.json()[0]["created"] is True
+        again = client.post("/v1/classes/apply", json=[station()])
+        assert again.json() == [
+            {"kind": "class", "code": "station", "created": False, "unchanged": True, "changes": []}
+        ]
+        bad = client.post("/v1/classes/apply", json=[{"class": "x", "states": "no"}])
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_document"
