@@ -18,7 +18,7 @@ from sqlalchemy import text
 from flowkernel import Flowkernel
 from flowkernel.definition.classes import Definitions
 from flowkernel.definition.pipelines.admin import PipelineAdmin
-from flowkernel.documents.apply import apply_classes
+from flowkernel.documents.applying import apply
 from flowkernel.documents.classes import dump_class, dumps, load_class, loads
 from flowkernel.documents.pipelines import load_pipeline, parse_pipeline_text
 from flowkernel.runtime.items import ItemOps
@@ -44,7 +44,7 @@ MODULE_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "documents.dump_class": dump_class,
     "documents.parse_pipeline_text": parse_pipeline_text,
     "documents.load_pipeline": load_pipeline,
-    "documents.apply_classes": apply_classes,
+    "documents.apply": apply,
 }
 """Public functions outside the facade, by module and name."""
 

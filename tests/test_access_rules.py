@@ -243,6 +243,15 @@ OPERATIONS = [
         account_id=ACCOUNT,
         _other=AccessDenied,
     ),
+    op(
+        NEW,
+        "documents.apply",
+        FK,
+        [{"name": "New", "code": "new"}],
+        account_id=ACCOUNT,
+        actor=X,
+        _other=AccessDenied,
+    ),
 ]
 
 

@@ -16,7 +16,7 @@ from rows import every_row
 
 from flowkernel import SYSTEM, Actor, Flowkernel
 from flowkernel.cli import main
-from flowkernel.documents import apply_classes, dump_class
+from flowkernel.documents import apply, dump_class
 from flowkernel.errors import DefinitionInUse, InvalidDocument
 from flowkernel.examples.charging_station import register_handlers
 
@@ -80,25 +80,25 @@ def place_stations(fk: Flowkernel) -> dict[str, int]:
 
 
 def test_a_document_creates_its_class_then_changes_nothing(fk: Flowkernel) -> None:
-    [plan] = apply_classes(fk, [station()], dry_run=True)
+    [plan] = apply(fk, [station()], dry_run=True)
     assert plan.created and plan.changes[0].op == "add"
     assert ("state", "faulted", "add") in {(c.kind, c.key, c.op) for c in plan.changes}
     assert fk.definitions.list_classes() == []  # a dry run wrote nothing
-    [plan] = apply_classes(fk, [station()])
+    [plan] = apply(fk, [station()])
     assert plan.created
     assert dump_class(fk, "station") == station()
     before = every_row(fk)
-    [again] = apply_classes(fk, [station()])
+    [again] = apply(fk, [station()])
     assert (again.created, again.unchanged, again.changes) == (False, True, ())
     assert every_row(fk) == before  # not even the class's version moved
 
 
 def test_a_changed_document_is_planned_then_applied(fk: Flowkernel) -> None:
-    apply_classes(fk, [station()])
+    apply(fk, [station()])
     placed = place_stations(fk)
     version = fk.definitions.get_class("station").version
     before = every_row(fk)
-    [plan] = apply_classes(fk, [changed_station()], dry_run=True)
+    [plan] = apply(fk, [changed_station()], dry_run=True)
     assert every_row(fk) == before
     found = {(c.kind, c.key, c.op): (c.detail, c.items) for c in plan.changes}
     assert found == {
@@ -118,7 +118,7 @@ def test_a_changed_document_is_planned_then_applied(fk: Flowkernel) -> None:
         ("access rule", "group technicians execute faulted", "add"): ("allow", None),
     }
     assert plan.refusals == []
-    [done] = apply_classes(fk, [changed_station()])
+    [done] = apply(fk, [changed_station()])
     assert done.changes == plan.changes
     dumped = dump_class(fk, "station")
     assert [(st["code"], st["position"]) for st in dumped["states"]] == [
@@ -130,7 +130,7 @@ def test_a_changed_document_is_planned_then_applied(fk: Flowkernel) -> None:
         ("deleted", 5),
         ("paused", 6),
     ]
-    assert apply_classes(fk, [dumped])[0].unchanged  # the dump is the document applied
+    assert apply(fk, [dumped])[0].unchanged  # the dump is the document applied
     assert fk.definitions.get_class("station").version > version
     # the items run under the new definition: the pause exists where they are
     assert "pause" in {m.code for m in fk.methods(placed["available"], SYSTEM)}
@@ -138,12 +138,12 @@ def test_a_changed_document_is_planned_then_applied(fk: Flowkernel) -> None:
     assert ("faulted", "disable") not in {
         (m.state, m.code) for m in fk.definitions.list_methods("station")
     }
-    [same] = apply_classes(fk, [changed_station()])
+    [same] = apply(fk, [changed_station()])
     assert same.unchanged
 
 
 def test_removing_a_state_in_use_is_refused_and_changes_nothing(fk: Flowkernel) -> None:
-    apply_classes(fk, [station()])
+    apply(fk, [station()])
     place_stations(fk)
     doc = station()
     doc["states"] = [s for s in doc["states"] if s["code"] != "faulted"]
@@ -154,7 +154,7 @@ def test_removing_a_state_in_use_is_refused_and_changes_nothing(fk: Flowkernel) 
         t for t in doc["transitions"] if "faulted" not in (t["state"], t["to"], t["method"])
     ]
     before = every_row(fk)
-    [plan] = apply_classes(fk, [doc], dry_run=True)
+    [plan] = apply(fk, [doc], dry_run=True)
     [refusal] = plan.refusals
     assert (refusal.kind, refusal.key, refusal.op, refusal.refused) == (
         "state",
@@ -163,31 +163,31 @@ def test_removing_a_state_in_use_is_refused_and_changes_nothing(fk: Flowkernel) 
         "1 item(s)",
     )
     with pytest.raises(DefinitionInUse, match="faulted"):
-        apply_classes(fk, [doc])
+        apply(fk, [doc])
     assert every_row(fk) == before
 
 
 def test_a_plan_the_class_rules_refuse_is_refused_by_the_dry_run_too(fk: Flowkernel) -> None:
-    apply_classes(fk, [station()])
+    apply(fk, [station()])
     doc = station()
     doc["states"].append({"code": "nowhere", "type": "enabled"})  # nothing leads there
     before = every_row(fk)
     for dry_run in (True, False):
         with pytest.raises(InvalidDocument, match="cannot be reached"):
-            apply_classes(fk, [doc], dry_run=dry_run)
+            apply(fk, [doc], dry_run=dry_run)
         assert every_row(fk) == before
 
 
 def test_documents_of_an_account_shadow_the_platform_class(fk: Flowkernel) -> None:
-    apply_classes(fk, [station()])
+    apply(fk, [station()])
     platform = dump_class(fk, "station")
     doc = copy.deepcopy(station())
     doc["label"] = "Our stations"
-    [plan] = apply_classes(fk, [doc], account_id=5)
+    [plan] = apply(fk, [doc], account_id=5)
     assert plan.created
     assert dump_class(fk, "station") == platform
     assert dump_class(fk, "station", 5)["label"] == "Our stations"
-    [plan] = apply_classes(fk, [doc], account_id=5)
+    [plan] = apply(fk, [doc], account_id=5)
     assert plan.unchanged
 
 
@@ -204,7 +204,7 @@ def test_apply_on_the_command_line(
         "dry run: nothing changed\n"
     )
     assert main([*db, "apply", str(folder)]) == 0
-    assert capsys.readouterr().out.endswith("applied 1 class document(s) in one transaction\n")
+    assert capsys.readouterr().out.endswith("applied 1 document(s) in one transaction\n")
     assert main([*db, "apply", str(folder)]) == 0
     assert capsys.readouterr().out == (
         "class station: unchanged\nnothing to apply: the database matches the documents\n"
@@ -214,9 +214,9 @@ def test_apply_on_the_command_line(
     [plan] = json.loads(capsys.readouterr().out)
     assert plan["code"] == "station" and len(plan["changes"]) == 14
     pipeline = tmp_path / "sales.yaml"
-    pipeline.write_text("name: Sales\nstages: [{name: Lead}]\n")
-    assert main([*db, "apply", str(pipeline)]) == 2
-    assert "pipeline document" in capsys.readouterr().err
+    pipeline.write_text("name: Sales\ncode: sales\nstages: [{name: Lead}]\n")
+    assert main([*db, "apply", str(pipeline), "--account-id", "1"]) == 0
+    assert capsys.readouterr().out.startswith("pipeline sales: to create\n")
     assert main([*db, "apply", str(tmp_path / "missing.yaml")]) == 2
 
 
@@ -224,18 +224,120 @@ def test_apply_over_http_is_for_system_tokens(fk: Flowkernel, api: Api) -> None:
     system = api.tokens.issue("ops", system=True).token
     user = api.tokens.issue("rep", account_id=1, user_id=7).token
     with api.client(user) as client:
-        refused = client.post("/v1/classes/apply", json=[station()])
+        refused = client.post("/v1/apply", json=[station()])
         assert refused.status_code == 403, refused.text
     with api.client(system) as client:
-        planned = client.post("/v1/classes/apply", params={"dry_run": "true"}, json=[station()])
+        planned = client.post("/v1/apply", params={"dry_run": "true"}, json=[station()])
         assert planned.status_code == 200, planned.text
         assert planned.json()[0]["created"] is True
         assert fk.definitions.list_classes() == []
-        done = client.post("/v1/classes/apply", json=[station()])
+        done = client.post("/v1/apply", json=[station()])
         assert done.status_code == 200 and done.json()[0]["created"] is True
-        again = client.post("/v1/classes/apply", json=[station()])
+        again = client.post("/v1/apply", json=[station()])
         assert again.json() == [
             {"kind": "class", "code": "station", "created": False, "unchanged": True, "changes": []}
         ]
-        bad = client.post("/v1/classes/apply", json=[{"class": "x", "states": "no"}])
+        bad = client.post("/v1/apply", json=[{"class": "x", "states": "no"}])
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_document"
+
+
+# --- pipelines -------------------------------------------------------------------------------
+
+ADMIN = Actor.system(1)
+
+
+def sales() -> dict[str, Any]:
+    return {
+        "name": "Sales",
+        "code": "sales",
+        "stages": [
+            {"name": "Lead", "probability": 10},
+            {"name": "Qualified", "probability": 30, "requires": ["amount"]},
+            {"name": "Won", "is_won": True},
+            {"name": "Lost", "is_lost": True},
+        ],
+        "columns": [
+            {"name": "amount", "field_type": "number"},
+            {"name": "notes"},
+        ],
+        "automations": [{"trigger": "stage_entered", "stage": "won", "event_name": "deal.won"}],
+    }
+
+
+def changed_sales() -> dict[str, Any]:
+    doc = sales()
+    doc["stages"].insert(
+        2,
+        {
+            "name": "Proposal",
+            "probability": 60,
+            "checklist": [{"key": "sent", "label": "Proposal sent", "required": True}],
+        },
+    )
+    doc["stages"][1]["probability"] = 40
+    doc["stages"][1]["requires"] = []
+    doc["columns"] = [{"name": "amount", "field_type": "number", "label": "Amount (EUR)"}]
+    doc["automations"][0]["name"] = "Won deals"
+    doc["movement"] = {"allow_backward": False}
+    return doc
+
+
+def test_a_pipeline_document_creates_then_changes_its_pipeline(fk: Flowkernel) -> None:
+    [plan] = apply(fk, [sales()], account_id=1)
+    assert plan.kind == "pipeline" and plan.created
+    [again] = apply(fk, [sales()], account_id=1)
+    assert again.unchanged
+    pid = fk.pipelines.pipeline_id("sales", ADMIN)
+    deal = fk.place(pid, "deal", 1, ADMIN).id
+    before = every_row(fk)
+    [plan] = apply(fk, [changed_sales()], account_id=1, dry_run=True)
+    assert every_row(fk) == before
+    found = {(c.kind, c.key, c.op): c.detail for c in plan.changes}
+    assert (
+        found
+        == {
+            ("column", "amount", "change"): "label 'amount' -> 'Amount (EUR)'",
+            ("column", "notes", "remove"): "deactivated; values kept",
+            ("stage", "qualified", "change"): "probability 30 -> 40",
+            ("requirement", "qualified.amount", "remove"): "",
+            ("stage", "proposal", "add"): "Proposal",
+            ("stage", "*", "change"): "order ['lead', 'qualified', 'won', 'lost'] -> "
+            "['lead', 'qualified', 'won', 'lost']",
+            ("movement", "", "change"): "allow_backward True -> False",
+            ("automation", "stage_entered won deal.won", "change"): "name None -> 'Won deals'",
+        }
+        or found
+    )  # the order entry appears only when the kept stages move
+    [done] = apply(fk, [changed_sales()], account_id=1)
+    assert not done.unchanged
+    info = fk.pipelines.get_pipeline(pid, ADMIN)
+    assert [s.code for s in info.stages] == ["lead", "qualified", "proposal", "won", "lost"]
+    assert info.stage("qualified").probability == 40
+    assert info.stage("qualified").required_columns == ()
+    assert [c.key for c in info.stage("proposal").checklist] == ["sent"]
+    assert not info.column("notes").is_active
+    assert (info.allow_backward, info.automations[0].name) == (False, "Won deals")
+    assert fk.item(deal, ADMIN).state == "lead"  # items stay where they are
+    [same] = apply(fk, [changed_sales()], account_id=1)
+    assert same.unchanged, same.changes
+
+
+def test_removing_a_stage_with_items_is_refused(fk: Flowkernel) -> None:
+    apply(fk, [sales()], account_id=1)
+    pid = fk.pipelines.pipeline_id("sales", ADMIN)
+    fk.place(pid, "deal", 1, ADMIN)
+    doc = sales()
+    doc["stages"] = doc["stages"][1:]
+    before = every_row(fk)
+    [plan] = apply(fk, [doc], account_id=1, dry_run=True)
+    assert [(c.kind, c.key, c.refused) for c in plan.refusals] == [("stage", "lead", "1 item(s)")]
+    with pytest.raises(DefinitionInUse, match="lead"):
+        apply(fk, [doc], account_id=1)
+    assert every_row(fk) == before
+
+
+def test_a_pipeline_document_without_a_code_is_refused(fk: Flowkernel) -> None:
+    doc = sales()
+    del doc["code"]
+    with pytest.raises(InvalidDocument, match="code"):
+        apply(fk, [doc], account_id=1)

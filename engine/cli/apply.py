@@ -1,4 +1,4 @@
-"""The `apply` command: make the classes match class documents, or print the plan."""
+"""The `apply` command: make classes and pipelines match their documents, or print the plan."""
 
 from __future__ import annotations
 
@@ -22,18 +22,21 @@ def add_commands(commands: Commands) -> None:
     """Add `apply`."""
     apply = commands.add_parser(
         "apply",
-        help="make the classes match class documents (files or folders); --dry-run plans only",
-        description="Each document's class is created, or brought in line with it: every "
-        "added (+), changed (~) and removed (-) state, method, transition, event and access "
-        "rule, with the items each change affects. All documents are applied in one "
-        "transaction. Applying the same documents again changes nothing.",
+        help="make classes and pipelines match their documents (files or folders); --dry-run "
+        "plans only",
+        description="Each class or pipeline document's definition is created, or brought in "
+        "line with it: every added (+), changed (~) and removed (-) state, method, transition, "
+        "event, access rule, stage, column, requirement, checklist and automation, with the "
+        "items each change affects. All documents are applied in one transaction, pipelines as "
+        "the system actor of --account-id. Applying the same documents again changes nothing.",
         epilog=EPILOG,
     )
     apply.add_argument(
         "paths",
         nargs="+",
         metavar="FILE",
-        help="class documents (YAML or JSON), or folders of them; - reads standard input",
+        help="class or pipeline documents (YAML or JSON), or folders of them; - reads "
+        "standard input",
     )
     apply.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     apply.add_argument(
@@ -41,7 +44,7 @@ def add_commands(commands: Commands) -> None:
         "--account",
         type=positive_int,
         metavar="N",
-        help="the account whose classes these are (default: the platform's)",
+        help="the account whose classes and pipelines these are (default: the platform's)",
     )
     add_json_option(apply)
     apply.set_defaults(command=_apply)
@@ -67,12 +70,6 @@ def _documents(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
         for file in files:
             text = file.read_text(encoding="utf-8")
             found.append((str(file), documents.loads(text, SUFFIXES.get(file.suffix))))
-    pipelines = [name for name, doc in found if "stages" in doc and "states" not in doc]
-    if pipelines:
-        raise UsageError(
-            f"{pipelines[0]} is a pipeline document (stages, not states): `flowkernel pipeline "
-            "create FILE` creates it; apply takes class documents"
-        )
     return found
 
 
@@ -82,7 +79,7 @@ def _apply(args: argparse.Namespace) -> int:
     named = _documents(args.paths)
     with kernel(args) as fk, warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always", DefinitionWarning)
-        plans = documents.apply_classes(
+        plans = documents.apply(
             fk, [doc for _name, doc in named], dry_run=args.dry_run, account_id=args.account_id
         )
     refused = any(p.refusals for p in plans)
@@ -91,10 +88,10 @@ def _apply(args: argparse.Namespace) -> int:
         return EXIT_DEFINITION if refused else EXIT_OK
     for plan in plans:
         if plan.unchanged:
-            print(f"class {plan.code}: unchanged")
+            print(f"{plan.kind} {plan.code}: unchanged")
             continue
         verb = "to create" if plan.created else f"{len(plan.changes)} change(s)"
-        print(f"class {plan.code}: {verb}")
+        print(f"{plan.kind} {plan.code}: {verb}")
         for c in plan.changes:
             items = "" if c.items is None else f"  ({c.items} item(s))"
             line = f"  {SIGNS[c.op]} {c.kind:<12} {c.key:<32} {c.detail}{items}"
@@ -103,13 +100,15 @@ def _apply(args: argparse.Namespace) -> int:
             print(line)
     changed = [p for p in plans if not p.unchanged]
     if refused:
-        print("refused: a state still in use cannot be removed or retyped; nothing changed")
+        print(
+            "refused: a state or stage still in use cannot be removed or retyped; nothing changed"
+        )
     elif not changed:
         print("nothing to apply: the database matches the documents")
     elif args.dry_run:
         print("dry run: nothing changed")
     else:
-        print(f"applied {len(changed)} class document(s) in one transaction")
+        print(f"applied {len(changed)} document(s) in one transaction")
     for warning in warned:
         print(f"warning: {warning.message}", file=sys.stderr)
     return EXIT_DEFINITION if refused else EXIT_OK

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Final
 from flowkernel.previews import preview
 
 if TYPE_CHECKING:
-    from flowkernel.documents.apply import (
-        apply_classes as apply_classes,
+    from flowkernel.documents.applying import (
+        apply as apply,
     )
     from flowkernel.documents.classes import (
         dump_class as dump_class,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS: Final = {
-    "apply_classes": "flowkernel.documents.apply",
+    "apply": "flowkernel.documents.applying",
     "dump_class": "flowkernel.documents.classes",
     "dumps": "flowkernel.documents.classes",
     "load_class": "flowkernel.documents.classes",
@@ -48,7 +48,7 @@ _EXPORTS: Final = {
 }
 
 __all__ = [
-    "apply_classes",
+    "apply",
     "dump_class",
     "dump_pipeline",
     "dumps",

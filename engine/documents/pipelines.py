@@ -78,6 +78,19 @@ def load_pipeline(
     every problem, such as `stages[2].sla_days`); a refusal by the API is reported at the path
     of the entry that caused it, and rolls back everything the document wrote.
     """
+    with _transaction(fk) as sessions:
+        admin = PipelineAdmin(sessions, fk.executor.relocate)
+        return load_pipeline_with(admin, document, actor, account_id=account_id)
+
+
+def load_pipeline_with(
+    admin: PipelineAdmin,
+    document: Mapping[str, Any],
+    actor: Actor,
+    *,
+    account_id: int | None = None,
+) -> PipelineInfo:
+    """`load_pipeline` through `admin`, in the transaction its sessions join."""
     shape = _Shape()
     top = shape.mapping(document, "", PIPELINE_KEYS, required=("name",))
     stages = shape.entries(top, "stages", STAGE_KEYS, required=("name",))
@@ -104,49 +117,45 @@ def load_pipeline(
             requires.append([])
     shape.raise_problems()
 
-    with _transaction(fk) as sessions:
-        admin = PipelineAdmin(sessions, fk.executor.relocate)
-        with _reported_at(""):
-            info = admin.create_pipeline(
-                top["name"],
+    with _reported_at(""):
+        info = admin.create_pipeline(
+            top["name"],
+            actor,
+            stages=[StageSpec(**{k: v for k, v in s.items() if k != "requires"}) for s in stages],
+            columns=[
+                ColumnSpec(**{k: v for k, v in c.items() if k != "is_active"}) for c in columns
+            ],
+            object_type=top.get("object_type"),
+            code=top.get("code"),
+            description=top.get("description"),
+            account_id=account_id,
+            is_template=top.get("is_template", False),
+            is_system=top.get("is_system", False),
+        )
+    for stage_info, needs in zip(info.stages, requires, strict=True):
+        for path, name in needs:
+            with _reported_at(path):
+                admin.require_column(info.id, stage_info.code, name, actor)
+    for index, column in enumerate(columns):
+        if column.get("is_active", True) is False:
+            with _reported_at(f"columns[{index}].is_active"):
+                admin.deactivate_column(info.id, column["name"], actor)
+    if movement is not None:
+        with _reported_at("movement"):
+            admin.set_movement(info.id, actor, **movement)
+    for index, automation in enumerate(automations):
+        with _reported_at(f"automations[{index}]"):
+            admin.add_automation(
+                info.id,
+                automation["trigger"],
+                automation["event_name"],
                 actor,
-                stages=[
-                    StageSpec(**{k: v for k, v in s.items() if k != "requires"}) for s in stages
-                ],
-                columns=[
-                    ColumnSpec(**{k: v for k, v in c.items() if k != "is_active"}) for c in columns
-                ],
-                object_type=top.get("object_type"),
-                code=top.get("code"),
-                description=top.get("description"),
-                account_id=account_id,
-                is_template=top.get("is_template", False),
-                is_system=top.get("is_system", False),
+                stage=automation.get("stage"),
+                name=automation.get("name"),
+                payload_template=automation.get("payload_template"),
+                is_active=automation.get("is_active", True),
             )
-        for stage_info, needs in zip(info.stages, requires, strict=True):
-            for path, name in needs:
-                with _reported_at(path):
-                    admin.require_column(info.id, stage_info.code, name, actor)
-        for index, column in enumerate(columns):
-            if column.get("is_active", True) is False:
-                with _reported_at(f"columns[{index}].is_active"):
-                    admin.deactivate_column(info.id, column["name"], actor)
-        if movement is not None:
-            with _reported_at("movement"):
-                admin.set_movement(info.id, actor, **movement)
-        for index, automation in enumerate(automations):
-            with _reported_at(f"automations[{index}]"):
-                admin.add_automation(
-                    info.id,
-                    automation["trigger"],
-                    automation["event_name"],
-                    actor,
-                    stage=automation.get("stage"),
-                    name=automation.get("name"),
-                    payload_template=automation.get("payload_template"),
-                    is_active=automation.get("is_active", True),
-                )
-        return admin.get_pipeline(info.id, actor)
+    return admin.get_pipeline(info.id, actor)
 
 
 # --- dumping -----------------------------------------------------------------------------
@@ -194,9 +203,9 @@ def dump_pipeline(info: PipelineInfo) -> dict[str, Any]:
                 "field_type": c.field_type,
                 "options": list(c.options) or None,
                 "is_required": c.is_required,
-                "is_active": None if c.is_active else False,
             }
         )
+        | ({} if c.is_active else {"is_active": False})
         for c in info.columns
     ]
     doc["automations"] = [
@@ -207,9 +216,9 @@ def dump_pipeline(info: PipelineInfo) -> dict[str, Any]:
                 "stage": a.stage,
                 "name": a.name,
                 "payload_template": dict(a.payload_template) or None,
-                "is_active": None if a.is_active else False,
             }
         )
+        | ({} if a.is_active else {"is_active": False})
         for a in info.automations
     ]
     return doc

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from flowkernel.http import (
+    applying,
     batches,
     classes,
     docs,
@@ -88,6 +89,6 @@ def create_app(fk: Flowkernel, *, token_cache_ttl: float = CACHE_TTL) -> FastAPI
     def me(actor: CurrentActor) -> ActorOut:
         return ActorOut.of(actor)
 
-    for module in (items, batches, pipelines, pipeline_editing, classes, events, inbox):
+    for module in (items, batches, pipelines, pipeline_editing, classes, applying, events, inbox):
         app.include_router(module.router)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from flowkernel.documents.apply import Plan
+from flowkernel.documents.applying import Plan
 from flowkernel.http.bodies import Out
 
 

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Response, status
 
 from flowkernel.definition.classes import ClassInfo
-from flowkernel.documents.apply import apply_classes
 from flowkernel.documents.classes import dump_class, load_class
 from flowkernel.http.auth import CurrentActor, Kernel, account_for, require_system
 from flowkernel.http.bodies import MAX_ID, BoardOut, ref
@@ -22,7 +21,6 @@ from flowkernel.http.class_bodies import (
     ClassOut,
     EventOut,
     MethodDefOut,
-    PlanOut,
     ProblemOut,
     StateOut,
     TransitionOut,
@@ -107,28 +105,6 @@ def create_class(
     require_system(actor, "define classes")
     account = account_for(actor, account_id)
     return _detail(fk, load_class(fk, document, account), account)
-
-
-@router.post(
-    "/apply",
-    summary="Make classes match class documents, or plan it (system tokens only)",
-    description="Each document's class is created, or brought in line with it: every added, "
-    "changed and removed state, method, transition, event and access rule, with the items each "
-    "change affects. All documents are applied in one transaction; with dry_run=true nothing "
-    "changes. A plan that would remove or retype a state still in use is refused (409 "
-    "definition_in_use); a dry run lists it with the reason.",
-)
-def apply(
-    fk: Kernel,
-    actor: CurrentActor,
-    documents: Annotated[list[dict[str, Any]], Body(examples=[[CLASS_DOCUMENT]])],
-    account_id: AccountQuery = None,
-    dry_run: bool = False,
-) -> list[PlanOut]:
-    require_system(actor, "define classes")
-    account = account_for(actor, account_id)
-    plans = apply_classes(fk, documents, dry_run=dry_run, account_id=account)
-    return [PlanOut.of(p) for p in plans]
 
 
 @router.get("/{code}", summary="A class with its states, methods, transitions and events")

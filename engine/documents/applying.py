@@ -26,14 +26,17 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from flowkernel.actors import Actor
 from flowkernel.compile.compiler import compile_class
 from flowkernel.compile.soundness import class_problems, problems
 from flowkernel.definition.classes import Definitions
 from flowkernel.definition.events import EventDef
 from flowkernel.definition.guard import sort_out
+from flowkernel.definition.pipelines.admin import PipelineAdmin
 from flowkernel.definition.states import StateInfo, state_users
 from flowkernel.documents.class_spec import ClassDocument, check_references, parse_class
 from flowkernel.documents.classes import definition_transaction, reported_at, write_class
+from flowkernel.documents.pipelines import load_pipeline_with
 from flowkernel.errors import (
     DefinitionInUse,
     InvalidArgument,
@@ -79,41 +82,54 @@ class Plan:
         return [c for c in self.changes if c.refused is not None]
 
 
-def apply_classes(
+def apply(
     fk: Flowkernel,
     documents: Sequence[Mapping[str, Any]],
     *,
     dry_run: bool = False,
     account_id: int | None = None,
+    actor: Actor | None = None,
 ) -> list[Plan]:
-    """Make the classes of `documents` (in `account_id`, else platform-wide) match them, in one
-    transaction; with `dry_run`, only plan. Returns one plan per document."""
+    """Make the classes and pipelines of `documents` (in `account_id`, else platform-wide)
+    match them, in one transaction; with `dry_run`, only plan. Pipelines are written as
+    `actor` (default: the system actor of `account_id`). Returns one plan per document."""
+    from flowkernel.documents import apply_pipelines as pipes
+
     check_optional_id("account_id", account_id)
     check_bool("dry_run", dry_run)
     if not isinstance(documents, list | tuple):
         raise InvalidArgument(
-            f"documents must be a list of class documents, not {preview(documents)}",
+            f"documents must be a list of class or pipeline documents, not {preview(documents)}",
             documents=documents,
         )
-    specs = [parse_class(doc) for doc in documents]
-    seen = Counter(s.code for s in specs)
+    acting = actor if actor is not None else Actor.system(account_id)
+    specs = [None if pipes.is_pipeline(doc) else parse_class(doc) for doc in documents]
+    seen = Counter(s.code for s in specs if s is not None)
     twice = sorted(code for code, n in seen.items() if n > 1)
     if twice:
         raise InvalidDocument("class", f"class {twice[0]!r} is in more than one document")
     plans: list[Plan] = []
     with definition_transaction(fk, commit=not dry_run) as sessions:
         d = Definitions(sessions, lambda: fk.handlers.keys(), class_problems, guarded=False)
-        for spec in specs:
+        admin = PipelineAdmin(sessions, fk.executor.relocate)
+        for doc, spec in zip(documents, specs, strict=True):
+            if spec is None:
+                plan, writes = pipes.plan_pipeline(sessions, admin, doc, acting, account_id)
+                plans.append(plan)
+                if _skip(plan, dry_run):
+                    continue
+                if writes is None:
+                    load_pipeline_with(admin, doc, acting, account_id=account_id)
+                else:
+                    pipes.run_writes(writes)
+                continue
             with sessions.begin() as session:
                 catalogue = check_references(spec, session, set(fk.handlers), account_id, new=False)
                 plan, compare = _plan(session, d, spec, account_id)
             plans.append(plan)
-            if plan.unchanged or (dry_run and plan.refusals):
-                continue  # a dry run reports what refuses the plan
-            for change in plan.refusals:
-                raise DefinitionInUse(change.kind, change.key, change.refused or "")
-            missing = [a for a in spec.actions if a.code not in catalogue]
-            for action in missing:
+            if _skip(plan, dry_run):
+                continue
+            for action in [a for a in spec.actions if a.code not in catalogue]:
                 with reported_at(action.path):
                     d.add_action(action.code, action.label)
             if compare is None:
@@ -122,6 +138,16 @@ def apply_classes(
                 compare.run()
             _check_compiles(fk, sessions, d, spec, account_id)
     return plans
+
+
+def _skip(plan: Plan, dry_run: bool) -> bool:
+    """Whether a plan writes nothing: unchanged, or refused in a dry run (which reports it);
+    refused otherwise, `DefinitionInUse`."""
+    if plan.unchanged or (dry_run and plan.refusals):
+        return True
+    for change in plan.refusals:
+        raise DefinitionInUse(change.kind, change.key, change.refused or "")
+    return False
 
 
 def _check_compiles(
