@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from flowkernel.cli import main
 from flowkernel.documents import apply, dump_class
 from flowkernel.errors import DefinitionInUse, InvalidDocument
 from flowkernel.examples.charging_station import register_handlers
+from flowkernel.store.database import reading
 
 __all__ = ["api"]
 
@@ -341,3 +343,42 @@ def test_a_pipeline_document_without_a_code_is_refused(fk: Flowkernel) -> None:
     del doc["code"]
     with pytest.raises(InvalidDocument, match="code"):
         apply(fk, [doc], account_id=1)
+
+
+def test_no_definition_is_read_half_applied(fk: Flowkernel) -> None:
+    """Documents applied over and over while the class is compiled again and again: every
+    compiled class is one whole document's, never part of one and part of the other (a
+    definition is read in several statements, each seeing the latest commit on PostgreSQL)."""
+    apply(fk, [station()])
+    class_id = fk.definitions.get_class("station").id
+    shapes = set()
+    for doc in (changed_station(), station()):
+        apply(fk, [doc])
+        fk.executor.cache.clear()
+        with reading(fk.executor.sessions) as session:
+            c = fk.executor.cache.compile(session, class_id)
+        shapes.add((len(c.states), sum(len(m) for m in c.methods.values()), len(c.access)))
+    assert len(shapes) == 2
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def flip() -> None:
+        try:
+            for k in range(30):
+                apply(fk, [changed_station() if k % 2 == 0 else station()])
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+        finally:
+            done.set()
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    seen = set()
+    while not done.is_set():
+        fk.executor.cache.clear()
+        with reading(fk.executor.sessions) as session:
+            c = fk.executor.cache.compile(session, class_id)
+        seen.add((len(c.states), sum(len(m) for m in c.methods.values()), len(c.access)))
+    flipper.join()
+    assert failures == []
+    assert seen <= shapes
