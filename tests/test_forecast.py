@@ -17,7 +17,7 @@ from flowkernel.cli import main
 from flowkernel.definition.pipelines.admin import StageSpec
 from flowkernel.definition.pipelines.specs import ColumnSpec
 from flowkernel.runtime.forecast import PeriodValue
-from flowkernel.store.tables import history, method_calls
+from flowkernel.store.tables import history, last_calls, method_calls
 
 __all__ = ["api"]
 
@@ -262,3 +262,47 @@ def test_the_forecast_over_http_and_on_the_command_line(
     assert "2026-12" in out and "(no date)" in out
     assert "lead" in out and "50% (50%)" in out
     assert main([*db, *command, "--idle-days", "lead=soon", *acting]) == 2
+
+
+def test_a_lost_deal_did_not_go_further_and_a_dropped_one_was_there(fk: Flowkernel) -> None:
+    stages = [StageSpec("Lead"), StageSpec("Won", is_won=True), StageSpec("Lost", is_lost=True)]
+    pid = fk.pipelines.create_pipeline("Deals", REP, code="deals", stages=stages).id
+    lost = [fk.place(pid, "deal", n, REP).id for n in range(3)]
+    for item in lost:
+        fk.move(item, "lost", REP)
+    kept = fk.place(pid, "deal", 9, REP).id
+    at = datetime.now(UTC)
+    fk.items.delete(kept, REP)
+    fk.items.drop(kept, REP)
+    found = fk.queries.forecast(pid, REP, as_of=at)
+    lead = found.stages[0]
+    assert (lead.entered, lead.advanced, lead.conversion) == (4, 0, 0.0)
+    assert (lead.in_stage, found.open_count) == (1, 1)  # the dropped item, while it was there
+
+
+def test_a_call_kept_as_the_last_one_is_activity(fk: Flowkernel) -> None:
+    stages = [StageSpec("Lead"), StageSpec("Won", is_won=True)]
+    pid = fk.pipelines.create_pipeline("Deals", REP, code="deals", stages=stages).id
+    pinged, quiet = (fk.place(pid, "deal", n, REP).id for n in range(2))
+    with fk.engine.begin() as conn:  # both entered the lead a month ago
+        conn.execute(update(history).values(moved_at=T - timedelta(days=30)))
+        conn.execute(
+            insert(last_calls).values(
+                flow_item_id=pinged,
+                method_code="ping",
+                flow_pipeline_id=pid,
+                action_code="ping",
+                is_system=True,
+                called_at=T - timedelta(days=1),
+                call_count=3,
+            )
+        )
+    found = fk.queries.forecast(pid, REP, idle_days=7, as_of=T)
+    assert found.stages[0].idle == 1  # the quiet one only
+    assert quiet != pinged
+
+
+def test_an_instant_with_no_period_before_it_is_refused(fk: Flowkernel) -> None:
+    pid = fk.pipelines.create_pipeline("Deals", REP, code="deals", stages=[StageSpec("Lead")]).id
+    with pytest.raises(InvalidArgument, match="too early"):
+        fk.queries.forecast(pid, REP, as_of=datetime(1, 1, 20, tzinfo=UTC))

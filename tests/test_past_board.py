@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from http_fixtures import Api, api
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from flowkernel import Actor, Flowkernel, InvalidArgument, UnknownDefinition
 from flowkernel.cli import main
@@ -291,3 +291,43 @@ def test_the_past_board_over_http_and_on_the_command_line(
     early = (placed.moved_at - SECOND).isoformat()
     assert main([*db, "item", "state", str(deal), "--at", early, *acting, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] is None
+
+
+def test_a_stage_code_used_again_names_the_stage_of_then(fk: Flowkernel) -> None:
+    stages = [StageSpec("Lead"), StageSpec("Proposal"), StageSpec("Won", is_won=True)]
+    pid = fk.pipelines.create_pipeline("Deals", REP, code="deals", stages=stages).id
+    deal = fk.place(pid, "deal", 1, REP).id
+    fk.move(deal, "proposal", REP)
+    before = datetime.now(UTC)
+    fk.pipelines.remove_stage(pid, "proposal", ADMIN, target="won")
+    added = fk.pipelines.add_stage(pid, "Proposal", ADMIN, code="proposal", position=0)
+    then = fk.queries.board(pid, ADMIN, as_of=before)
+    assert [(s.code, s.count) for s in then.stages] == [("lead", 0), ("proposal", 1), ("won", 0)]
+    assert then.stages[1].id != added.id
+    page = fk.queries.stage_items(pid, "proposal", ADMIN, as_of=before)
+    assert (page.stage_id, [i.id for i in page.items]) == (then.stages[1].id, [deal])
+
+
+def test_cards_page_by_cursor_whatever_the_stored_time_looks_like(fk: Flowkernel) -> None:
+    """History rows written by the seed's own SQL carry the database's time format (on SQLite,
+    seconds only or milliseconds); a cursor continues after them all the same, and the
+    cards' positions continue across pages."""
+    stages = [StageSpec("Lead"), StageSpec("Won", is_won=True)]
+    pid = fk.pipelines.create_pipeline("Deals", REP, code="deals", stages=stages).id
+    deals = [fk.place(pid, "deal", n, REP).id for n in range(4)]
+    if fk.engine.dialect.name == "sqlite":
+        with fk.engine.begin() as conn:
+            for n, deal in enumerate(deals):
+                stored = f"2026-12-01 10:00:0{n}" + ("" if n % 2 else ".250")
+                conn.execute(
+                    text("UPDATE flow_stage_history SET moved_at = :m WHERE flow_item_id = :i"),
+                    {"m": stored, "i": deal},
+                )
+    moment = datetime.now(UTC)
+    page = fk.queries.stage_items(pid, "lead", REP, limit=1, as_of=moment)
+    seen = [(i.id, i.position) for i in page.items]
+    while page.next_cursor is not None:
+        cursor = page.next_cursor
+        page = fk.queries.stage_items(pid, "lead", REP, limit=1, as_of=moment, cursor=cursor)
+        seen += [(i.id, i.position) for i in page.items]
+    assert seen == [(deal, k) for k, deal in enumerate(reversed(deals))]

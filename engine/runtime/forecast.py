@@ -42,7 +42,7 @@ from flowkernel.runtime.board_results import (
 from flowkernel.runtime.past import in_scope, past_moment
 from flowkernel.runtime.scope import QueryBase, readable_pipeline
 from flowkernel.store.database import reading
-from flowkernel.store.tables import columns, history, items, stages
+from flowkernel.store.tables import columns, history, items, last_calls, stages
 from flowkernel.store.tables import item_values as values_table
 from flowkernel.store.tables import method_calls as calls
 
@@ -125,6 +125,13 @@ class ForecastQueries(QueryBase):
         stage, or days by stage code; None counts no idle items."""
         length = _period(period)
         moment = past_moment(datetime.now(UTC) if as_of is None else as_of)
+        try:
+            _back(_back(moment, length), length)  # where the previous period's window starts
+        except (ValueError, OverflowError):
+            raise InvalidArgument(
+                f"as_of {moment.isoformat()} is too early: the period before it has no start",
+                as_of=moment.isoformat(),
+            ) from None
         with reading(self._sessions) as session:
             conn = session.connection()
             pipeline = readable_pipeline(conn, pipeline_id, actor)
@@ -261,9 +268,9 @@ def _figures(
     start = _back(moment, length)
     by_id = {s.id: s for s in stage_rows}
     # the items on the board at the instant, with the period they were in
-    holding = (
+    holding = (  # a dropped item (no row) counts where it was; its value is gone
         select(history.c.flow_item_id, history.c.to_stage_id, history.c.moved_at)
-        .join(items, items.c.id == history.c.flow_item_id)
+        .join(items, items.c.id == history.c.flow_item_id, isouter=True)
         .where(
             history.c.flow_pipeline_id == pipeline_id,
             history.c.moved_at <= moment,
@@ -298,9 +305,7 @@ def _figures(
             value=t[1],
             weighted_value=t[2],
         )
-        for key, t in sorted(
-            buckets.items(), key=lambda kv: (kv[0] is None, kv[0] or ("", date.min))
-        )
+        for key, t in sorted(buckets.items(), key=_bucket_order)
     )
     stage_figures = _stage_figures(
         conn, pipeline_id, stage_rows, present, start, moment, thresholds, scope
@@ -356,7 +361,8 @@ def _stage_figures(
     scope: Any,
 ) -> tuple[StageFigures, ...]:
     """Entries, advances, time in stage and idle items per stage over `(start, moment]`."""
-    rank = {s.id: (1 << 30 if s.is_won else s.position) for s in stage_rows}
+    # further along: a later position, or the won stage; never the lost one
+    rank = {s.id: (1 << 30 if s.is_won else -1 if s.is_lost else s.position) for s in stage_rows}
     moves = (
         select(
             history.c.flow_item_id, history.c.to_stage_id, history.c.moved_at, history.c.valid_to
@@ -433,13 +439,18 @@ def _idle(
         return {}
     last_call: dict[int, datetime] = {}
     ids = list(watched)
-    for begin in range(0, len(ids), 1000):
-        found = conn.execute(
-            select(calls.c.flow_item_id, func.max(calls.c.called_at))
-            .where(calls.c.flow_item_id.in_(ids[begin : begin + 1000]), calls.c.called_at <= moment)
-            .group_by(calls.c.flow_item_id)
-        )
-        last_call.update({int(i): at for i, at in found})
+    for table in (calls, last_calls):  # every call kept, and the last call of the others
+        for begin in range(0, len(ids), 1000):
+            found = conn.execute(
+                select(table.c.flow_item_id, func.max(table.c.called_at))
+                .where(
+                    table.c.flow_item_id.in_(ids[begin : begin + 1000]),
+                    table.c.called_at <= moment,
+                )
+                .group_by(table.c.flow_item_id)
+            )
+            for item_id, at in found:
+                last_call[int(item_id)] = max(at, last_call.get(int(item_id), at))
     counts: dict[int, int] = defaultdict(int)
     for item_id, r in watched.items():
         active = max(r.moved_at, last_call.get(item_id, r.moved_at))

@@ -317,8 +317,8 @@ def stage_cards(
     limit: int,
 ) -> dict[int, list[PastCard]]:
     """Up to `limit` cards at `moment` of each stage of `pages` (stage id, offset, cursor
-    position), latest entry first, from the offset or after the period the cursor names (its
-    entry time in microseconds since the epoch, its id): one statement for every stage."""
+    position), latest entry first, from the offset or after the period the cursor names (the
+    rank of the next card, the period's id): one statement for every stage."""
     if not pages:
         return {}
     by_cursor = pages[0][2] is not None
@@ -343,7 +343,6 @@ def stage_cards(
         values[f"stage_{k}"] = stage_id
         values[f"offset_{k}"] = offset
         if after is not None:
-            values[f"entered_{k}"] = _NEVER + timedelta(microseconds=after[0])
             values[f"last_{k}"] = after[1]
     found: dict[int, list[PastCard]] = {stage_id: [] for stage_id, _offset, _after in pages}
     for r in stmt.rows(stmt.run(Db.of(conn), values)):
@@ -371,6 +370,7 @@ def _cards_statement(
 
     def build() -> Any:
         moment = bindparam("moment", type_=UTCDateTime())
+        named = history.alias("named")
         measures: list[Any] = [
             history.c.to_stage_id,
             history.c.id,
@@ -406,8 +406,12 @@ def _cards_statement(
             )
             if scoped:
                 query = query.where(in_scope(bindparam("account")))
-            if by_cursor:
-                entered = bindparam(f"entered_{k}", type_=UTCDateTime())
+            if by_cursor:  # after the period the cursor names, as stored (text on SQLite)
+                entered = (
+                    select(named.c.moved_at)
+                    .where(named.c.id == bindparam(f"last_{k}"))
+                    .scalar_subquery()
+                )
                 query = query.where(
                     or_(
                         history.c.moved_at < entered,
@@ -423,6 +427,6 @@ def _cards_statement(
     return _prepared(key, dialect, build)
 
 
-def card_cursor(card: PastCard) -> str:
-    """The cursor after `card`: its entry time in microseconds since the epoch, its period."""
-    return f"{(card.entered_at - _NEVER) // timedelta(microseconds=1)}:{card.period_id}"
+def card_cursor(rank: int, card: PastCard) -> str:
+    """The cursor after `card`: the rank of the card after it, and its period."""
+    return f"{rank}:{card.period_id}"

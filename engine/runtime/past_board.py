@@ -52,6 +52,7 @@ def past_board(
             )
             .order_by(stages.c.position, stages.c.id)
         ).all()
+        stage_rows = _existing(stage_rows, moment)
         account = scope_account(actor, pipeline.iam_account_id)
         ids = [s.id for s in stage_rows]
         counts = past.stage_counts(conn, pipeline_id, ids, moment, account, counted)
@@ -102,6 +103,13 @@ def past_board(
         )
 
     return counted_read(sessions, writer, pipeline_id, actor, moment, build)
+
+
+def _existing(stage_rows: Sequence[Any], moment: datetime) -> list[Any]:
+    """The stages of a past board: of two of one code (one removed since, one added since),
+    the one that existed at `moment`."""
+    then = {s.code for s in stage_rows if s.created_at <= moment}
+    return [s for s in stage_rows if s.created_at <= moment or s.code not in then]
 
 
 def past_stage_page(
@@ -173,7 +181,8 @@ def past_pages(
     position), and the cursor after it if more follow; `sla_days` by stage id."""
     found = past.stage_cards(conn, pipeline_id, pages, moment, account, column_id, limit + 1)
     result: dict[int, tuple[list[BoardItem], str | None]] = {}
-    for (stage_id, offset, _after), days in ((p, sla_days.get(p[0])) for p in pages):
+    for (stage_id, offset, after), days in ((p, sla_days.get(p[0])) for p in pages):
+        first = after[0] if after is not None else offset  # the rank of the page's first card
         rows = found[stage_id]
         cards = []
         for k, card in enumerate(rows[:limit]):
@@ -184,12 +193,13 @@ def past_pages(
                     object_type=card.object_type,
                     object_id=card.object_id,
                     assigned_user_id=card.assigned_user_id,
-                    position=offset + k,
+                    position=first + k,
                     last_stage_changed_at=card.entered_at,
                     sla_due_at=due,
                     sla_breached_at=due if due is not None and due <= moment else None,
                     value=card.value,
                 )
             )
-        result[stage_id] = (cards, past.card_cursor(rows[limit - 1]) if len(rows) > limit else None)
+        more = past.card_cursor(first + limit, rows[limit - 1]) if len(rows) > limit else None
+        result[stage_id] = (cards, more)
     return result

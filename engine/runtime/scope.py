@@ -95,17 +95,21 @@ def item_scope(actor: Actor, pipeline_account: int | None) -> ColumnElement[bool
 
 
 def stage_of(conn: Connection, pipeline: Any, key: str | int, at: datetime | None = None) -> int:
-    """A stage of the pipeline by code or id: one not deleted, or not deleted at `at`."""
+    """A stage of the pipeline by code or id: one not deleted, or not deleted at `at` (of two
+    such stages of one code, the one that existed at `at`)."""
     live = (
         stages.c.deleted_at.is_(None)
         if at is None
         else or_(stages.c.deleted_at.is_(None), stages.c.deleted_at > at)
     )
-    rows = conn.execute(
-        select(stages.c.id, stages.c.code)
+    found = conn.execute(
+        select(stages.c.id, stages.c.code, stages.c.created_at)
         .where(stages.c.flow_pipeline_id == pipeline.id, live)
         .order_by(stages.c.position, stages.c.id)
     ).all()
+    if at is not None:  # those created by then first
+        found = sorted(found, key=lambda r: r.created_at > at)
+    rows = [(r.id, r.code) for r in found]
     for stage_id, code in rows:
         if (isinstance(key, int) and not isinstance(key, bool) and stage_id == key) or (
             isinstance(key, str) and (code or f"stage_{stage_id}") == key
