@@ -283,7 +283,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh: Engine) -> None:
     dialect = fresh.dialect.name
     empty = database_objects(fresh)
     assert current_revision(fresh) is None
-    assert head_revision() == "0011"
+    assert head_revision() == "0012"
 
     upgrade(fresh)
     assert current_revision(fresh) == head_revision()
@@ -735,6 +735,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         "flowkernel/migrations/versions/0009_host_keys.py",
         "flowkernel/migrations/versions/0010_last_calls_fillfactor.py",
         "flowkernel/migrations/versions/0011_past_boards.py",
+        "flowkernel/migrations/versions/0012_dropped_items.py",
         "flowkernel/store/schema/__init__.py",
         "flowkernel/store/schema/items.py",
     } <= names
@@ -769,7 +770,7 @@ def test_wheel_ships_the_migrations_and_migrates_a_database(tmp_path: Path) -> N
         env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.split() == ["0011", "0011"]
+    assert run.stdout.split() == ["0012", "0012"]
     check = create_engine(f"sqlite:///{tmp_path / 'fk.db'}")
     with check.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM fk_state_types")).scalar_one() == 4
@@ -1042,7 +1043,7 @@ def test_step_0009_keeps_integer_keys_and_refuses_to_lose_text_keys_going_down(
         with pytest.raises(RuntimeError, match="1 item"):
             downgrade(fresh, "0008")
         # refused at 0009's step: PostgreSQL rolls the whole downgrade back, SQLite keeps the
-        # steps done before it (0011's and 0010's)
+        # steps done before it (0012's, 0011's and 0010's)
         stopped = head_revision() if fresh.dialect.name == "postgresql" else "0009"
         assert current_revision(fresh) == stopped
         fk.items.delete(placed.id, SYSTEM)
@@ -1150,3 +1151,58 @@ def test_step_0011_reads_past_boards_from_the_history_already_there(fresh: Engin
     with fresh.connect() as conn:
         rows = conn.execute(text("SELECT to_stage_id FROM flow_stage_history ORDER BY id"))
         assert rows.scalars().all() == [lead, won]
+
+
+def test_step_0012_keeps_what_a_dropped_item_leaves(fresh: Engine) -> None:
+    upgrade(fresh, "0011")
+    with fresh.begin() as conn:
+        pid = new_pipeline(conn, "Deals")
+        lead = conn.execute(
+            insert(stages).values(flow_pipeline_id=pid, name="Lead").returning(stages.c.id)
+        ).scalar_one()
+
+        def place(n: int) -> int:
+            item = conn.execute(
+                text(
+                    "INSERT INTO flow_items (flow_pipeline_id, flow_stage_id, object_type, "
+                    "object_id, deleted_at) VALUES (:p, :s, 'deal', :n, :at) RETURNING id"
+                ),
+                {"p": pid, "s": lead, "n": n, "at": datetime(2026, 11, 1, tzinfo=UTC)},
+            ).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO flow_stage_history (flow_item_id, flow_pipeline_id, "
+                    "to_stage_id, moved_at, is_system) VALUES (:i, :p, :s, :at, false)"
+                ),
+                {"i": item, "p": pid, "s": lead, "at": datetime(2026, 10, 1, tzinfo=UTC)},
+            )
+            return int(item)
+
+        before, after, later = place(1), place(2), place(3)
+        conn.execute(text("DELETE FROM flow_items WHERE id = :i"), {"i": before})
+
+    def kept() -> list[tuple[Any, ...]]:
+        with fresh.connect() as conn:
+            rows = conn.execute(
+                text("SELECT flow_item_id, object_type, object_id FROM flow_dropped_items")
+            )
+            return [tuple(r) for r in rows]
+
+    upgrade(fresh, "0012")
+    assert kept() == []  # a drop before the revision left nothing
+    with fresh.begin() as conn:  # a drop now keeps the object and the deletion mark
+        conn.execute(text("DELETE FROM flow_items WHERE id = :i"), {"i": after})
+    assert kept() == [(after, "deal", 2)]
+    with Flowkernel(engine=fresh, deliver_events=False) as fk:
+        board = fk.queries.board(pid, SYSTEM, as_of=datetime(2026, 10, 15, tzinfo=UTC))
+        assert sorted(i.id for i in board.stages[0].items) == [after, later]
+        deleted = fk.queries.board(pid, SYSTEM, as_of=datetime(2026, 11, 15, tzinfo=UTC))
+        assert deleted.stages[0].count == 1  # the item dropped before the revision, no card
+    downgrade(fresh, "0011")
+    assert "flow_dropped_items" not in set(inspect(fresh).get_table_names())
+    with fresh.begin() as conn:  # the trigger is the one of before: it still closes history
+        conn.execute(text("DELETE FROM flow_items WHERE id = :i"), {"i": later})
+        open_rows = conn.execute(
+            text("SELECT count(*) FROM flow_stage_history WHERE valid_to IS NULL")
+        ).scalar_one()
+    assert open_rows == 0

@@ -16,7 +16,13 @@ from sqlalchemy import select, text, update
 from flowkernel import Actor, Flowkernel, InvalidArgument, UnknownDefinition
 from flowkernel.cli import main
 from flowkernel.definition.pipelines.admin import StageSpec
-from flowkernel.store.tables import history, items, stage_count_marks, stage_hour_counts
+from flowkernel.store.tables import (
+    dropped_items,
+    history,
+    items,
+    stage_count_marks,
+    stage_hour_counts,
+)
 
 __all__ = ["api"]
 
@@ -83,10 +89,13 @@ def retime(fk: Flowkernel, start: datetime) -> list[datetime]:
         marks = conn.execute(
             select(items.c.id, items.c.deleted_at).where(items.c.deleted_at.is_not(None))
         ).all()
+        gone = conn.execute(select(dropped_items)).all()
         instants = sorted(
             {r.moved_at for r in rows}
             | {r.valid_to for r in rows if r.valid_to is not None}
             | {m.deleted_at for m in marks}
+            | {g.deleted_at for g in gone if g.deleted_at is not None}
+            | {g.dropped_at for g in gone}
         )
         new = {old: start + k * STEP for k, old in enumerate(instants)}
         for r in rows:
@@ -116,6 +125,9 @@ def expected(
             for r in conn.execute(select(history).where(history.c.flow_pipeline_id == pipeline))
         ]
         marks = dict(conn.execute(select(items.c.id, items.c.deleted_at)).all())
+        marks |= dict(
+            conn.execute(select(dropped_items.c.flow_item_id, dropped_items.c.deleted_at)).all()
+        )
     found: dict[int, tuple[int, list[int]]] = {}
     holding = sorted(
         (

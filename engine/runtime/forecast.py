@@ -43,6 +43,7 @@ from flowkernel.runtime.past import in_scope, past_moment
 from flowkernel.runtime.scope import QueryBase, readable_pipeline
 from flowkernel.store.database import reading
 from flowkernel.store.tables import columns, history, items, last_calls, stages
+from flowkernel.store.tables import dropped_items as dropped
 from flowkernel.store.tables import item_values as values_table
 from flowkernel.store.tables import method_calls as calls
 
@@ -271,11 +272,13 @@ def _figures(
     holding = (  # a dropped item (no row) counts where it was; its value is gone
         select(history.c.flow_item_id, history.c.to_stage_id, history.c.moved_at)
         .join(items, items.c.id == history.c.flow_item_id, isouter=True)
+        .join(dropped, dropped.c.flow_item_id == history.c.flow_item_id, isouter=True)
         .where(
             history.c.flow_pipeline_id == pipeline_id,
             history.c.moved_at <= moment,
             or_(history.c.valid_to.is_(None), history.c.valid_to > moment),
             or_(items.c.deleted_at.is_(None), items.c.deleted_at > moment),
+            or_(dropped.c.deleted_at.is_(None), dropped.c.deleted_at > moment),
         )
     )
     present = conn.execute(holding if scope is None else holding.where(scope)).all()

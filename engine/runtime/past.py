@@ -7,8 +7,9 @@ counted hour at or before T (`flow_stage_hour_counts`) plus the entries and minu
 the history since, less the items deleted by T: a few index lookups however long the history.
 Hours are counted from the history when a past board first needs them, once they are closed
 (`SETTLED` after their end). Item values are not versioned, so a past board has no value sums;
-its cards carry their items' values as they are now. A dropped item counts until its drop, but
-has no card: its row is gone.
+its cards carry their items' values as they are now. A dropped item is on the boards of while it
+was there, from what its drop left (`flow_dropped_items`, migration 0012); one dropped before
+that revision counts until its drop, without a card.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from flowkernel.runtime.board_results import NO_ACCOUNT, parse_value
 from flowkernel.store.prepared import Db, Prepared
 from flowkernel.store.schema import UTCDateTime
 from flowkernel.store.tables import (
+    dropped_items,
     history,
     items,
     stage_count_marks,
@@ -289,6 +291,20 @@ def _counts_statement(dialect: Dialect, size: int, keys: int, scoped: bool) -> P
             .group_by(history.c.to_stage_id)
         )
         parts.append(deleted if scope is None else deleted.where(scope))
+        dropped_then = (  # items dropped since, deleted by then, in the stage they were in
+            select(history.c.to_stage_id, -func.count())
+            .select_from(
+                dropped_items.join(history, history.c.flow_item_id == dropped_items.c.flow_item_id)
+            )
+            .where(
+                dropped_items.c.flow_pipeline_id == bindparam("pipeline"),
+                dropped_items.c.deleted_at <= moment,
+                _holds(moment),
+                history.c.to_stage_id.in_(ids),
+            )
+            .group_by(history.c.to_stage_id)
+        )
+        parts.append(dropped_then if scope is None else dropped_then.where(scope))
         return union_all(*parts)
 
     return _prepared(("counts", dialect.name, dialect.driver, size, keys, scoped), dialect, build)
@@ -375,12 +391,15 @@ def _cards_statement(
             history.c.to_stage_id,
             history.c.id,
             history.c.flow_item_id,
-            items.c.object_type,
-            items.c.object_id,
-            items.c.assigned_iam_user_id,
+            func.coalesce(items.c.object_type, dropped_items.c.object_type),
+            func.coalesce(items.c.object_id, dropped_items.c.object_id),
+            func.coalesce(items.c.assigned_iam_user_id, dropped_items.c.assigned_iam_user_id),
             history.c.moved_at,
         ]
-        source: Any = history.join(items, items.c.id == history.c.flow_item_id)
+        # the item's row, or what it left when it was dropped since
+        source: Any = history.outerjoin(items, items.c.id == history.c.flow_item_id).outerjoin(
+            dropped_items, dropped_items.c.flow_item_id == history.c.flow_item_id
+        )
         if with_value:
             source = source.outerjoin(
                 values_table,
@@ -399,7 +418,19 @@ def _cards_statement(
                     history.c.flow_pipeline_id == bindparam("pipeline"),
                     history.c.to_stage_id == bindparam(f"stage_{k}"),
                     _holds(moment),
-                    or_(items.c.deleted_at.is_(None), items.c.deleted_at > moment),
+                    or_(
+                        and_(
+                            items.c.id.is_not(None),
+                            or_(items.c.deleted_at.is_(None), items.c.deleted_at > moment),
+                        ),
+                        and_(
+                            dropped_items.c.flow_item_id.is_not(None),
+                            or_(
+                                dropped_items.c.deleted_at.is_(None),
+                                dropped_items.c.deleted_at > moment,
+                            ),
+                        ),
+                    ),
                 )
                 .order_by(history.c.moved_at.desc(), history.c.id.desc())
                 .limit(bindparam("limit"))

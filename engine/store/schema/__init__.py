@@ -33,6 +33,7 @@ from flowkernel.store.schema.definitions import (
 )
 from flowkernel.store.schema.items import (
     ApiTokenRow,
+    DroppedItemRow,
     EventLogRow,
     IdempotencyKeyRow,
     InboxRow,
@@ -65,6 +66,7 @@ __all__ = [
     "AutomationRow",
     "Base",
     "ColumnRow",
+    "DroppedItemRow",
     "EventLogRow",
     "EventRow",
     "Id",

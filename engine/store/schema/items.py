@@ -267,6 +267,25 @@ class StageHourCountRow(Base):
     item_count: Mapped[int] = mapped_column(BigInteger(), nullable=False)
 
 
+class DroppedItemRow(Base):
+    """What a dropped item leaves for past boards: its object, account, assignee and deletion
+    mark, kept by the trigger that deletes its row (migration 0012)."""
+
+    __tablename__ = "flow_dropped_items"
+    # A pipeline's items deleted by an instant, for its past boards.
+    __table_args__ = (Index("ix_flow_dropped_items_deleted", "flow_pipeline_id", "deleted_at"),)
+
+    flow_item_id: Mapped[int] = mapped_column(BigInteger(), primary_key=True)
+    flow_pipeline_id: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+    object_type: Mapped[str] = mapped_column(Text(), nullable=False)
+    object_id: Mapped[int] = mapped_column(BigInteger(), nullable=False)
+    object_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    iam_account_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
+    assigned_iam_user_id: Mapped[int | None] = mapped_column(BigInteger(), nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    dropped_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
 class StageCountMarkRow(Base):
     """How far a pipeline's `flow_stage_hour_counts` are written: every hour up to `counted_to`."""
 
