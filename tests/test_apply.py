@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -382,3 +383,53 @@ def test_no_definition_is_read_half_applied(fk: Flowkernel) -> None:
     flipper.join()
     assert failures == []
     assert seen <= shapes
+
+
+def test_executions_during_applies_run_under_one_whole_definition(fk: Flowkernel) -> None:
+    """A station pauses and resumes while the pause's target flips between `paused` and
+    `unavailable`, document after document: every execution runs under one whole document's
+    definition, never a pause that leads nowhere or into a state not there yet."""
+    to_paused = changed_station()  # with a second way into `paused`, from unavailable
+    to_paused["methods"].append({"code": "pause", "action": "pause", "state": "unavailable"})
+    to_paused["transitions"].append({"state": "unavailable", "method": "pause", "to": "paused"})
+    to_unavailable = copy.deepcopy(to_paused)
+    for t in to_unavailable["transitions"]:
+        if (t["state"], t["method"]) == ("available", "pause"):
+            t["to"] = "unavailable"
+    apply(fk, [to_paused])
+    station_id = fk.place("station", "charging_station", 1, SYSTEM).id
+    fk.execute(station_id, "enable", SYSTEM)
+    fk.execute(station_id, "available", SYSTEM)
+    done = threading.Event()
+    executed = threading.Semaphore(0)  # one per execution: the flipper lets some run between
+    failures: list[BaseException] = []
+
+    def flip() -> None:
+        try:
+            for k in range(20):
+                [plan] = apply(fk, [to_unavailable if k % 2 == 0 else to_paused])
+                assert [c.key for c in plan.changes] == ["available.pause"]
+                for _ in range(2):
+                    assert executed.acquire(timeout=60), "no execution ran after an apply"
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+        finally:
+            done.set()
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    moved: Counter[str] = Counter()
+    while not done.is_set():
+        state = fk.item(station_id, SYSTEM).state
+        result = fk.execute(station_id, "pause" if state == "available" else "available", SYSTEM)
+        moved[f"{result.from_state}->{result.to_state}"] += 1
+        executed.release()
+    flipper.join()
+    assert failures == []
+    assert moved["available->paused"] and moved["available->unavailable"]  # both definitions ran
+    assert set(moved) <= {
+        "available->paused",
+        "paused->available",
+        "available->unavailable",
+        "unavailable->available",
+    }, moved
