@@ -401,7 +401,12 @@ def test_executions_during_applies_run_under_one_whole_definition(fk: Flowkernel
     fk.execute(station_id, "enable", SYSTEM)
     fk.execute(station_id, "available", SYSTEM)
     done = threading.Event()
-    executed = threading.Semaphore(0)  # one per execution: the flipper lets some run between
+    executed = threading.Condition()  # the flipper lets three executions end between applies,
+    count = [0]  # so a pause starts and ends under each definition
+
+    def after(n: int) -> bool:
+        return count[0] >= n
+
     failures: list[BaseException] = []
 
     def flip() -> None:
@@ -409,8 +414,9 @@ def test_executions_during_applies_run_under_one_whole_definition(fk: Flowkernel
             for k in range(20):
                 [plan] = apply(fk, [to_unavailable if k % 2 == 0 else to_paused])
                 assert [c.key for c in plan.changes] == ["available.pause"]
-                for _ in range(2):
-                    assert executed.acquire(timeout=60), "no execution ran after an apply"
+                with executed:
+                    target = count[0] + 3
+                    assert executed.wait_for(lambda t=target: after(t), timeout=60), "none ran"
         except BaseException as exc:  # reported below
             failures.append(exc)
         finally:
@@ -423,7 +429,9 @@ def test_executions_during_applies_run_under_one_whole_definition(fk: Flowkernel
         state = fk.item(station_id, SYSTEM).state
         result = fk.execute(station_id, "pause" if state == "available" else "available", SYSTEM)
         moved[f"{result.from_state}->{result.to_state}"] += 1
-        executed.release()
+        with executed:
+            count[0] += 1
+            executed.notify_all()
     flipper.join()
     assert failures == []
     assert moved["available->paused"] and moved["available->unavailable"]  # both definitions ran
