@@ -23,8 +23,11 @@ from flowkernel.actors import Actor
 from flowkernel.definition.pipelines.admin import PipelineAdmin
 from flowkernel.definition.pipelines.info import PipelineInfo
 from flowkernel.documents.applying import Change, Plan, Write
-from flowkernel.documents.classes import reported_at
-from flowkernel.documents.pipelines import dump_pipeline, load_pipeline_with
+from flowkernel.documents.pipelines import (
+    dump_pipeline,
+    load_pipeline_with,
+    reported_in_document,
+)
 from flowkernel.errors import InvalidDocument, UnknownDefinition
 from flowkernel.store.schema import ItemRow
 
@@ -324,7 +327,7 @@ class _Diff:
 def run_writes(writes: list[tuple[str, Write]]) -> None:
     """Carry out a plan's writes, a refusal reported at the document path that asked."""
     for path, write in writes:
-        with reported_at(path):
+        with reported_in_document(path):
             write()
 
 

@@ -27,15 +27,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from flowkernel.actors import Actor
-from flowkernel.compile.compiler import compile_class
-from flowkernel.compile.soundness import class_problems, problems
+from flowkernel.compile.soundness import class_problems
 from flowkernel.definition.classes import Definitions
 from flowkernel.definition.events import EventDef
-from flowkernel.definition.guard import sort_out
 from flowkernel.definition.pipelines.admin import PipelineAdmin
 from flowkernel.definition.states import StateInfo, state_users
 from flowkernel.documents.class_spec import ClassDocument, check_references, parse_class
-from flowkernel.documents.classes import definition_transaction, reported_at, write_class
+from flowkernel.documents.classes import (
+    check_compiles,
+    definition_transaction,
+    reported_at,
+    write_class,
+)
 from flowkernel.documents.pipelines import load_pipeline_with
 from flowkernel.errors import (
     DefinitionInUse,
@@ -136,7 +139,7 @@ def apply(
                 write_class(d, spec, account_id)
             else:
                 compare.run()
-            _check_compiles(fk, sessions, d, spec, account_id)
+            check_compiles(fk, sessions, d, spec, account_id)
     return plans
 
 
@@ -148,24 +151,6 @@ def _skip(plan: Plan, dry_run: bool) -> bool:
     for change in plan.refusals:
         raise DefinitionInUse(change.kind, change.key, change.refused or "")
     return False
-
-
-def _check_compiles(
-    fk: Flowkernel, sessions: Any, d: Definitions, spec: ClassDocument, account_id: int | None
-) -> None:
-    """Refuse a class that does not compile or breaks a whole-class rule once written."""
-    info = d.get_class(spec.code, account_id)
-    with sessions.begin() as session, reported_at(""):
-        found = sort_out(
-            problems(compile_class(session, info.id)), strict_states=fk.definitions.strict_states
-        )
-    if found:
-        paths = {s.code: s.path for s in spec.states}
-        raise InvalidDocument(
-            paths.get(found[0].state or "", ""),
-            found[0].message,
-            [(paths.get(p.state or "", ""), p.message) for p in found],
-        )
 
 
 Write = Callable[[], object]

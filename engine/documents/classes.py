@@ -39,6 +39,7 @@ from flowkernel.documents.class_spec import (
 
 __all__ = [
     "CLASS_KEYS",
+    "check_compiles",
     "definition_transaction",
     "dump_class",
     "dumps",
@@ -212,23 +213,36 @@ def load_class(
                 with reported_at(action.path):
                     d.add_action(action.code, action.label)
         write_class(d, spec, account_id)
-        info = d.get_class(spec.code, account_id)
-        # The rows may each be valid and still not compile together (a parent's transition
-        # into a state the subclass lacks), or break a whole-class rule; such a class is
-        # refused like any other problem.
-        with sessions.begin() as session, reported_at(""):
-            found = sort_out(
-                problems(compile_class(session, info.id)),
-                strict_states=fk.definitions.strict_states,
-            )
-        if found:
-            paths = {s.code: s.path for s in spec.states}
-            raise InvalidDocument(
-                paths.get(found[0].state or "", ""),
-                found[0].message,
-                [(paths.get(p.state or "", ""), p.message) for p in found],
-            )
-        return info
+        return check_compiles(fk, sessions, d, spec, account_id)
+
+
+def check_compiles(
+    fk: Flowkernel,
+    sessions: sessionmaker[Session],
+    d: Definitions,
+    spec: ClassDocument,
+    account_id: int | None,
+) -> ClassInfo:
+    """The class written from `spec`, refused (`InvalidDocument`) when it does not compile or
+    breaks a whole-class rule.
+
+    The rows may each be valid and still not compile together (a parent's transition into a
+    state the subclass lacks); such a class is refused like any other problem.
+    """
+    info = d.get_class(spec.code, account_id)
+    with sessions.begin() as session, reported_at(""):
+        found = sort_out(
+            problems(compile_class(session, info.id)),
+            strict_states=fk.definitions.strict_states,
+        )
+    if found:
+        paths = {s.code: s.path for s in spec.states}
+        raise InvalidDocument(
+            paths.get(found[0].state or "", ""),
+            found[0].message,
+            [(paths.get(p.state or "", ""), p.message) for p in found],
+        )
+    return info
 
 
 def write_class(d: Definitions, spec: ClassDocument, account_id: int | None) -> None:

@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 import yaml
-from sqlalchemy.orm import Session, sessionmaker
 
 from flowkernel.actors import Actor
 from flowkernel.definition.pipelines.admin import ColumnSpec, PipelineAdmin, PipelineInfo, StageSpec
+from flowkernel.documents.classes import definition_transaction
 from flowkernel.errors import DefinitionError, InvalidArgument, InvalidDocument
 from flowkernel.previews import preview
 from flowkernel.validation import check_document_text
@@ -78,7 +78,7 @@ def load_pipeline(
     every problem, such as `stages[2].sla_days`); a refusal by the API is reported at the path
     of the entry that caused it, and rolls back everything the document wrote.
     """
-    with _transaction(fk) as sessions:
+    with definition_transaction(fk) as sessions:
         admin = PipelineAdmin(sessions, fk.executor.relocate)
         return load_pipeline_with(admin, document, actor, account_id=account_id)
 
@@ -117,7 +117,7 @@ def load_pipeline_with(
             requires.append([])
     shape.raise_problems()
 
-    with _reported_at(""):
+    with reported_in_document(""):
         info = admin.create_pipeline(
             top["name"],
             actor,
@@ -134,17 +134,17 @@ def load_pipeline_with(
         )
     for stage_info, needs in zip(info.stages, requires, strict=True):
         for path, name in needs:
-            with _reported_at(path):
+            with reported_in_document(path):
                 admin.require_column(info.id, stage_info.code, name, actor)
     for index, column in enumerate(columns):
         if column.get("is_active", True) is False:
-            with _reported_at(f"columns[{index}].is_active"):
+            with reported_in_document(f"columns[{index}].is_active"):
                 admin.deactivate_column(info.id, column["name"], actor)
     if movement is not None:
-        with _reported_at("movement"):
+        with reported_in_document("movement"):
             admin.set_movement(info.id, actor, **movement)
     for index, automation in enumerate(automations):
-        with _reported_at(f"automations[{index}]"):
+        with reported_in_document(f"automations[{index}]"):
             admin.add_automation(
                 info.id,
                 automation["trigger"],
@@ -281,20 +281,7 @@ class _Shape:
 
 
 @contextmanager
-def _transaction(fk: Flowkernel) -> Iterator[sessionmaker[Session]]:
-    """Sessions joining one database transaction (each call in a savepoint), committed at the
-    end of the block and rolled back whole when it raises."""
-    with fk.engine.connect() as conn, conn.begin():
-        yield sessionmaker(
-            bind=conn,
-            expire_on_commit=False,
-            autoflush=False,
-            join_transaction_mode="create_savepoint",
-        )
-
-
-@contextmanager
-def _reported_at(path: str) -> Iterator[None]:
+def reported_in_document(path: str) -> Iterator[None]:
     """Report a definition refused by one API call at the document path that asked for it.
 
     Refusals that are not about the document (access, the database) pass through as they are.
